@@ -38,6 +38,13 @@ from kerasguard.scanner import scan_many
 h5ctx = module_context()
 
 
+@pytest.fixture(autouse=True)
+def child_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This module tests the h5py child, so every file goes to it (the pure-Python reader, which
+    answers for plain files in the scanner, is compared with the child in test_h5plain.py)."""
+    monkeypatch.setattr("kerasguard.formats.hdf5.read_plain", lambda *args: None)
+
+
 def read(path: Path, ctx: ReadContext, role: str = "hdf5") -> Artifact:
     ctx.start_file()
     art = Artifact(path=str(path), format="hdf5", location=Location(str(path)))
@@ -422,7 +429,9 @@ def test_attributes_are_read_with_a_size_cap_and_any_type(tmp_path: Path, h5ctx:
 
 
 def test_worker_dies_with_a_scanner_that_never_closed_it(tmp_path: Path) -> None:
-    path = h5file(tmp_path / "w.h5", keras_weights)
+    path = tmp_path / "w.h5"
+    with h5py.File(path, "w", libver="latest") as f:  # a newer layout: read by the child, not in-process
+        keras_weights(f)
     script = f"""
 import os, sys
 from pathlib import Path

@@ -260,6 +260,11 @@ def parse_response(line: bytes, max_objects: int) -> WalkResult | WorkerFailure:
         msg = json.loads(line)
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(f"response is not JSON: {exc}") from None
+    return parse_answer(msg, max_objects)
+
+
+def parse_answer(msg: Any, max_objects: int) -> WalkResult | WorkerFailure:
+    """Validate one decoded answer (the child's, or the pure-Python reader's in the same form)."""
     _expect(isinstance(msg, dict), "response must be a JSON object")
     ok = msg.get("ok")
     _expect(isinstance(ok, bool), "'ok' must be true or false")

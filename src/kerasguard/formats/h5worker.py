@@ -8,7 +8,8 @@ line on stdin with one JSON line on stdout. Nothing is pickled across the bounda
 
 The walk reads metadata only, never dataset data: shapes, types, storage sizes, layouts, filters,
 external files, virtual sources, links and short attribute values. Links are recorded, never
-followed. It imports nothing from kerasguard except :class:`~kerasguard.formats.blob.FileWindow`.
+followed. It imports nothing from kerasguard but :class:`~kerasguard.formats.blob.FileWindow` and the
+text helpers it shares with the pure-Python reader (:mod:`~kerasguard.formats.h5text`).
 """
 
 from __future__ import annotations
@@ -27,14 +28,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from kerasguard.formats.h5text import (
+    JSON_ATTRS,
+    MAX_ATTR_READ_BYTES,
+    MAX_ATTRS_PER_OBJECT,
+    MAX_SPLIT_PARTS,
+    REPR_CHARS,
+    as_bytes,
+    clip,
+    estimate_size,
+    short_repr,
+    text,
+)
+
 PROTOCOL = 1
-MAX_ATTRS_PER_OBJECT = 64
-MAX_SPLIT_PARTS = 4096
-MAX_ATTR_READ_BYTES = 64 * 1024
 MAX_VIRTUAL_SOURCES = 64
 MAX_EXTERNAL_FILES = 64
-REPR_CHARS = 200
-JSON_ATTRS = ("model_config", "training_config")
 PR_SET_PDEATHSIG = 1
 _STOP = object()
 
@@ -88,14 +97,6 @@ def vm_peak_kib() -> int:
     return 0
 
 
-def _text(raw: bytes | str) -> str:
-    return raw if isinstance(raw, str) else raw.decode("utf-8", "backslashreplace")
-
-
-def _clip(text: str, limit: int = REPR_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 class Walker:
     """Describes every object of one open file without reading dataset data."""
 
@@ -138,19 +139,19 @@ class Walker:
         if isinstance(exc, MemoryError):
             raise exc
         if len(self.errors) < 100:
-            self.errors.append({"path": path, "message": _clip(f"{type(exc).__name__}: {exc}", 300)})
+            self.errors.append({"path": path, "message": clip(f"{type(exc).__name__}: {exc}", 300)})
 
     def _visit(self, name: bytes, info: Any) -> object | None:
         if len(self.objects) >= self.max_objects:
             self.truncated = "objects"
             return _STOP
-        path = "/" + _text(name)
+        path = "/" + text(name)
         try:
             described = self._describe_link(name, path, info)
         except Exception as exc:
             self._error(path, exc)
             return None
-        self.description_bytes += _estimate_size(described)
+        self.description_bytes += estimate_size(described)
         if self.description_bytes > self.max_description_bytes:
             self.truncated = "bytes"
             return _STOP
@@ -160,10 +161,10 @@ class Walker:
     def _describe_link(self, name: bytes, path: str, info: Any) -> dict[str, Any]:
         h5l, h5o = self.h5py.h5l, self.h5py.h5o
         if info.type == h5l.TYPE_SOFT:
-            return {"path": path, "kind": "soft_link", "target": _text(self.fid.links.get_val(name))}
+            return {"path": path, "kind": "soft_link", "target": text(self.fid.links.get_val(name))}
         if info.type == h5l.TYPE_EXTERNAL:
             filename, objpath = self.fid.links.get_val(name)
-            return {"path": path, "kind": "external_link", "target": f"{_text(filename)}:{_text(objpath)}"}
+            return {"path": path, "kind": "external_link", "target": f"{text(filename)}:{text(objpath)}"}
         if info.type != h5l.TYPE_HARD:
             return {"path": path, "kind": "other", "target": f"user-defined link type {info.type}"}
         first = self.seen.get(info.u)
@@ -204,7 +205,7 @@ class Walker:
             out["shape"] = None
         try:
             dtype = dsid.dtype
-            out["dtype"] = _clip(str(dtype), 100)
+            out["dtype"] = clip(str(dtype), 100)
             out["itemsize"] = int(dtype.itemsize)
         except Exception:  # a type numpy cannot express: keep libhdf5's element size
             tid = dsid.get_type()
@@ -225,17 +226,17 @@ class Walker:
             out["chunks"] = list(dcpl.get_chunk())
         filters = [dcpl.get_filter(i) for i in range(dcpl.get_nfilters())]
         if filters:
-            out["filters"] = [_text(f[3]) or f"filter-{f[0]}" for f in filters]
+            out["filters"] = [text(f[3]) or f"filter-{f[0]}" for f in filters]
         count = dcpl.get_external_count()
         if count:
             out["external"] = [
-                [_text(n), int(off), int(size)]
+                [text(n), int(off), int(size)]
                 for n, off, size in (dcpl.get_external(i) for i in range(min(count, MAX_EXTERNAL_FILES)))
             ]
         if layout == h5py.h5d.VIRTUAL:
             n = dcpl.get_virtual_count()
             out["virtual_sources"] = [
-                f"{_text(dcpl.get_virtual_filename(i))}:{_text(dcpl.get_virtual_dsetname(i))}"
+                f"{text(dcpl.get_virtual_filename(i))}:{text(dcpl.get_virtual_dsetname(i))}"
                 for i in range(min(n, MAX_VIRTUAL_SOURCES))
             ]
         return out
@@ -260,11 +261,11 @@ class Walker:
             self._error(path, exc)
             return out
         for raw in names:
-            name = _text(raw)
+            name = text(raw)
             if name in JSON_ATTRS and path == "/":
                 continue  # read in full by _root_attrs
             try:
-                out.append([_clip(name, 100), _clip(self._attr_text(oid, raw), REPR_CHARS)])
+                out.append([clip(name, 100), clip(self._attr_text(oid, raw), REPR_CHARS)])
             except Exception as exc:
                 self._error(f"{path}@{name}", exc)
         if total > len(names):
@@ -341,53 +342,9 @@ class Walker:
                 entry["data"] = base64.b64encode(data).decode("ascii")
             json_attrs[key] = entry
             short[key] = short_repr(data[: REPR_CHARS * 4])
-        for name, text in self._attrs(root, "/"):
-            short.setdefault(name, text)
+        for name, value in self._attrs(root, "/"):
+            short.setdefault(name, value)
         return short, json_attrs
-
-
-def _estimate_size(value: Any) -> int:
-    """About how many bytes ``value`` takes as JSON (strings may grow when escaped: counted x2)."""
-    if isinstance(value, str):
-        return 2 * len(value) + 2
-    if isinstance(value, dict):
-        return sum(_estimate_size(k) + _estimate_size(v) + 2 for k, v in value.items()) + 2
-    if isinstance(value, list):
-        return sum(_estimate_size(v) + 1 for v in value) + 2
-    return 24
-
-
-def as_bytes(value: Any) -> bytes:
-    """A string-like attribute value as bytes (str, bytes, or an array of them, joined)."""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    items = getattr(value, "tolist", None)
-    if items is not None:
-        listed = items()
-        if isinstance(listed, list | tuple):
-            return b"".join(as_bytes(v) for v in listed)
-        if isinstance(listed, bytes | str):
-            return as_bytes(listed)
-    raise TypeError(f"expected a string attribute, got {type(value).__name__}")
-
-
-def short_repr(value: Any) -> str:
-    """A short, printable description of an attribute value."""
-    if isinstance(value, bytes):
-        return _clip(value.decode("utf-8", "backslashreplace"))
-    if isinstance(value, str):
-        return _clip(value)
-    size = getattr(value, "size", None)
-    if isinstance(size, int) and size > 64:
-        return f"<array shape {getattr(value, 'shape', '?')} dtype {getattr(value, 'dtype', '?')}>"
-    tolist = getattr(value, "tolist", None)
-    if tolist is not None:
-        value = tolist()
-    if isinstance(value, list):
-        value = [v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else v for v in value]
-    return _clip(repr(value))
 
 
 def _open(h5py: Any, request: dict[str, Any]) -> tuple[Any, Callable[[], None]]:
@@ -431,7 +388,7 @@ def handle(h5py: Any, request: dict[str, Any]) -> dict[str, Any]:
     except MemoryError:
         return {"ok": False, "kind": "limit", "message": "MemoryError while opening the file"}
     except Exception as exc:
-        return {"ok": False, "kind": "corrupt", "message": _clip(f"not a readable HDF5 file: {exc}", 300)}
+        return {"ok": False, "kind": "corrupt", "message": clip(f"not a readable HDF5 file: {exc}", 300)}
     try:
         walker = Walker(
             h5py,
@@ -444,7 +401,7 @@ def handle(h5py: Any, request: dict[str, Any]) -> dict[str, Any]:
     except MemoryError:
         return {"ok": False, "kind": "limit", "message": "MemoryError while reading metadata"}
     except Exception as exc:
-        return {"ok": False, "kind": "corrupt", "message": _clip(f"{type(exc).__name__}: {exc}", 300)}
+        return {"ok": False, "kind": "corrupt", "message": clip(f"{type(exc).__name__}: {exc}", 300)}
     finally:
         with contextlib.suppress(Exception):  # nothing useful to add once the answer is built
             close()

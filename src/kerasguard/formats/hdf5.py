@@ -1,9 +1,11 @@
-"""HDF5 metadata (links, storage, shapes, attributes) read in a resource-limited child.
+"""HDF5 metadata (links, storage, shapes, attributes): read in pure Python or in a resource-limited child.
 
-This module decides what to ask the worker and what its answer means for the :class:`Artifact`;
-:mod:`~kerasguard.formats.h5client` runs the child and :mod:`~kerasguard.formats.h5worker` is the
-child. The scanning process never imports h5py and never reads dataset data, so the cost of a file
-follows its metadata, not its weights.
+Files in the plain layout h5py writes by default (what Keras saves) are described by
+:mod:`~kerasguard.formats.h5plain` in-process; every other file goes to the h5py child
+(:mod:`~kerasguard.formats.h5client` runs it, :mod:`~kerasguard.formats.h5worker` is the child). Both give
+the same answer, and this module decides what it means for the :class:`Artifact`. The scanning process
+never imports h5py and never reads dataset data, so the cost of a file follows its metadata, not its
+weights.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from kerasguard.formats.h5client import (
     ProtocolError,
     WalkResult,
     WorkerFailure,
+    parse_answer,
     parse_response,
 )
+from kerasguard.formats.h5plain import read_plain
 from kerasguard.formats.json_strict import parse_json_bytes
 from kerasguard.policy import Limits
 
@@ -96,6 +100,18 @@ def max_answer_bytes(limits: Limits) -> int:
     return 3 * MAX_DESCRIPTION_BYTES + 3 * limits.max_json_bytes + (1 << 20)
 
 
+def _read_plain(blob: Blob, limits: Limits) -> WalkResult | None:
+    """The pure-Python reader's answer, validated like the child's; None sends the file to the child."""
+    answer = read_plain(blob, limits.h5_max_objects, limits.max_json_bytes, MAX_DESCRIPTION_BYTES)
+    if answer is None:
+        return None
+    try:
+        result = parse_answer(answer, limits.h5_max_objects)
+    except ProtocolError:  # a reader bug must not lose the file: the child reads it instead
+        return None
+    return result if isinstance(result, WalkResult) else None
+
+
 def read_hdf5(blob: Blob, art: Artifact, ctx: ReadContext, role: str) -> None:
     """Describe an HDF5 blob into ``art.h5_files``; every failure becomes a problem, never a raise."""
     loc = blob.location
@@ -104,6 +120,10 @@ def read_hdf5(blob: Blob, art: Artifact, ctx: ReadContext, role: str) -> None:
         art.problem(
             loc, "timeout", f"no time left (file_timeout_s={ctx.limits.file_timeout_s}) to read HDF5 metadata"
         )
+        return
+    plain = _read_plain(blob, ctx.limits)
+    if plain is not None:
+        record(plain, loc, art, ctx.limits, role)
         return
     worker = worker_for(ctx)
     try:

@@ -1,0 +1,351 @@
+"""The pure-Python HDF5 reader against h5py: same answer on every file it accepts, declines the rest.
+
+Real Keras files (the checked-in fixtures of four Keras versions and models saved in this run), files
+crafted with h5py to reach each structure the reader accepts, and mutated files compared with the
+resource-limited h5py child.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import kerasfiles
+from h5craft import declare_bomb, h5file, keras_weights, member_window, module_context
+from kerasguard.findings import Location
+from kerasguard.formats import h5plain
+from kerasguard.formats.blob import Blob
+from kerasguard.formats.context import ReadContext
+from kerasguard.formats.h5client import MAX_DESCRIPTION_BYTES, WalkResult, parse_answer, parse_response
+from kerasguard.formats.hdf5 import max_answer_bytes, worker_for
+from kerasguard.policy import Limits, MiB
+
+h5ctx = module_context()
+BENIGN = Path(__file__).resolve().parent.parent / "data" / "benign"
+LIMITS = Limits()
+
+
+def plain(blob: Blob) -> WalkResult | None:
+    answer = h5plain.read_plain(blob, LIMITS.h5_max_objects, LIMITS.max_json_bytes, MAX_DESCRIPTION_BYTES)
+    if answer is None:
+        return None
+    result = parse_answer(answer, LIMITS.h5_max_objects)
+    assert isinstance(result, WalkResult)
+    return result
+
+
+def child(blob: Blob, ctx: ReadContext) -> WalkResult | str:
+    """What the h5py child says of the same bytes (a failure as its kind)."""
+    assert blob.path is not None
+    size = None if blob.offset == 0 and blob.size == blob.path.stat().st_size else blob.size
+    request = {
+        "op": "read",
+        "path": str(blob.path.absolute()),
+        "offset": blob.offset,
+        "size": size,
+        "max_objects": LIMITS.h5_max_objects,
+        "max_json_bytes": LIMITS.max_json_bytes,
+        "max_description_bytes": MAX_DESCRIPTION_BYTES,
+        "cpu_seconds": 30,
+    }
+    answer = worker_for(ctx).request(request, 30.0, max_answer_bytes(LIMITS))
+    if isinstance(answer, bytes):
+        parsed = parse_response(answer, LIMITS.h5_max_objects)
+        return parsed if isinstance(parsed, WalkResult) else parsed.kind
+    return answer.kind
+
+
+def file_blob(path: Path) -> Blob:
+    return Blob.from_file(path, Location(str(path)))
+
+
+def member_blob(zip_path: Path, name: str = "model.weights.h5") -> Blob:
+    offset, size = member_window(zip_path, name)
+    return Blob(location=Location(str(zip_path)), name=name, size=size, path=zip_path, offset=offset)
+
+
+def assert_same(blob: Blob, ctx: ReadContext) -> WalkResult:
+    """The reader accepts ``blob`` and says exactly what h5py says."""
+    ours = plain(blob)
+    assert ours is not None, f"{blob.location} declined"
+    assert ours == child(blob, ctx)
+    return ours
+
+
+# ------------------------------------------------------------------------ real Keras files
+
+
+def benign_hdf5() -> list[Path]:
+    return sorted(p for p in BENIGN.rglob("*.h5"))
+
+
+@pytest.mark.parametrize("path", benign_hdf5(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_fixture_hdf5_files_match_h5py(path: Path, h5ctx: ReadContext) -> None:
+    assert_same(file_blob(path), h5ctx)
+
+
+@pytest.mark.parametrize("path", sorted(BENIGN.rglob("*.keras")), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_fixture_keras_weights_match_h5py(path: Path, h5ctx: ReadContext) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        names = [i.filename for i in zf.infolist() if i.filename.endswith(".h5")]
+    for name in names:
+        assert_same(member_blob(path, name), h5ctx)
+
+
+@pytest.mark.parametrize("builder", ["mlp", "cnn", "rnn", "custom_layer", "nested_submodel"])
+def test_keras_saved_in_this_run_matches_h5py(builder: str, tmp_path: Path, h5ctx: ReadContext) -> None:
+    saved = kerasfiles.saved(builder)
+    assert_same(member_blob(saved), h5ctx)
+    import kmodels
+
+    model = kmodels.BENIGN[builder]()
+    model.save(tmp_path / "legacy.h5")
+    model.save_weights(tmp_path / "only.weights.h5")
+    result = assert_same(file_blob(tmp_path / "legacy.h5"), h5ctx)
+    assert "model_config" in result.json_attrs
+    assert_same(file_blob(tmp_path / "only.weights.h5"), h5ctx)
+
+
+# ------------------------------------------------------------------------ crafted, accepted
+
+
+def _attrs_of_every_kind(f: h5py.File) -> None:
+    keras_weights(f)
+    g = f.create_group("kinds")
+    for dtype in ("i1", "u1", "<i2", ">i4", "<u8", "<f2", ">f4", "<f8", ">u2"):
+        g.attrs[f"scalar_{dtype}"] = np.array(7.5 if "f" in dtype else 7, dtype=dtype)
+        g.attrs[f"array_{dtype}"] = np.arange(6, dtype=dtype).reshape(2, 3)
+    g.attrs["vlen"] = "unicode ✓ text"
+    g.attrs["vlen_list"] = ["a", "bb", ""]
+    g.attrs["fixed"] = np.bytes_(b"fixed\x00\x00")
+    g.attrs["fixed_list"] = np.array([b"x", b"yy"])
+    g.attrs["big"] = np.zeros(6000, dtype="f8")  # near the 64 KiB limit of a version 1 header message
+    g.attrs["long_list"] = np.arange(100)  # more than 64 elements
+    g.attrs.create("empty", h5py.Empty("f4"))
+    g.attrs["long_text"] = "x" * 1000
+    many = f.create_group("many")
+    for i in range(70):
+        many.attrs[f"a{i:02d}"] = i
+    deep = f
+    for i in range(20):
+        deep = deep.create_group(f"d{i}")
+    deep.create_dataset("leaf", data=np.ones((2, 2), dtype="f8"))
+    f["kinds/again"] = f["layers/dense/vars/0"]  # a second hard link
+    f.create_dataset("scalar", data=np.float32(1.0))
+    f.create_dataset("empty_shape", shape=(0, 4), dtype="f4")
+    f.create_dataset("compact", data=np.arange(4, dtype="i4"), dtype="i4")
+    f.create_dataset("text", data=np.array([b"ab", b"cd"]))
+
+
+def _legacy_split_config(f: h5py.File) -> None:
+    text = b'{"class_name": "Sequential", "config": {"layers": []}}'
+    f.attrs["model_config0"] = np.bytes_(text[:20])
+    f.attrs["model_config1"] = np.bytes_(text[20:])
+    f.attrs["training_config"] = '{"loss": "mse"}'
+    f.attrs["keras_version"] = "2.15.0"
+    mw = f.create_group("model_weights")
+    mw.attrs["layer_names"] = np.array([b"dense"])
+    layer = mw.create_group("dense")
+    layer.attrs["weight_names"] = np.array([b"dense/kernel:0", b"dense/bias:0"])
+    layer.create_dataset("dense/kernel:0", data=np.zeros((3, 2), dtype="f4"))
+
+
+@pytest.mark.parametrize(
+    "build", [_attrs_of_every_kind, _legacy_split_config, keras_weights], ids=lambda b: b.__name__
+)
+def test_crafted_plain_files_match_h5py(
+    build: Callable[[h5py.File], Any], tmp_path: Path, h5ctx: ReadContext
+) -> None:
+    result = assert_same(file_blob(h5file(tmp_path / "f.h5", build)), h5ctx)
+    assert result.objects
+
+
+def test_crafted_file_values_are_what_h5py_reads(tmp_path: Path, h5ctx: ReadContext) -> None:
+    """A few values spelled out, so that a shared mistake in both readers would still show."""
+    result = assert_same(file_blob(h5file(tmp_path / "f.h5", _attrs_of_every_kind)), h5ctx)
+    objects = {o.path: o for o in result.objects}
+    kinds = dict(objects["/kinds"].attrs)
+    assert kinds["vlen"] == "unicode ✓ text"
+    assert kinds["array_>i4"] == "[[0, 1, 2], [3, 4, 5]]"
+    assert kinds["scalar_<f2"] == "7.5"
+    assert kinds["big"] == "<array shape (6000,) dtype float64>"
+    assert kinds["long_list"] == "<array shape (100,) dtype int64>"
+    assert kinds["empty"] == "<empty>"
+    assert dict(objects["/many"].attrs)["<more>"] == "6 more attributes not read"
+    assert objects["/kinds/again"].kind == "dataset"  # first in name order, so the object itself
+    assert objects["/layers/dense/vars/0"].kind == "hard_link"
+    assert objects["/layers/dense/vars/0"].link_target == "/kinds/again"
+    assert objects["/text"].dtype == "|S2"
+    assert objects["/compact"].layout in ("compact", "contiguous")
+
+
+def test_in_memory_bytes_are_read_like_the_file(tmp_path: Path, h5ctx: ReadContext) -> None:
+    path = h5file(tmp_path / "f.h5", _legacy_split_config)
+    from_memory = plain(Blob.from_bytes(path.read_bytes(), Location("mem"), "f.h5"))
+    assert from_memory is not None and from_memory == plain(file_blob(path))
+
+
+# ------------------------------------------------------------------------ declined
+
+
+def _soft(f: h5py.File) -> None:
+    keras_weights(f)
+    f["alias"] = h5py.SoftLink("/layers")
+
+
+def _external_link(f: h5py.File) -> None:
+    keras_weights(f)
+    f["ext"] = h5py.ExternalLink("other.h5", "/x")
+
+
+def _external_storage(f: h5py.File) -> None:
+    f.create_dataset("x", shape=(4,), dtype="f4", external=[("/etc/hostname", 0, 16)])
+
+
+def _chunked(f: h5py.File) -> None:
+    f.create_dataset("x", data=np.zeros((8, 8), dtype="f4"), chunks=(4, 4))
+
+
+def _bomb(f: h5py.File) -> None:
+    declare_bomb(f, "bomb", 3 * 2**30)
+
+
+def _unwritten(f: h5py.File) -> None:
+    f.create_dataset("x", shape=(1024, 1024), dtype="f4")  # declared, never stored
+
+
+def _bool_attr(f: h5py.File) -> None:
+    f.attrs["flag"] = True  # an enum type in HDF5
+
+
+def _huge_vlen_config(f: h5py.File) -> None:
+    f.attrs["model_config"] = "x" * (9 * MiB)
+
+
+def _virtual(f: h5py.File) -> None:
+    layout = h5py.VirtualLayout(shape=(4,), dtype="f4")
+    layout[:] = h5py.VirtualSource("src.h5", "x", shape=(4,))
+    f.create_virtual_dataset("v", layout)
+
+
+DECLINED = [
+    _soft,
+    _external_link,
+    _external_storage,
+    _chunked,
+    _bomb,
+    _unwritten,
+    _bool_attr,
+    _huge_vlen_config,
+]
+
+
+@pytest.mark.parametrize("build", [*DECLINED, _virtual], ids=lambda b: b.__name__)
+def test_anything_outside_the_plain_layout_is_declined(
+    build: Callable[[h5py.File], Any], tmp_path: Path
+) -> None:
+    assert plain(file_blob(h5file(tmp_path / "f.h5", build))) is None
+
+
+def test_newer_file_formats_and_userblocks_are_declined(tmp_path: Path) -> None:
+    with h5py.File(tmp_path / "latest.h5", "w", libver="latest") as f:
+        keras_weights(f)
+    with h5py.File(tmp_path / "ub.h5", "w", userblock_size=512) as f:
+        keras_weights(f)
+    assert plain(file_blob(tmp_path / "latest.h5")) is None
+    assert plain(file_blob(tmp_path / "ub.h5")) is None
+
+
+def test_truncated_or_extended_files_are_declined(tmp_path: Path) -> None:
+    data = h5file(tmp_path / "f.h5", keras_weights).read_bytes()
+    for cut in (0, 8, 95, 96, len(data) // 2, len(data) - 1):
+        assert plain(Blob.from_bytes(data[:cut], Location("t"), "t.h5")) is None
+    assert plain(Blob.from_bytes(data + b"\x00", Location("t"), "t.h5")) is None
+
+
+def test_repeated_link_names_are_declined(tmp_path: Path) -> None:
+    """Two links named "0" in one group (the heap's "1" renamed): libhdf5 would find only one."""
+    path = h5file(tmp_path / "f.h5", keras_weights)
+    data = bytearray(path.read_bytes())
+    pos = data.find(b"\x000\x00\x00\x00\x00\x00\x00\x001\x00")
+    assert pos > 0, "heap layout of the two dataset names"
+    data[pos + 9] = ord("0")
+    assert plain(Blob.from_bytes(bytes(data), Location("t"), "t.h5")) is None
+
+
+def test_a_file_changed_to_a_shorter_one_while_read_is_declined(tmp_path: Path) -> None:
+    path = h5file(tmp_path / "f.h5", keras_weights)
+    blob = file_blob(path)
+    path.write_bytes(path.read_bytes()[:200])
+    assert plain(blob) is None
+
+
+# ------------------------------------------------------------------------ mutations against h5py
+
+
+def _fuzz_base(f: h5py.File) -> None:
+    keras_weights(f)
+    f.attrs["keras_version"] = "3.15.1"
+    f.attrs["model_config"] = '{"class_name": "Sequential"}'
+    f["layers"].attrs["names"] = np.array([b"dense", b"dropout"])
+
+
+@pytest.fixture(scope="module")
+def fuzz_base(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return h5file(tmp_path_factory.mktemp("fz") / "base.h5", _fuzz_base).read_bytes()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_files_are_declined_or_read_as_h5py_reads_them(
+    data: st.DataObject, fuzz_base: bytes, h5ctx: ReadContext, tmp_path: Path
+) -> None:
+    mutated = bytearray(fuzz_base)
+    for _ in range(data.draw(st.integers(1, 4))):
+        pos = data.draw(st.integers(0, len(mutated) - 1))
+        mutated[pos] = data.draw(st.integers(0, 255))
+    path = tmp_path / f"m{data.draw(st.integers(0, 10**9))}.h5"
+    path.write_bytes(bytes(mutated))
+    try:
+        blob = file_blob(path)
+        ours = plain(blob)
+        if ours is not None:
+            assert ours == child(blob, h5ctx)
+    finally:
+        path.unlink()
+
+
+def test_reads_are_bounded_on_a_many_object_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A budget of metadata reads bounds the time on any input: past it the reader declines."""
+
+    def wide(f: h5py.File) -> None:
+        for i in range(300):
+            f.create_group(f"g{i:03d}")
+
+    path = h5file(tmp_path / "wide.h5", wide)
+    assert plain(file_blob(path)) is not None
+    monkeypatch.setattr(h5plain, "MAX_READS", 50)
+    assert plain(file_blob(path)) is None
+
+
+def test_object_limit_sends_the_file_to_the_child(tmp_path: Path) -> None:
+    path = h5file(tmp_path / "f.h5", keras_weights)
+    blob = file_blob(path)
+    assert h5plain.read_plain(blob, 2, LIMITS.max_json_bytes, MAX_DESCRIPTION_BYTES) is None
+    assert h5plain.read_plain(blob, 100, LIMITS.max_json_bytes, MAX_DESCRIPTION_BYTES) is not None
+
+
+def test_struct_helpers_refuse_short_input() -> None:
+    with pytest.raises(h5plain.Decline):
+        h5plain.dataspace(b"\x01\x02")
+    with pytest.raises(h5plain.Decline):
+        h5plain.datatype(b"\x11\x20\x1f\x00\x04\x00\x00\x00", 0, allow_vlen=False)

@@ -70,5 +70,7 @@ class Rule:
 
 def _clip(text: str, limit: int = 300) -> str:
     """Evidence is attacker-controlled: keep it short and printable."""
+    if len(text) <= limit and text.isprintable():
+        return text
     printable = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
     return printable if len(printable) <= limit else printable[: limit - 3] + "..."

@@ -212,8 +212,8 @@ def _may_hold_big_numbers(text: str) -> bool:
     while start >= 0:
         if start == 0 or shape[start - 1] != _DOT:
             return True
-        end = _ONES.match(shape, start).end()
-        start = shape.find(_LONG_RUN, end)
+        run = _ONES.match(shape, start)  # always matches: it starts on a digit
+        start = shape.find(_LONG_RUN, run.end() if run else start + 1)
     return False
 
 

@@ -387,11 +387,12 @@ def check_kg206(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
 # --- KG209 -----------------------------------------------------------------------------------------
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_SEPARATORS = re.compile(r"[\\/]")
 
 
 def traversal_reason(name: str) -> tuple[str, Severity] | None:
     """Why a layer or asset name could escape a directory when Keras uses it as a path."""
-    parts = re.split(r"[\\/]", name)
+    parts = _SEPARATORS.split(name)
     if ".." in parts:
         return "contains a '..' path segment", Severity.HIGH
     if name.startswith(("/", "\\")) or _DRIVE.match(name):

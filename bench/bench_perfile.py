@@ -78,7 +78,7 @@ def main() -> None:
     if args.cli:
         for jobs in ("1", None):
             wall = cli(args.corpus, args.reps, jobs)
-            print(f"CLI --jobs {jobs or 'default'}: {wall:.3f} s (median of {args.reps})")
+            print(f"CLI --jobs {jobs or 'default (auto)'}: {wall:.3f} s (median of {args.reps})")
 
 
 if __name__ == "__main__":

@@ -249,11 +249,10 @@ def scan_in_workers(
 
 
 def _warm_up() -> None:
-    """Load what every file needs once, before forking, instead of once per worker."""
-    from kerasguard.advisories.database import cached_database
+    """Load what every file needs once, before forking, instead of once per worker (the advisory
+    database came with the rule context)."""
     from kerasguard.rules.keras_api import keras_api
 
-    cached_database()
     keras_api()
 
 

@@ -18,6 +18,7 @@ from typing import Literal
 from packaging.version import InvalidVersion, Version
 
 from kerasguard._version import __version__
+from kerasguard.advisories.database import cached_database
 from kerasguard.advisories.enrich import enrich_findings
 from kerasguard.errors import PolicyError
 from kerasguard.findings import FileReport, Finding, Location, ScanReport, Severity, sort_findings
@@ -47,7 +48,8 @@ def rule_context(policy: Policy) -> RuleContext:
             Version(keras_version)
         except InvalidVersion:
             raise PolicyError(f"keras_version {keras_version!r} is not a valid PEP 440 version") from None
-    return RuleContext(policy=policy, keras_version=keras_version)
+    advisories = cached_database() if keras_version is not None else None
+    return RuleContext(policy=policy, keras_version=keras_version, advisories=advisories)
 
 
 @functools.cache
@@ -143,7 +145,9 @@ def run_rules(art: Artifact, ctx: RuleContext, rules: Sequence[Rule] = RULES) ->
                 )
             ]
         produced_all += produced
-    enriched = enrich_findings(produced_all, ctx.keras_version, artifact_format=art.format, policy=ctx.policy)
+    enriched = enrich_findings(
+        produced_all, ctx.keras_version, artifact_format=art.format, policy=ctx.policy, db=ctx.advisories
+    )
     found = [f for f in enriched if not ctx.policy.ignored(f.rule_id, art.path)]
     return found, len(enriched) - len(found)
 

@@ -6,22 +6,23 @@ A reader failure or a rule crash becomes a finding; nothing here returns a silen
 
 from __future__ import annotations
 
+import functools
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Literal
 
 from packaging.version import InvalidVersion, Version
 
 from kerasguard._version import __version__
+from kerasguard.advisories.database import cached_database
 from kerasguard.advisories.enrich import enrich_findings
 from kerasguard.errors import PolicyError
 from kerasguard.findings import FileReport, Finding, Location, ScanReport, Severity, sort_findings
-from kerasguard.formats.artifact import Artifact
+from kerasguard.formats.artifact import Artifact, ProblemKind
 from kerasguard.formats.context import ReadContext
 from kerasguard.formats.dispatch import artifact_format, open_artifact
 from kerasguard.formats.sniff import is_candidate_name, sniff
@@ -47,11 +48,16 @@ def rule_context(policy: Policy) -> RuleContext:
             Version(keras_version)
         except InvalidVersion:
             raise PolicyError(f"keras_version {keras_version!r} is not a valid PEP 440 version") from None
-    return RuleContext(policy=policy, keras_version=keras_version)
+    advisories = cached_database() if keras_version is not None else None
+    return RuleContext(policy=policy, keras_version=keras_version, advisories=advisories)
 
 
+@functools.cache
 def installed_keras_version() -> str | None:
-    """The installed keras version from package metadata (keras itself is never imported)."""
+    """The installed keras version from package metadata (keras itself is never imported).
+
+    Read once per process: the metadata lookup costs ~2 ms, more than scanning a small file.
+    """
     try:
         return metadata.version("keras")
     except metadata.PackageNotFoundError:
@@ -139,7 +145,9 @@ def run_rules(art: Artifact, ctx: RuleContext, rules: Sequence[Rule] = RULES) ->
                 )
             ]
         produced_all += produced
-    enriched = enrich_findings(produced_all, ctx.keras_version, artifact_format=art.format, policy=ctx.policy)
+    enriched = enrich_findings(
+        produced_all, ctx.keras_version, artifact_format=art.format, policy=ctx.policy, db=ctx.advisories
+    )
     found = [f for f in enriched if not ctx.policy.ignored(f.rule_id, art.path)]
     return found, len(enriched) - len(found)
 
@@ -172,46 +180,53 @@ def analyse_target(
     )
 
 
+def failed_report(target: Target, kind: ProblemKind, message: str, rule_ctx: RuleContext) -> FileReport:
+    """The report of a file nobody could read (its scan worker died, say): KG9xx, never clean."""
+    art = Artifact(path=target.display, format="unknown", location=Location(target.display))
+    art.problem(art.location, kind, message)
+    findings, suppressed = run_rules(art, rule_ctx)
+    return FileReport(
+        path=target.display,
+        format=art.format,
+        findings=sort_findings(findings),
+        complete=False,
+        suppressed=suppressed,
+    )
+
+
 def scan_many(
     paths: Iterable[str | os.PathLike[str]],
     policy: Policy | None = None,
     *,
-    jobs: int = 1,
+    jobs: int | Literal["auto"] = 1,
     progress: ProgressCallback | None = None,
     on_targets: Callable[[int], None] | None = None,
 ) -> ScanReport:
-    """Scan files and directories; see :func:`scan`."""
+    """Scan files and directories; see :func:`scan`.
+
+    ``jobs`` > 1 scans in that many forked worker processes (Linux, no other thread running; else in
+    this process); ``"auto"`` picks one per usable CPU, at most 8, for 8 targets or more. The report is
+    the same whatever ``jobs`` is.
+    """
     policy = policy or Policy()
     rule_ctx = rule_context(policy)
     keras_version = rule_ctx.keras_version
     targets, skipped, errors = discover(paths)
     if on_targets:
         on_targets(len(targets))
-    local = threading.local()
-    contexts: list[ReadContext] = []
-    lock = threading.Lock()
+    if jobs == "auto":
+        from kerasguard.scan_workers import auto_jobs
 
-    def one(target: Target) -> FileReport:
-        ctx: ReadContext | None = getattr(local, "ctx", None)
-        if ctx is None:
-            ctx = ReadContext(limits=policy.limits)
-            local.ctx = ctx
-            with lock:
-                contexts.append(ctx)
-        report = scan_target(target, ctx, rule_ctx)
-        if progress:
-            progress(target.display)
-        return report
+        jobs = auto_jobs(len(targets))
+    if jobs > 1 and len(targets) > 1:
+        from kerasguard.scan_workers import can_fork, scan_in_workers
 
-    try:
-        if jobs > 1 and len(targets) > 1:
-            with ThreadPoolExecutor(max_workers=jobs) as pool:
-                reports = list(pool.map(one, targets))
+        if can_fork():
+            reports = scan_in_workers(targets, rule_ctx, jobs, progress)
         else:
-            reports = [one(t) for t in targets]
-    finally:
-        for ctx in contexts:
-            ctx.close()
+            reports = _scan_sequentially(targets, policy, rule_ctx, progress)
+    else:
+        reports = _scan_sequentially(targets, policy, rule_ctx, progress)
     return ScanReport(
         files=tuple(reports),
         errors=tuple(errors),
@@ -219,6 +234,21 @@ def scan_many(
         target_keras_version=keras_version,
         skipped=tuple(skipped),
     )
+
+
+def _scan_sequentially(
+    targets: Sequence[Target], policy: Policy, rule_ctx: RuleContext, progress: ProgressCallback | None
+) -> list[FileReport]:
+    ctx = ReadContext(limits=policy.limits)
+    reports = []
+    try:
+        for target in targets:
+            reports.append(scan_target(target, ctx, rule_ctx))
+            if progress:
+                progress(target.display)
+    finally:
+        ctx.close()
+    return reports
 
 
 def analyse(path: str | os.PathLike[str], policy: Policy | None = None) -> tuple[Artifact, FileReport]:

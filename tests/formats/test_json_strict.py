@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 
 from kerasguard.findings import Location
 from kerasguard.formats.artifact import Artifact, JsonDocument
-from kerasguard.formats.json_strict import escape_pointer_token, nesting_depth, parse_json_bytes, preview
+from kerasguard.formats.json_strict import (
+    _may_hold_big_numbers,
+    escape_pointer_token,
+    nesting_depth,
+    parse_json_bytes,
+    preview,
+)
 from kerasguard.policy import Limits
 
 LOC = Location("m.keras", member="config.json")
@@ -78,6 +84,21 @@ def test_values_strict_parsers_reject(text: bytes, kind: str) -> None:
     doc, art = parse(text)
     assert doc is not None and not art.problems
     assert kinds(doc) == {kind: ["/a"]}
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        (b"[0.0010000000474974513, 1.5e-07]", False),  # float32 values as Keras writes them
+        (b"[0.0010000000474974513, 12345678901234567890]", True),
+        (b"[-1234567890123456789.5]", True),
+        (b"[1" + b"0" * 400 + b".5]", True),  # a float beyond range, written out in full
+        (b"[1.5E+308]", True),
+        (b'["v1.1234567890123456789", 2]', False),
+    ],
+)
+def test_big_number_hint_skips_long_fractions_only(text: bytes, found: bool) -> None:
+    assert _may_hold_big_numbers(text.decode()) is found
 
 
 def test_paired_surrogate_escape_is_not_a_quirk() -> None:

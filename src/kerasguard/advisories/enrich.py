@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from typing import Any
+
+from packaging.version import Version
 
 from kerasguard.advisories.database import AdvisoryDatabase, cached_database
 from kerasguard.advisories.matcher import upgrade_plan
 from kerasguard.advisories.models import Advisory, parse_version
 from kerasguard.findings import Finding, Location, sort_findings
-from kerasguard.policy import Policy
+from kerasguard.policy import Audit, Policy
 
 RULE_ID = "KG601"
 TITLE = "File content triggers a known advisory on the Keras that will load it"
@@ -53,6 +56,62 @@ def _ids(adv: Advisory) -> tuple[str, ...]:
     return adv.cve_ids or (adv.id,)
 
 
+class _Memo:
+    """Answers that depend only on the database, the package, its version, the format and the accepted
+    advisories, kept per database object: every file of a run asks the same questions (~1 ms each).
+
+    One (database, answers) pair is swapped in whole, so threads never mix answers of two databases.
+    """
+
+    MAX_ENTRIES = 4096
+
+    def __init__(self) -> None:
+        self._state: tuple[AdvisoryDatabase | None, dict[tuple[Any, ...], Any]] = (None, {})
+
+    def _answers(self, db: AdvisoryDatabase) -> dict[tuple[Any, ...], Any]:
+        known, answers = self._state
+        if known is not db or len(answers) > self.MAX_ENTRIES:
+            answers = {}
+            self._state = (db, answers)
+        return answers
+
+    def rule_advisories(
+        self,
+        db: AdvisoryDatabase,
+        rule_id: str,
+        package: str,
+        keras_version: str,
+        fmt: str | None,
+        audit: Audit,
+    ) -> tuple[Advisory, ...]:
+        answers = self._answers(db)
+        key = ("rule", rule_id, package, keras_version, fmt, audit)
+        if key not in answers:
+            answers[key] = tuple(
+                a
+                for a in rules_advisories(
+                    rule_id, keras_version, tf_keras=package == "tf-keras", artifact_format=fmt, db=db
+                )
+                if audit.ignored(a.names) is None
+            )
+        found: tuple[Advisory, ...] = answers[key]
+        return found
+
+    def upgrade(self, db: AdvisoryDatabase, package: str, version: Version, audit: Audit) -> str | None:
+        """``"keras 3.15.1"``: the smallest release out of every accepted advisory; None if none helps."""
+        answers = self._answers(db)
+        key = ("upgrade", package, str(version), audit)
+        if key not in answers:
+            active = [a for a in db.for_package(package) if audit.ignored(a.names) is None]
+            plan = upgrade_plan(active, package, version)
+            answers[key] = f"{package} {plan.target}" if plan.needed(version) else None
+        target: str | None = answers[key]
+        return target
+
+
+_MEMO = _Memo()
+
+
 def enrich_findings(
     findings: Iterable[Finding],
     keras_version: str | None,
@@ -74,28 +133,19 @@ def enrich_findings(
     db = db or cached_database()
     package = "tf-keras" if tf_keras else "keras"
     version = parse_version(keras_version, f"{package} version")
-    cache: dict[str, list[Advisory]] = {}
     per_file: dict[tuple[str, str], tuple[Advisory, list[Finding]]] = {}
     out: list[Finding] = []
     for f in items:
         if f.rule_id == RULE_ID:
             continue  # already enriched: recompute, never duplicate
-        if f.rule_id not in cache:
-            cache[f.rule_id] = [
-                a
-                for a in rules_advisories(
-                    f.rule_id, keras_version, tf_keras=tf_keras, artifact_format=artifact_format, db=db
-                )
-                if policy.audit.ignored(a.names) is None
-            ]
-        advisories = cache[f.rule_id]
+        advisories = _MEMO.rule_advisories(
+            db, f.rule_id, package, keras_version, artifact_format, policy.audit
+        )
         ids = tuple(i for a in advisories for i in _ids(a))
         out.append(dataclasses.replace(f, cves=tuple(dict.fromkeys((*f.cves, *ids)))) if ids else f)
         for adv in advisories:
             per_file.setdefault((f.location.file, adv.id), (adv, []))[1].append(f)
-    active = [a for a in db.for_package(package) if policy.audit.ignored(a.names) is None]
-    plan = upgrade_plan(active, package, version)
-    upgrade = f"{package} {plan.target}" if plan.needed(version) else None
+    upgrade = _MEMO.upgrade(db, package, version, policy.audit) if per_file else None
     for (file, _), (adv, triggers) in per_file.items():
         rules = ", ".join(dict.fromkeys(t.rule_id for t in triggers))
         where = "; ".join(dict.fromkeys(str(t.location) for t in triggers[:3]))

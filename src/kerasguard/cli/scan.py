@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -46,6 +47,19 @@ def render(report: ScanReport, fmt: OutputFormat, *, color: bool = False) -> str
     return render_text(report, color=color)
 
 
+def parse_jobs(value: str) -> int | Literal["auto"]:
+    """``auto`` or a number of worker processes from 1 to 64."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        jobs = int(value)
+    except ValueError:
+        jobs = 0
+    if not 1 <= jobs <= 64:
+        raise typer.BadParameter(f"{value!r} is neither auto nor a number from 1 to 64", param_hint="--jobs")
+    return jobs
+
+
 @app.command()
 @handle_errors
 def scan(
@@ -55,7 +69,14 @@ def scan(
     fail_on: Annotated[
         str | None, typer.Option(help="Exit 1 at this severity or above (default: high).")
     ] = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64)] = 1,
+    jobs: Annotated[
+        str,
+        typer.Option(
+            "--jobs",
+            "-j",
+            help="Worker processes: a number from 1 to 64, or auto (one per CPU, at most 8, for 8+ files).",
+        ),
+    ] = "auto",
     policy_file: PolicyOption = None,
     keras_version: Annotated[
         str | None, typer.Option(help="Judge for this Keras version (default: installed).")
@@ -78,8 +99,11 @@ def scan(
         except ValueError as exc:
             console.print(f"[red]error:[/] --fail-on: {exc}")
             raise typer.Exit(EXIT_ERROR) from None
+    workers = parse_jobs(jobs)
     show_bar = console.is_terminal if progress is None else progress
     if show_bar:
+        # No refresh thread (auto_refresh=False): worker processes are forked only while this process
+        # runs a single thread. The bar is redrawn as files finish, at most 10 times a second.
         with Progress(
             TextColumn("scanning"),
             BarColumn(),
@@ -88,17 +112,24 @@ def scan(
             TextColumn("{task.description}"),
             console=console,
             transient=True,
+            auto_refresh=False,
         ) as bar:
             task = bar.add_task("", total=None)
-            report = scan_many(
-                paths,
-                policy,
-                jobs=jobs,
-                on_targets=lambda n: bar.update(task, total=n),
-                progress=lambda name: bar.update(task, advance=1, description=name[-40:]),
-            )
+            drawn = [0.0]
+
+            def advance(name: str) -> None:
+                bar.update(task, advance=1, description=name[-40:])
+                if time.monotonic() - drawn[0] >= 0.1:
+                    drawn[0] = time.monotonic()
+                    bar.refresh()
+
+            def set_total(n: int) -> None:
+                bar.update(task, total=n)
+                bar.refresh()
+
+            report = scan_many(paths, policy, jobs=workers, on_targets=set_total, progress=advance)
     else:
-        report = scan_many(paths, policy, jobs=jobs)
+        report = scan_many(paths, policy, jobs=workers)
     color = output is None and fmt is OutputFormat.text and stdout.is_terminal
     write_output(render(report, fmt, color=color), str(output) if output else None)
     raise typer.Exit(report.exit_code(threshold))

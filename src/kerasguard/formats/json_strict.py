@@ -34,6 +34,9 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 # more than 300 digits. Digits become "1", exponent letters "e" and signs "s", then plain substring
 # searches find candidates (a regex is ~50x slower here). A hit inside a string only costs a walk.
 _NUMBER_SHAPE = bytes.maketrans(b"0123456789eE+-", b"1111111111eess")
+_LONG_RUN = b"1" * 19
+_ONES = re.compile(b"1*")
+_DOT = ord(".")
 
 
 _SMALL = 1 << 16  # brackets walked in plain Python; larger documents are vectorised
@@ -201,7 +204,17 @@ def parse_json_bytes(
 
 def _may_hold_big_numbers(text: str) -> bool:
     shape = text.encode("utf-8", "surrogatepass").translate(_NUMBER_SHAPE)
-    return b"1" * 19 in shape or b"e111" in shape or b"es111" in shape
+    if b"e111" in shape or b"es111" in shape:
+        return True
+    # A run of 19+ digits right after "." is a fraction (float32 weights saved as 0.0010000000474974513):
+    # it can neither overflow nor be an integer. Each run is visited once, so this stays linear.
+    start = shape.find(_LONG_RUN)
+    while start >= 0:
+        if start == 0 or shape[start - 1] != _DOT:
+            return True
+        run = _ONES.match(shape, start)  # always matches: it starts on a digit
+        start = shape.find(_LONG_RUN, run.end() if run else start + 1)
+    return False
 
 
 def _short_error(exc: BaseException) -> str:

@@ -42,6 +42,8 @@ def is_expected_keras_name(name: str) -> bool:
 
 def display_name(name: str) -> str:
     """A member name safe to print: non-printables escaped, length clipped."""
+    if name and len(name) <= MAX_DISPLAY and name.isprintable():
+        return name
     text = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in name)
     if len(text) > MAX_DISPLAY:
         text = text[: MAX_DISPLAY - 3] + "..."

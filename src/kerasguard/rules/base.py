@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from kerasguard.findings import Finding, Location, Severity
 from kerasguard.formats.artifact import Artifact
 from kerasguard.policy import Policy
+
+if TYPE_CHECKING:
+    from kerasguard.advisories.database import AdvisoryDatabase
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,8 @@ class RuleContext:
 
     policy: Policy
     keras_version: str | None = None
+    # The advisory database for the run, looked up once (None: the enrichment looks it up itself).
+    advisories: AdvisoryDatabase | None = None
 
 
 Check = Callable[[Artifact, RuleContext], Iterable["Hit"]]
@@ -70,5 +76,7 @@ class Rule:
 
 def _clip(text: str, limit: int = 300) -> str:
     """Evidence is attacker-controlled: keep it short and printable."""
+    if len(text) <= limit and text.isprintable():
+        return text
     printable = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
     return printable if len(printable) <= limit else printable[: limit - 3] + "..."

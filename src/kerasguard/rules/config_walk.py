@@ -148,45 +148,54 @@ def as_ref(node: Any, pointer: str = "", in_layers: bool = False) -> ObjRef | No
     )
 
 
+_CONTAINERS = (dict, list)
+
+
 def walk(value: Any, max_nodes: int = DEFAULT_MAX_NODES) -> Iterator[tuple[str, Any, bool]]:
     """Yield ``(pointer, container, in_layers)`` for every dict and list, parents before children.
 
     Stops after ``max_nodes`` containers; callers use :func:`index` to learn whether it did.
+    Pointers are built for containers only: leaves (most of a config) cost one isinstance each.
     """
+    if not isinstance(value, _CONTAINERS):
+        return
     stack: list[tuple[str, Any, bool]] = [("", value, False)]
     seen = 0
     while stack and seen < max_nodes:
         pointer, node, in_layers = stack.pop()
-        if not isinstance(node, dict | list):
-            continue
         seen += 1
         yield pointer, node, in_layers
-        # children pushed in reverse so they pop in document order
         if isinstance(node, dict):
-            for key, child in reversed(list(node.items())):
-                if isinstance(child, dict | list):
-                    stack.append((f"{pointer}/{escape(key)}", child, False))
+            children = [
+                (f"{pointer}/{escape(key)}", child, False)
+                for key, child in node.items()
+                if isinstance(child, _CONTAINERS)
+            ]
         else:
             layers_list = pointer.endswith("/layers")
-            for i in range(len(node) - 1, -1, -1):
-                child = node[i]
-                if isinstance(child, dict | list):
-                    stack.append((f"{pointer}/{i}", child, layers_list))
+            children = [
+                (f"{pointer}/{i}", child, layers_list)
+                for i, child in enumerate(node)
+                if isinstance(child, _CONTAINERS)
+            ]
+        children.reverse()  # pushed in reverse so they pop in document order
+        stack.extend(children)
 
 
 def build_index(value: Any, max_nodes: int = DEFAULT_MAX_NODES) -> ConfigIndex:
     """Walk once and collect containers and object references."""
     out = ConfigIndex()
+    nodes, refs = out.nodes, out.refs
     for pointer, node, in_layers in walk(value, max_nodes + 1):
         out.visited += 1
         if out.visited > max_nodes:
             out.truncated = True
             break
-        out.nodes.append((pointer, node))
-        if isinstance(node, dict):
+        nodes.append((pointer, node))
+        if isinstance(node, dict) and "class_name" in node:
             ref = as_ref(node, pointer, in_layers)
             if ref is not None:
-                out.refs.append(ref)
+                refs.append(ref)
     return out
 
 

@@ -37,14 +37,18 @@ def _judged(art: Artifact, ctx: RuleContext) -> Iterator[tuple[JsonDocument, Jud
         walked = cw.index(doc)
         key = ("judged", id(ctx.policy), ctx.keras_version)
         if key not in walked.cache:
-            judged = [
-                Judged(ref.pointer, ref, judge(ref, ctx.policy, ctx.keras_version), _evidence(ref))
-                for ref in walked.refs
-            ]
+            judged = [_judge(ref, ctx) for ref in walked.refs]
             judged += filter(None, (_lambda_function_ref(ref, ctx) for ref in walked.refs))
             walked.cache[key] = (ctx.policy, judged)  # the policy is kept so its id stays unique
         for item in walked.cache[key][1]:
             yield doc, item
+
+
+def _judge(ref: ObjRef, ctx: RuleContext) -> Judged:
+    verdict = judge(ref, ctx.policy, ctx.keras_version)
+    # Evidence is shown only with a finding; "safe" and "other" (most references) never make one.
+    evidence = "" if verdict.category in ("safe", "other") else _evidence(ref)
+    return Judged(ref.pointer, ref, verdict, evidence)
 
 
 def _lambda_function_ref(ref: ObjRef, ctx: RuleContext) -> Judged | None:
@@ -387,11 +391,12 @@ def check_kg206(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
 # --- KG209 -----------------------------------------------------------------------------------------
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_SEPARATORS = re.compile(r"[\\/]")
 
 
 def traversal_reason(name: str) -> tuple[str, Severity] | None:
     """Why a layer or asset name could escape a directory when Keras uses it as a path."""
-    parts = re.split(r"[\\/]", name)
+    parts = _SEPARATORS.split(name)
     if ".." in parts:
         return "contains a '..' path segment", Severity.HIGH
     if name.startswith(("/", "\\")) or _DRIVE.match(name):

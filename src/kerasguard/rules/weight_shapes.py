@@ -10,6 +10,7 @@ left open: only what is certain is ever compared.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,11 +38,24 @@ class ExpectedVar:
     legacy_chain: tuple[str, ...]  # sub-layer names that appear in the legacy weight name
 
 
+_NON_WORD = re.compile(r"\W+")
+_WORD_START = re.compile("(.)([A-Z][a-z]+)")
+_LOWER_UPPER = re.compile("([a-z])([A-Z])")
+
+
 def snake_case(name: str) -> str:
-    """Keras's naming of saveables in the weights file (``Conv2D`` -> ``conv2d``)."""
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+    """Keras's naming of saveables in the weights file (``Conv2D`` -> ``conv2d``).
+
+    Class names of ordinary length are cached: every layer of every file asks for the same few.
+    """
+    return _snake_case(name) if len(name) <= 128 else _snake_case.__wrapped__(name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _snake_case(name: str) -> str:
+    name = _NON_WORD.sub("", name)
+    name = _WORD_START.sub(r"\1_\2", name)
+    return _LOWER_UPPER.sub(r"\1_\2", name).lower()
 
 
 def _int(value: Any) -> int | None:

@@ -19,7 +19,7 @@ import base64
 import os
 import stat
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -63,12 +63,12 @@ NIL, DATASPACE, DATATYPE, FILL_OLD, FILL, LAYOUT, ATTRIBUTE, CONTINUATION, SYMBO
     0x11,
     0x12,
 )
-_ONCE = (DATASPACE, DATATYPE, FILL_OLD, FILL, LAYOUT, SYMBOL_TABLE, MTIME)
 _DATASET_MESSAGES = frozenset({DATASPACE, DATATYPE, FILL_OLD, FILL, LAYOUT, ATTRIBUTE, MTIME})
 _GROUP_MESSAGES = frozenset({SYMBOL_TABLE, ATTRIBUTE, MTIME})
 _KNOWN_MESSAGES = _DATASET_MESSAGES | _GROUP_MESSAGES | {NIL, CONTINUATION}
 _CONSTANT_FLAG = 0x01  # the only message flag accepted ("constant"); "shared" and the rest decline
 
+_MESSAGE_HEAD = struct.Struct("<HHB3s")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -174,25 +174,25 @@ def _need(ok: bool, why: str) -> None:
         raise Decline(why)
 
 
-@dataclass(frozen=True)
-class Message:
-    type: int
-    data: bytes
-
-
-@dataclass
 class Header:
-    """The messages of one object header, checked for the plain layout."""
+    """The messages of one object header (NIL and continuations dropped), checked for the plain layout:
+    attributes may repeat, any other message appears at most once."""
 
-    messages: list[Message]
+    def __init__(self, messages: list[tuple[int, bytes]]) -> None:
+        self.single: dict[int, bytes] = {}
+        self.attributes: list[bytes] = []
+        for kind, data in messages:
+            if kind == ATTRIBUTE:
+                self.attributes.append(data)
+            else:
+                _need(kind not in self.single, "a message appears twice")
+                self.single[kind] = data
 
     def one(self, kind: int) -> bytes | None:
-        found = [m.data for m in self.messages if m.type == kind]
-        return found[0] if found else None
+        return self.single.get(kind)
 
-    @property
-    def attributes(self) -> list[bytes]:
-        return [m.data for m in self.messages if m.type == ATTRIBUTE]
+    def only(self, allowed: frozenset[int], why: str) -> None:
+        _need(self.single.keys() <= allowed, why)
 
 
 class PlainReader:
@@ -216,7 +216,7 @@ class PlainReader:
 
     def answer(self) -> dict[str, Any]:
         root = self._superblock()
-        root_header = self._group_header(root)
+        root_header = self._group_header(root, self._header(root.header))
         self.seen[root.header] = "/"
         root_attrs, json_attrs = self._root_attrs(root_header)
         self._walk(root_header, "/", 0)
@@ -248,49 +248,40 @@ class PlainReader:
         version, reserved, count, _refs, size, pad = struct.unpack("<BBHIII", prefix)
         _need(version == 1 and reserved == 0 and pad == 0, "not a version 1 object header")
         chunks = [(addr + 16, size)]
-        messages: list[Message] = []
+        messages: list[tuple[int, bytes]] = []
         visited: set[int] = set()
         while chunks:
             start, length = chunks.pop(0)
             _need(start not in visited and len(visited) < 64, "object header continuations loop")
             visited.add(start)
-            for msg in self._messages(self.src.read(start, length)):
-                if msg.type == CONTINUATION:
-                    _need(len(msg.data) == 16, "bad continuation message")
-                    chunks.append(struct.unpack("<QQ", msg.data))
-                elif msg.type != NIL:
-                    messages.append(msg)
+            chunk = self.src.read(start, length)
+            pos = 0
+            while pos < length:
+                _need(pos + 8 <= length, "object header chunk ends inside a message")
+                kind, size, flags, reserved3 = _MESSAGE_HEAD.unpack_from(chunk, pos)
+                end = pos + 8 + size
+                _need(size % 8 == 0 and end <= length, "message size out of bounds")
+                _need(reserved3 == b"\x00\x00\x00" and flags & ~_CONSTANT_FLAG == 0, "message flags")
+                _need(kind in _KNOWN_MESSAGES, "a message type outside the plain layout")
+                if kind == CONTINUATION:
+                    _need(size == 16, "bad continuation message")
+                    chunks.append(struct.unpack_from("<QQ", chunk, pos + 8))
+                elif kind != NIL:
+                    messages.append((kind, chunk[pos + 8 : end]))
                 count -= 1
+                pos = end
         _need(count == 0, "object header message count does not match")
-        kinds = [m.type for m in messages]
-        _need(all(kinds.count(k) <= 1 for k in _ONCE), "a message appears twice")
         return Header(messages)
 
-    @staticmethod
-    def _messages(chunk: bytes) -> Iterator[Message]:
-        pos = 0
-        while pos < len(chunk):
-            _need(pos + 8 <= len(chunk), "object header chunk ends inside a message")
-            kind, size, flags = struct.unpack_from("<HHB", chunk, pos)
-            _need(chunk[pos + 5 : pos + 8] == b"\x00\x00\x00", "reserved message bytes set")
-            _need(size % 8 == 0 and pos + 8 + size <= len(chunk), "message size out of bounds")
-            _need(flags & ~_CONSTANT_FLAG == 0, f"message flags {flags:#x}")
-            _need(kind in _KNOWN_MESSAGES, f"message type {kind:#x}")
-            yield Message(kind, chunk[pos + 8 : pos + 8 + size])
-            pos += 8 + size
-
-    def _group_header(self, entry: Entry) -> Header:
-        header = self._header(entry.header)
+    def _group_header(self, entry: Entry, header: Header) -> Header:
+        """``header`` (of ``entry``), checked to be a symbol-table group whose cached addresses agree."""
         stab = header.one(SYMBOL_TABLE)
         _need(stab is not None and len(stab) >= 16, "not a symbol-table group")
         assert stab is not None
         _need(entry.cache_type in (0, 1), "a link that is not a hard link")
         if entry.cache_type == 1:
             _need(entry.scratch == stab[:16], "cached group addresses differ from the object header")
-        _need(
-            all(m.type in _GROUP_MESSAGES for m in header.messages),
-            "a group with unexpected messages",
-        )
+        header.only(_GROUP_MESSAGES, "a group with unexpected messages")
         return header
 
     def _children(self, header: Header) -> list[Entry]:
@@ -370,7 +361,7 @@ class PlainReader:
             _need(entry.cache_type in (0, 1), "a link that is not a hard link")
             obj_header = self._header(entry.header)
             if obj_header.one(SYMBOL_TABLE) is not None:
-                group = self._group_header(entry)
+                group = self._group_header(entry, obj_header)
                 described: dict[str, Any] = {"path": child, "kind": "group"}
                 self._add_attrs(described, group)
                 self._add(described)
@@ -387,7 +378,7 @@ class PlainReader:
         self.objects.append(described)
 
     def _dataset(self, header: Header, path: str) -> dict[str, Any]:
-        _need(all(m.type in _DATASET_MESSAGES for m in header.messages), "a dataset with unexpected messages")
+        header.only(_DATASET_MESSAGES, "a dataset with unexpected messages")
         space, dtype_raw, layout = header.one(DATASPACE), header.one(DATATYPE), header.one(LAYOUT)
         _need(space is not None and dtype_raw is not None and layout is not None, "not a plain dataset")
         assert space is not None and dtype_raw is not None and layout is not None
@@ -470,9 +461,9 @@ class PlainReader:
         if dtype.name != "object":
             return dtype.decode(raw)
         length, collection, index = struct.unpack("<IQI", raw)
-        if length == 0:
+        if length == collection == index == 0:  # a null string
             return b""
-        data = self.heaps.object(collection, index)
+        data = self.heaps.object(collection, index)  # read even for "", as libhdf5 does
         _need(len(data) == length, "a variable-length string differs from its heap object")
         return data.split(b"\x00", 1)[0]  # h5py reads it as a C string: a NUL ends it
 

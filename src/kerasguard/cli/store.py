@@ -17,7 +17,6 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from kerasguard.cli.app import EXIT_ERROR, EXIT_FINDINGS, app, console, handle_errors, stdout, write_output
 from kerasguard.errors import StoreError
@@ -232,6 +231,8 @@ def list_models(
     if as_json:
         _print_json([i.to_dict() for i in infos])
         return
+    from rich.table import Table
+
     table = Table("name", "version", "stage", "status", "digest", "size", "source")
     for i in infos:
         table.add_row(i.name, i.version, i.stage, i.status, (i.digest or "")[:19], str(i.size), i.source)

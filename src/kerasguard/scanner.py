@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
@@ -52,6 +51,8 @@ def rule_context(policy: Policy) -> RuleContext:
 
 def installed_keras_version() -> str | None:
     """The installed keras version from package metadata (keras itself is never imported)."""
+    from importlib import metadata  # imported on first use: it pulls in the email package
+
     try:
         return metadata.version("keras")
     except metadata.PackageNotFoundError:

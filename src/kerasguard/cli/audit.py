@@ -1,6 +1,6 @@
 """`kerasguard audit` and `kerasguard advisories list|show|update`."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` (typer evaluates the annotations): see kerasguard/cli/__init__.py.
 
 import json
 from pathlib import Path
@@ -33,7 +33,7 @@ advisories_app = typer.Typer(
 app.add_typer(advisories_app)
 
 
-def _render(report: AuditReport, fmt: OutputFormat, color: bool) -> str:
+def _render(report: "AuditReport", fmt: OutputFormat, color: bool) -> str:
     from kerasguard.render.audit import render_audit_json, render_audit_sarif, render_audit_text
 
     if fmt is OutputFormat.json:
@@ -98,7 +98,7 @@ def audit(
     raise typer.Exit(report.exit_code(threshold))
 
 
-def _print_warnings(db: AdvisoryDatabase) -> None:
+def _print_warnings(db: "AdvisoryDatabase") -> None:
     for warning in db.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, markup=True)
 
@@ -142,7 +142,7 @@ def list_advisories(
     write_output("\n".join(lines), None)
 
 
-def _show_text(a: Advisory) -> str:
+def _show_text(a: "Advisory") -> str:
     lines = [f"{a.id}  [{a.severity}]  {a.summary}"]
     if a.aliases:
         lines.append(f"aliases: {', '.join(a.aliases)}")

@@ -4,7 +4,7 @@ kerasguard.golden (numpy, and keras when a model is loaded) is imported only whe
 so other commands start fast.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` (typer evaluates the annotations): see kerasguard/cli/__init__.py.
 
 import json
 from pathlib import Path

@@ -1,6 +1,6 @@
 """`kerasguard inspect`: a reviewer's view of an untrusted model."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` (typer evaluates the annotations): see kerasguard/cli/__init__.py.
 
 import json
 from pathlib import Path
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from kerasguard.inspect import Inspection, LayerNode
 
 
-def _add_layers(tree: Tree, layers: list[LayerNode]) -> None:
+def _add_layers(tree: "Tree", layers: "list[LayerNode]") -> None:
     from rich.markup import escape
 
     for layer in layers:
@@ -31,7 +31,7 @@ def _add_layers(tree: Tree, layers: list[LayerNode]) -> None:
         _add_layers(tree.add(label), layer.children)
 
 
-def _render(ins: Inspection) -> None:
+def _render(ins: "Inspection") -> None:
     from rich.markup import escape
     from rich.tree import Tree
 

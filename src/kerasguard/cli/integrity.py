@@ -4,7 +4,7 @@
 files, bad or missing signature, untrusted signer), 2 on a usage or configuration error.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` (typer evaluates the annotations): see kerasguard/cli/__init__.py.
 
 import json
 import os
@@ -99,7 +99,7 @@ def _password(env: str | None) -> bytes | None:
     return value.encode("utf-8")
 
 
-def _hash_text(manifest: Manifest, path: Path) -> str:
+def _hash_text(manifest: "Manifest", path: Path) -> str:
     """``sha256sum``-compatible lines (``<hex>  <path>``), checkable with ``sha256sum -c``."""
     if manifest.kind == "file":
         ((_, entry),) = manifest.files.items()

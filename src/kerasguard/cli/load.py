@@ -1,6 +1,6 @@
 """`kerasguard load` (the whole trust pipeline, optionally one prediction) and `sandbox-info`."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` (typer evaluates the annotations): see kerasguard/cli/__init__.py.
 
 import json
 import logging

@@ -1,6 +1,6 @@
 """`kerasguard scan`, `rules` and `rule`."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` (typer evaluates the annotations): see kerasguard/cli/__init__.py.
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -30,7 +30,7 @@ PolicyOption = Annotated[
 ]
 
 
-def resolve_policy(policy_file: Path | None) -> Policy:
+def resolve_policy(policy_file: Path | None) -> "Policy":
     """An explicit --policy, else kerasguard.toml / [tool.kerasguard] found from the cwd upwards."""
     from kerasguard.policy import load_policy
 
@@ -39,7 +39,7 @@ def resolve_policy(policy_file: Path | None) -> Policy:
     return load_policy(search_from=Path.cwd())
 
 
-def render(report: ScanReport, fmt: OutputFormat, *, color: bool = False) -> str:
+def render(report: "ScanReport", fmt: OutputFormat, *, color: bool = False) -> str:
     if fmt is OutputFormat.json:
         from kerasguard.render.json import render_json
 

@@ -22,20 +22,30 @@ from kerasguard.errors import (
     UnsafeStackError,
     UntrustedSourceError,
 )
-from kerasguard.findings import FileReport, Finding, Location, ScanReport, Severity
-from kerasguard.policy import Policy, load_policy
-from kerasguard.scanner import scan, scan_many
 
 if TYPE_CHECKING:
     from kerasguard.advisories.stack import UnsafeStackWarning, require_safe_stack
+    from kerasguard.findings import FileReport, Finding, Location, ScanReport, Severity
     from kerasguard.integrity.verifying import verify
     from kerasguard.loader import load_model
+    from kerasguard.policy import Policy, load_policy
     from kerasguard.sandbox.model import SandboxedModel
     from kerasguard.saving import save_model
+    from kerasguard.scanner import scan, scan_many
 
 # Imported on first use: save_model needs keras, verify needs cryptography, load_model pulls in
-# the sandbox machinery; ``import kerasguard`` must pull in none of them (and never keras).
+# the sandbox machinery; ``import kerasguard`` must pull in none of them (and never keras). The
+# scanner is lazy too, so that commands that do not scan (``kerasguard --help``) start fast.
 _LAZY = {
+    "FileReport": "kerasguard.findings",
+    "Finding": "kerasguard.findings",
+    "Location": "kerasguard.findings",
+    "ScanReport": "kerasguard.findings",
+    "Severity": "kerasguard.findings",
+    "Policy": "kerasguard.policy",
+    "load_policy": "kerasguard.policy",
+    "scan": "kerasguard.scanner",
+    "scan_many": "kerasguard.scanner",
     "require_safe_stack": "kerasguard.advisories.stack",
     "UnsafeStackWarning": "kerasguard.advisories.stack",
     "save_model": "kerasguard.saving",
@@ -54,6 +64,10 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 __all__ = [

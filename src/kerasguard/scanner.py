@@ -11,14 +11,12 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Literal
 
 from packaging.version import InvalidVersion, Version
 
 from kerasguard._version import __version__
-from kerasguard.advisories.database import cached_database
 from kerasguard.advisories.enrich import enrich_findings
 from kerasguard.errors import PolicyError
 from kerasguard.findings import FileReport, Finding, Location, ScanReport, Severity, sort_findings
@@ -48,7 +46,11 @@ def rule_context(policy: Policy) -> RuleContext:
             Version(keras_version)
         except InvalidVersion:
             raise PolicyError(f"keras_version {keras_version!r} is not a valid PEP 440 version") from None
-    advisories = cached_database() if keras_version is not None else None
+    advisories = None
+    if keras_version is not None:  # the advisory database loads only when a version is judged
+        from kerasguard.advisories.database import cached_database
+
+        advisories = cached_database()
     return RuleContext(policy=policy, keras_version=keras_version, advisories=advisories)
 
 
@@ -58,6 +60,8 @@ def installed_keras_version() -> str | None:
 
     Read once per process: the metadata lookup costs ~2 ms, more than scanning a small file.
     """
+    from importlib import metadata  # imported on first use: it pulls in the email package
+
     try:
         return metadata.version("keras")
     except metadata.PackageNotFoundError:

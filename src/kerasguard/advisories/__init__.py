@@ -5,9 +5,44 @@ Nothing here imports keras, tensorflow, torch or h5py: installed versions come f
 
 from __future__ import annotations
 
-from kerasguard.advisories.audit import AuditReport, Vulnerability, audit_environment, audit_inventory
-from kerasguard.advisories.database import AdvisoryDatabase, default_user_dir, load_database
-from kerasguard.advisories.models import Advisory, AffectedPackage, Interval, parse_advisory
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kerasguard.advisories.audit import AuditReport, Vulnerability, audit_environment, audit_inventory
+    from kerasguard.advisories.database import AdvisoryDatabase, default_user_dir, load_database
+    from kerasguard.advisories.models import Advisory, AffectedPackage, Interval, parse_advisory
+
+# Imported on first use: the scanner imports ``kerasguard.advisories.enrich``, which runs this package
+# first; it must not pull in the environment audit (importlib.metadata, packaging.markers) with it.
+_LAZY = {
+    "AuditReport": "kerasguard.advisories.audit",
+    "Vulnerability": "kerasguard.advisories.audit",
+    "audit_environment": "kerasguard.advisories.audit",
+    "audit_inventory": "kerasguard.advisories.audit",
+    "AdvisoryDatabase": "kerasguard.advisories.database",
+    "default_user_dir": "kerasguard.advisories.database",
+    "load_database": "kerasguard.advisories.database",
+    "Advisory": "kerasguard.advisories.models",
+    "AffectedPackage": "kerasguard.advisories.models",
+    "Interval": "kerasguard.advisories.models",
+    "parse_advisory": "kerasguard.advisories.models",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kerasguard.advisories' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "Advisory",

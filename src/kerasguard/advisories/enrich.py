@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from packaging.version import Version
-
-from kerasguard.advisories.database import AdvisoryDatabase, cached_database
-from kerasguard.advisories.matcher import upgrade_plan
-from kerasguard.advisories.models import Advisory, parse_version
 from kerasguard.findings import Finding, Location, sort_findings
 from kerasguard.policy import Audit, Policy
+
+if TYPE_CHECKING:
+    from packaging.version import Version
+
+    from kerasguard.advisories.database import AdvisoryDatabase
+    from kerasguard.advisories.models import Advisory
+
+# The advisory database (and packaging) is imported on first use: a scan that judges no Keras version
+# (keras not installed, none in the policy) or reads no file never needs it.
 
 RULE_ID = "KG601"
 TITLE = "File content triggers a known advisory on the Keras that will load it"
@@ -37,6 +41,9 @@ def rules_advisories(
     ``tf_keras`` judges against the tf-keras package instead of keras. ``artifact_format`` (the scanner's
     format name) narrows advisories that only concern one loading path (e.g. legacy .h5); None keeps them.
     """
+    from kerasguard.advisories.database import cached_database
+    from kerasguard.advisories.models import parse_version
+
     db = db or cached_database()
     package = "tf-keras" if tf_keras else "keras"
     version = parse_version(keras_version, f"{package} version")
@@ -102,6 +109,8 @@ class _Memo:
         answers = self._answers(db)
         key = ("upgrade", package, str(version), audit)
         if key not in answers:
+            from kerasguard.advisories.matcher import upgrade_plan
+
             active = [a for a in db.for_package(package) if audit.ignored(a.names) is None]
             plan = upgrade_plan(active, package, version)
             answers[key] = f"{package} {plan.target}" if plan.needed(version) else None
@@ -129,6 +138,9 @@ def enrich_findings(
     items = list(findings)
     if keras_version is None:
         return tuple(items)
+    from kerasguard.advisories.database import cached_database
+    from kerasguard.advisories.models import parse_version
+
     policy = policy or Policy()
     db = db or cached_database()
     package = "tf-keras" if tf_keras else "keras"

@@ -1,4 +1,10 @@
-"""Command-line interface: thin wrappers that parse, call the library, render, exit."""
+"""Command-line interface: thin wrappers that parse, call the library, render, exit.
+
+Every run builds the whole command tree (typer reads every command's signature), so command modules keep
+their module level light and import what a command needs inside it. They also do without
+``from __future__ import annotations``: typer evaluates the annotations of all the commands on every run,
+and string annotations would be compiled and evaluated there (twice each) instead of once at import.
+"""
 
 from __future__ import annotations
 

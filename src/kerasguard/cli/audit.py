@@ -1,17 +1,13 @@
 """`kerasguard audit` and `kerasguard advisories list|show|update`."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` (typer evaluates the annotations): see kerasguard/cli/__init__.py.
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from kerasguard.advisories.audit import AuditReport, audit_environment
-from kerasguard.advisories.database import AdvisoryDatabase, load_database
-from kerasguard.advisories.importer import import_records
-from kerasguard.advisories.models import Advisory, to_osv
 from kerasguard.cli.app import (
     EXIT_ERROR,
     OutputFormat,
@@ -21,9 +17,13 @@ from kerasguard.cli.app import (
     stdout,
     write_output,
 )
-from kerasguard.findings import Severity
-from kerasguard.policy import load_policy
-from kerasguard.render.audit import render_audit_json, render_audit_sarif, render_audit_text
+
+if TYPE_CHECKING:
+    from kerasguard.advisories.audit import AuditReport
+    from kerasguard.advisories.database import AdvisoryDatabase
+    from kerasguard.advisories.models import Advisory
+
+# The advisory machinery (packaging, importlib.metadata) is imported inside the commands.
 
 advisories_app = typer.Typer(
     name="advisories",
@@ -33,7 +33,9 @@ advisories_app = typer.Typer(
 app.add_typer(advisories_app)
 
 
-def _render(report: AuditReport, fmt: OutputFormat, color: bool) -> str:
+def _render(report: "AuditReport", fmt: OutputFormat, color: bool) -> str:
+    from kerasguard.render.audit import render_audit_json, render_audit_sarif, render_audit_text
+
     if fmt is OutputFormat.json:
         return render_audit_json(report)
     if fmt is OutputFormat.sarif:
@@ -73,6 +75,10 @@ def audit(
     Default target: the running environment. Exit codes: 0 clean, 1 advisories at or above --fail-on,
     2 the audit could not be completed.
     """
+    from kerasguard.advisories.audit import audit_environment
+    from kerasguard.findings import Severity
+    from kerasguard.policy import load_policy
+
     policy = load_policy(policy_file) if policy_file else load_policy(search_from=Path.cwd())
     threshold = None
     if fail_on:
@@ -92,7 +98,7 @@ def audit(
     raise typer.Exit(report.exit_code(threshold))
 
 
-def _print_warnings(db: AdvisoryDatabase) -> None:
+def _print_warnings(db: "AdvisoryDatabase") -> None:
     for warning in db.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, markup=True)
 
@@ -104,6 +110,8 @@ def list_advisories(
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.text,
 ) -> None:
     """List advisories with severity, affected ranges and origin (shipped or imported)."""
+    from kerasguard.advisories.database import load_database
+
     db = load_database()
     _print_warnings(db)
     rows = [a for a in db.advisories if package is None or a.package(package) is not None]
@@ -134,7 +142,7 @@ def list_advisories(
     write_output("\n".join(lines), None)
 
 
-def _show_text(a: Advisory) -> str:
+def _show_text(a: "Advisory") -> str:
     lines = [f"{a.id}  [{a.severity}]  {a.summary}"]
     if a.aliases:
         lines.append(f"aliases: {', '.join(a.aliases)}")
@@ -175,6 +183,9 @@ def show_advisory(
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.text,
 ) -> None:
     """Show one advisory as kerasguard judges it, with its corrections and sources."""
+    from kerasguard.advisories.database import load_database
+    from kerasguard.advisories.models import to_osv
+
     db = load_database()
     _print_warnings(db)
     adv = db.get(ident)
@@ -200,6 +211,8 @@ def update_advisories(
 
     Exit codes: 0 every record imported, 1 some records rejected, 2 nothing could be read.
     """
+    from kerasguard.advisories.importer import import_records
+
     report = import_records(source, dry_run=dry_run)
     if fmt is not OutputFormat.text:
         write_output(json.dumps(report.to_dict(), indent=2), None)

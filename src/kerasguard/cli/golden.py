@@ -4,7 +4,7 @@ kerasguard.golden (numpy, and keras when a model is loaded) is imported only whe
 so other commands start fast.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` (typer evaluates the annotations): see kerasguard/cli/__init__.py.
 
 import json
 from pathlib import Path
@@ -13,7 +13,6 @@ from typing import Annotated
 import typer
 
 from kerasguard.cli.app import OutputFormat, app, handle_errors, write_output
-from kerasguard.policy import load_policy
 
 golden_app = typer.Typer(
     name="golden",
@@ -41,6 +40,7 @@ def record(
 ) -> None:
     """Scan and load MODEL, run it on the inputs, store <MODEL>.golden/ (inputs, outputs, versions)."""
     from kerasguard import golden
+    from kerasguard.policy import load_policy
 
     policy = load_policy(policy_file) if policy_file else load_policy(search_from=Path.cwd())
     folder = golden.record(
@@ -72,6 +72,7 @@ def check(
     Exit codes: 0 outputs within tolerance, 1 regression, 2 error (no record, model changed, refused by scan).
     """
     from kerasguard import golden
+    from kerasguard.policy import load_policy
 
     policy = load_policy(policy_file) if policy_file else load_policy(search_from=Path.cwd())
     result = golden.check(

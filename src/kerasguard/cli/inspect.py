@@ -1,22 +1,25 @@
 """`kerasguard inspect`: a reviewer's view of an untrusted model."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` (typer evaluates the annotations): see kerasguard/cli/__init__.py.
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
-from rich.tree import Tree
 
 from kerasguard.cli.app import OutputFormat, app, handle_errors, stdout, write_output
 from kerasguard.cli.scan import PolicyOption, resolve_policy
-from kerasguard.inspect import Inspection, LayerNode, inspect_model
-from kerasguard.render.text import COLOURS
+
+if TYPE_CHECKING:
+    from rich.tree import Tree
+
+    from kerasguard.inspect import Inspection, LayerNode
 
 
-def _add_layers(tree: Tree, layers: list[LayerNode]) -> None:
+def _add_layers(tree: "Tree", layers: "list[LayerNode]") -> None:
+    from rich.markup import escape
+
     for layer in layers:
         label = f"[bold]{escape(layer.class_name)}[/] {escape(layer.name)}"
         if layer.details:
@@ -28,7 +31,12 @@ def _add_layers(tree: Tree, layers: list[LayerNode]) -> None:
         _add_layers(tree.add(label), layer.children)
 
 
-def _render(ins: Inspection) -> None:
+def _render(ins: "Inspection") -> None:
+    from rich.markup import escape
+    from rich.tree import Tree
+
+    from kerasguard.render.text import COLOURS
+
     report = ins.report
     root = Tree(f"[bold]{escape(ins.path)}[/] " + escape(f"[{ins.format}]"))
     _add_layers(root.add("architecture"), ins.layers)
@@ -70,6 +78,8 @@ def inspect(
 
     Exit codes as for `scan` (threshold: the policy's fail_on).
     """
+    from kerasguard.inspect import inspect_model
+
     policy = resolve_policy(policy_file)
     ins = inspect_model(path, policy)
     if fmt is OutputFormat.text:

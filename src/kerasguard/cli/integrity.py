@@ -4,7 +4,7 @@
 files, bad or missing signature, untrusted signer), 2 on a usage or configuration error.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` (typer evaluates the annotations): see kerasguard/cli/__init__.py.
 
 import json
 import os
@@ -12,17 +12,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from kerasguard.cli.app import (
     EXIT_CLEAN,
@@ -35,7 +27,11 @@ from kerasguard.cli.app import (
 )
 from kerasguard.cli.scan import PolicyOption, resolve_policy
 from kerasguard.errors import IntegrityError, KerasGuardError
-from kerasguard.integrity.manifest import Manifest, compute_manifest
+
+if TYPE_CHECKING:
+    from kerasguard.integrity.manifest import Manifest
+
+# Hashing, signing and rich's progress bar are imported inside the commands that use them.
 
 EXIT_VERIFIED = EXIT_CLEAN
 EXIT_FAILED = EXIT_FINDINGS
@@ -67,6 +63,15 @@ def _progress(enabled: bool | None, verb: str) -> Iterator[Callable[[str, int, i
     if not (console.is_terminal if enabled is None else enabled):
         yield None
         return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     with Progress(
         TextColumn(verb),
         BarColumn(),
@@ -94,7 +99,7 @@ def _password(env: str | None) -> bytes | None:
     return value.encode("utf-8")
 
 
-def _hash_text(manifest: Manifest, path: Path) -> str:
+def _hash_text(manifest: "Manifest", path: Path) -> str:
     """``sha256sum``-compatible lines (``<hex>  <path>``), checkable with ``sha256sum -c``."""
     if manifest.kind == "file":
         ((_, entry),) = manifest.files.items()
@@ -118,6 +123,8 @@ def hash_command(
     The last line on stderr is the digest to pin with `kerasguard verify --digest`: the file's
     digest, or for a directory the digest of its canonical manifest.
     """
+    from kerasguard.integrity.manifest import compute_manifest
+
     with _progress(progress, "hashing") as callback:
         manifest = compute_manifest(path, algorithm.value, callback)
     if fmt is HashFormat.text:

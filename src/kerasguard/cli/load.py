@@ -1,6 +1,6 @@
 """`kerasguard load` (the whole trust pipeline, optionally one prediction) and `sandbox-info`."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` (typer evaluates the annotations): see kerasguard/cli/__init__.py.
 
 import json
 import logging
@@ -12,7 +12,6 @@ import typer
 from kerasguard.cli.app import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, OutputFormat, app, console, stdout
 from kerasguard.cli.scan import PolicyOption, resolve_policy
 from kerasguard.errors import KerasGuardError
-from kerasguard.events import EVENT_ATTR, JsonEventFormatter
 
 VERDICT_EXIT = {"loaded": EXIT_CLEAN, "refused": EXIT_FINDINGS, "failed": EXIT_ERROR}
 
@@ -25,6 +24,8 @@ class _EventCatcher(logging.Handler):
         self.event: dict[str, Any] | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
+        from kerasguard.events import EVENT_ATTR
+
         self.event = getattr(record, EVENT_ATTR, self.event)
 
 
@@ -110,6 +111,7 @@ def load(
     Exit codes: 0 loaded (and predicted), 1 refused by the policy, verification or findings, 2 error
     (including a sandbox limit broken by the model).
     """
+    from kerasguard.events import JsonEventFormatter
     from kerasguard.loader import load_model
 
     try:

@@ -1,13 +1,12 @@
 """`kerasguard scan`, `rules` and `rule`."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` (typer evaluates the annotations): see kerasguard/cli/__init__.py.
 
 import time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kerasguard.cli.app import (
     EXIT_ERROR,
@@ -18,13 +17,13 @@ from kerasguard.cli.app import (
     stdout,
     write_output,
 )
-from kerasguard.findings import ScanReport, Severity
-from kerasguard.policy import Policy, load_policy
-from kerasguard.render.json import render_json
-from kerasguard.render.sarif import render_sarif
-from kerasguard.render.text import render_text
-from kerasguard.rules import RULES, RULES_BY_ID
-from kerasguard.scanner import scan_many
+
+if TYPE_CHECKING:
+    from kerasguard.findings import ScanReport
+    from kerasguard.policy import Policy
+
+# The scanner, rules, renderers and rich's progress bar are imported inside the commands: every
+# command module is imported to build the CLI, so module level stays light (fast start-up).
 
 PolicyOption = Annotated[
     Path | None,
@@ -32,18 +31,26 @@ PolicyOption = Annotated[
 ]
 
 
-def resolve_policy(policy_file: Path | None) -> Policy:
+def resolve_policy(policy_file: Path | None) -> "Policy":
     """An explicit --policy, else kerasguard.toml / [tool.kerasguard] found from the cwd upwards."""
+    from kerasguard.policy import load_policy
+
     if policy_file is not None:
         return load_policy(policy_file)
     return load_policy(search_from=Path.cwd())
 
 
-def render(report: ScanReport, fmt: OutputFormat, *, color: bool = False) -> str:
+def render(report: "ScanReport", fmt: OutputFormat, *, color: bool = False) -> str:
     if fmt is OutputFormat.json:
+        from kerasguard.render.json import render_json
+
         return render_json(report)
     if fmt is OutputFormat.sarif:
+        from kerasguard.render.sarif import render_sarif
+
         return render_sarif(report)
+    from kerasguard.render.text import render_text
+
     return render_text(report, color=color)
 
 
@@ -89,6 +96,9 @@ def scan(
     """
     import dataclasses
 
+    from kerasguard.findings import Severity
+    from kerasguard.scanner import scan_many
+
     policy = resolve_policy(policy_file)
     if keras_version:
         policy = dataclasses.replace(policy, keras_version=keras_version)
@@ -104,6 +114,8 @@ def scan(
     if show_bar:
         # No refresh thread (auto_refresh=False): worker processes are forked only while this process
         # runs a single thread. The bar is redrawn as files finish, at most 10 times a second.
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
         with Progress(
             TextColumn("scanning"),
             BarColumn(),
@@ -142,6 +154,8 @@ def list_rules(
     """List every rule with its ID, severity and title."""
     import json
 
+    from kerasguard.rules import RULES
+
     if fmt is not OutputFormat.text:
         rows = [
             {
@@ -163,6 +177,7 @@ def list_rules(
 @app.command("rule")
 def show_rule(rule_id: Annotated[str, typer.Argument(help="Rule ID, e.g. KG101.")]) -> None:
     """Print one rule's documentation."""
+    from kerasguard.rules import RULES_BY_ID
     from kerasguard.rules.docs import rule_markdown
 
     rule = RULES_BY_ID.get(rule_id.upper())

@@ -5,7 +5,7 @@ CLI works without the ``store`` extra. Exit codes: 0 ok (push: admitted; audit v
 1 push quarantined or audit chain broken, 2 refused, denied or failed.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` (typer evaluates the annotations): see kerasguard/cli/__init__.py.
 
 import json
 import os
@@ -17,7 +17,6 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from kerasguard.cli.app import EXIT_ERROR, EXIT_FINDINGS, app, console, handle_errors, stdout, write_output
 from kerasguard.errors import StoreError
@@ -71,7 +70,7 @@ def _store() -> ModuleType:
 
 
 @contextmanager
-def _opened(store: Path, key_file: Path | None, policy_file: Path | None) -> Iterator[ModelStore]:
+def _opened(store: Path, key_file: Path | None, policy_file: Path | None) -> Iterator["ModelStore"]:
     from kerasguard.policy import load_policy
 
     lib = _store()
@@ -84,7 +83,7 @@ def _print_json(data: Any) -> None:
     write_output(json.dumps(data, indent=2, sort_keys=True), None)
 
 
-def _print_info(info: ModelInfo, as_json: bool) -> None:
+def _print_info(info: "ModelInfo", as_json: bool) -> None:
     if as_json:
         _print_json(info.to_dict())
         return
@@ -232,6 +231,8 @@ def list_models(
     if as_json:
         _print_json([i.to_dict() for i in infos])
         return
+    from rich.table import Table
+
     table = Table("name", "version", "stage", "status", "digest", "size", "source")
     for i in infos:
         table.add_row(i.name, i.version, i.stage, i.status, (i.digest or "")[:19], str(i.size), i.source)

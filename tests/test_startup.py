@@ -1,0 +1,113 @@
+"""Start-up hygiene: what a CLI run imports before it does its work.
+
+Every run pays for every import, and a scan of a few small files is mostly start-up, so commands import
+their implementation when they run. Checked through ``sys.modules`` in a fresh interpreter, never timed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import kerasguard
+import kerasguard.advisories
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+# Never needed to build the CLI or to scan: other commands' machinery, optional extras, ML frameworks.
+NOT_FOR_SCAN = (
+    "kerasguard.advisories.audit",
+    "kerasguard.advisories.environment",
+    "kerasguard.advisories.requirements",
+    "kerasguard.integrity.manifest",
+    "kerasguard.inspect",
+    "kerasguard.events",
+    "kerasguard.loader",
+    "kerasguard.sandbox",
+    "kerasguard.store",
+    "kerasguard.golden",
+    "packaging.markers",
+    "sqlalchemy",
+    "cryptography",
+    "numpy",
+    "keras",
+    "jax",
+    "tensorflow",
+    "torch",
+)
+# rich pieces a scan does not draw (help output is typer's business: it draws tables).
+NOT_DRAWN_BY_SCAN = ("rich.progress", "rich.table", "rich.tree")
+
+
+def _imported_after(code: str, tmp_path: Path) -> list[str]:
+    """Run ``code`` in a fresh interpreter; the modules it left in sys.modules."""
+    listing = tmp_path / "modules.json"
+    dump = f"import json\nopen({str(listing)!r}, 'w').write(json.dumps(sorted(sys.modules)))\n"
+    script = f"import sys\n{code}\n{dump}"
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": SRC},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    modules: list[str] = json.loads(listing.read_text())
+    return modules
+
+
+def _loaded(modules: list[str], names: tuple[str, ...]) -> list[str]:
+    return [m for m in modules if m in names or m.startswith(tuple(f"{n}." for n in names))]
+
+
+def _run_cli(*args: str) -> str:
+    return (
+        f"sys.argv = ['kerasguard', *{list(args)!r}]\n"
+        "from kerasguard.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code in (0, None), exc.code\n"
+    )
+
+
+def test_building_the_cli_imports_no_command_implementation(tmp_path: Path) -> None:
+    modules = _imported_after("import kerasguard.cli", tmp_path)
+    assert not _loaded(modules, NOT_FOR_SCAN + NOT_DRAWN_BY_SCAN)
+    assert not _loaded(modules, ("kerasguard.scanner", "kerasguard.policy", "kerasguard.advisories"))
+
+
+def test_help_does_not_import_the_scanner(tmp_path: Path) -> None:
+    modules = _imported_after(_run_cli("--help"), tmp_path)
+    assert not _loaded(modules, NOT_FOR_SCAN)
+    assert not _loaded(modules, ("kerasguard.scanner", "kerasguard.rules", "kerasguard.formats"))
+
+
+def test_scan_imports_only_the_scan_path(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    report = tmp_path / "report.json"
+    modules = _imported_after(_run_cli("scan", str(empty), "--format", "json", "-o", str(report)), tmp_path)
+    assert json.loads(report.read_text())["summary"]["files"] == 0
+    assert "kerasguard.scanner" in modules
+    assert not _loaded(modules, NOT_FOR_SCAN + NOT_DRAWN_BY_SCAN)
+    # no file read: no advisory matching either (its database is loaded with the first finding)
+    assert not _loaded(modules, ("kerasguard.advisories.database",))
+
+
+def test_lazy_exports_resolve_and_are_listed() -> None:
+    from kerasguard import Policy, Severity, scan
+    from kerasguard.advisories import AdvisoryDatabase, audit_environment
+    from kerasguard.policy import Policy as PolicyClass
+    from kerasguard.scanner import scan as scan_function
+
+    assert scan is scan_function and Policy is PolicyClass and Severity.HIGH
+    assert callable(audit_environment) and AdvisoryDatabase.__name__ == "AdvisoryDatabase"
+    assert {"scan", "scan_many", "Policy", "load_model"} <= set(dir(kerasguard))
+    assert {"load_database", "audit_environment"} <= set(dir(kerasguard.advisories))
+    assert set(kerasguard.__all__) <= set(dir(kerasguard))
+    assert set(kerasguard.advisories.__all__) <= set(dir(kerasguard.advisories))

@@ -38,8 +38,11 @@ class Target:
     display: str
 
 
-def rule_context(policy: Policy) -> RuleContext:
-    """The rules' view: the policy and the Keras version that will load the files (validated)."""
+def rule_context(policy: Policy, *, files: bool = True) -> RuleContext:
+    """The rules' view: the policy and the Keras version that will load the files (validated).
+
+    The advisory database is loaded once here for the whole run, unless there are no ``files`` to judge.
+    """
     keras_version = policy.keras_version or installed_keras_version()
     if keras_version is not None:
         try:
@@ -47,7 +50,7 @@ def rule_context(policy: Policy) -> RuleContext:
         except InvalidVersion:
             raise PolicyError(f"keras_version {keras_version!r} is not a valid PEP 440 version") from None
     advisories = None
-    if keras_version is not None:  # the advisory database loads only when a version is judged
+    if files and keras_version is not None:
         from kerasguard.advisories.database import cached_database
 
         advisories = cached_database()
@@ -213,9 +216,10 @@ def scan_many(
     the same whatever ``jobs`` is.
     """
     policy = policy or Policy()
-    rule_ctx = rule_context(policy)
-    keras_version = rule_ctx.keras_version
+    rule_context(policy, files=False)  # a bad policy fails before the walk
     targets, skipped, errors = discover(paths)
+    rule_ctx = rule_context(policy, files=bool(targets))
+    keras_version = rule_ctx.keras_version
     if on_targets:
         on_targets(len(targets))
     if jobs == "auto":

@@ -349,3 +349,22 @@ def test_struct_helpers_refuse_short_input() -> None:
         h5plain.dataspace(b"\x01\x02")
     with pytest.raises(h5plain.Decline):
         h5plain.datatype(b"\x11\x20\x1f\x00\x04\x00\x00\x00", 0, allow_vlen=False)
+
+
+@pytest.mark.parametrize("budget", ["MAX_READ_BYTES", "MAX_TOTAL_BYTES"])
+def test_byte_budgets_send_the_file_to_the_child(
+    budget: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One structure larger than MAX_READ_BYTES, or more than MAX_TOTAL_BYTES read, declines."""
+    path = h5file(tmp_path / "f.h5", _legacy_split_config)
+    assert plain(file_blob(path)) is not None
+    monkeypatch.setattr(h5plain, budget, 600)
+    assert plain(file_blob(path)) is None
+    assert plain(Blob.from_bytes(path.read_bytes(), Location("m"), "f.h5")) is None
+
+
+def test_a_heap_declaring_more_than_the_file_is_declined(tmp_path: Path) -> None:
+    data = bytearray(h5file(tmp_path / "f.h5", keras_weights).read_bytes())
+    pos = data.find(b"HEAP")
+    data[pos + 8 : pos + 16] = (2**40).to_bytes(8, "little")  # data segment size
+    assert plain(Blob.from_bytes(bytes(data), Location("m"), "f.h5")) is None

@@ -44,11 +44,14 @@ VLEN_STRING_BASE = struct.pack("<B3sIHH", 0x10, b"", 1, 0, 8)  # unsigned 8-bit,
 FREE_LIST_END = 1  # libhdf5's "no next free block" in a local heap
 MAX_DEPTH = 64  # group nesting followed before declining
 MAX_READS = 200_000  # metadata reads per file before declining (bounds time on any input)
+MAX_READ_BYTES = 16 * 1024 * 1024  # one structure (a heap, a header chunk); legitimate ones are tiny
+MAX_TOTAL_BYTES = 64 * 1024 * 1024  # asked for per file (bounds the time spent copying bytes)
+MAX_CACHED_BLOCKS = 256
 # Variable-length strings read per file before declining: a larger model_config goes to the child,
 # whose memory is capped, so this process's peak stays small.
 MAX_HEAP_BYTES = 8 * 1024 * 1024
 MAX_RANK = 32  # libhdf5's own limit
-_BLOCK = 64 * 1024
+_BLOCK = 16 * 1024
 
 # Object header message types accepted; any other type declines.
 NIL, DATASPACE, DATATYPE, FILL_OLD, FILL, LAYOUT, ATTRIBUTE, CONTINUATION, SYMBOL_TABLE, MTIME = (
@@ -121,6 +124,7 @@ class Source:
         self._offset = blob.offset
         self._blocks: dict[int, bytes] = {}
         self.reads = 0
+        self.bytes_read = 0
         if self._data is None:
             assert blob.path is not None
             # Never blocks (a FIFO swapped in would); only a regular file long enough is read here.
@@ -142,6 +146,9 @@ class Source:
             raise Decline("too many metadata reads")
         if addr < 0 or n < 0 or addr + n > self.size:
             raise Decline(f"read of {n} bytes at {addr} is outside the file")
+        self.bytes_read += n
+        if n > MAX_READ_BYTES or self.bytes_read > MAX_TOTAL_BYTES:
+            raise Decline("metadata reads over the byte budget")
         if self._data is not None:
             return self._data[addr : addr + n]
         first, last = addr // _BLOCK, (addr + n - 1) // _BLOCK if n else addr // _BLOCK
@@ -158,6 +165,8 @@ class Source:
     def _block(self, index: int) -> bytes:
         block = self._blocks.get(index)
         if block is None:
+            if len(self._blocks) >= MAX_CACHED_BLOCKS:
+                self._blocks.clear()
             block = self._pread(index * _BLOCK, min(_BLOCK, self.size - index * _BLOCK))
             self._blocks[index] = block
         return block

@@ -5,7 +5,9 @@ Nothing here imports keras, tensorflow, torch or h5py: installed versions come f
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from kerasguard._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from kerasguard.advisories.audit import AuditReport, Vulnerability, audit_environment, audit_inventory
@@ -29,19 +31,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kerasguard.advisories' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [

@@ -8,8 +8,9 @@ extra (``cryptography``), so those names are imported on first use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from kerasguard._lazy import lazy_exports
 from kerasguard.integrity.errors import (
     KeyMaterialError,
     ManifestMismatchError,
@@ -36,23 +37,16 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kerasguard.integrity' has no attribute {name!r}")
-    import importlib
+def _needs_sign_extra(name: str, exc: ImportError) -> Exception:
+    from kerasguard.errors import KerasGuardError
 
-    try:
-        value = getattr(importlib.import_module(module), name)
-    except ImportError as exc:
-        from kerasguard.errors import KerasGuardError
+    return KerasGuardError(
+        f"kerasguard.integrity.{name} needs the 'sign' extra ({exc.name} is not installed)",
+        hint="pip install 'kerasguard[sign]'",
+    )
 
-        raise KerasGuardError(
-            f"kerasguard.integrity.{name} needs the 'sign' extra ({exc.name} is not installed)",
-            hint="pip install 'kerasguard[sign]'",
-        ) from None
-    globals()[name] = value
-    return value
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals(), _needs_sign_extra)
 
 
 __all__ = [

@@ -14,6 +14,7 @@ import base64
 import binascii
 import contextlib
 import json
+import math
 import os
 import selectors
 import signal
@@ -184,7 +185,7 @@ def parse_object(raw: Any) -> H5Object:
     itemsize = _opt_int(raw, "itemsize")
     declared = None
     if kind == "dataset":
-        declared = 0 if shape is None else _product(shape) * (itemsize or 0)
+        declared = 0 if shape is None else math.prod(shape) * (itemsize or 0)
     chunks = None if raw.get("chunks") is None else _ints(raw["chunks"], "chunks")
     external: list[tuple[str, int, int]] = []
     for entry in _list(raw, "external"):
@@ -223,13 +224,6 @@ def parse_object(raw: Any) -> H5Object:
         attrs=tuple(attrs),
         layout=layout,
     )
-
-
-def _product(dims: tuple[int, ...]) -> int:
-    total = 1
-    for d in dims:
-        total *= d
-    return total
 
 
 def _json_attr(raw: Any, key: str) -> JsonAttr:

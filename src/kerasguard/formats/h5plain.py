@@ -16,6 +16,7 @@ exact about the unremarkable files it accepts, which the differential tests chec
 from __future__ import annotations
 
 import base64
+import math
 import os
 import stat
 import struct
@@ -399,7 +400,7 @@ class PlainReader:
                 fill_value(kind, raw, dtype.size)
         _need(shape is not None, "a dataset with a null dataspace")
         assert shape is not None
-        declared = _product(shape) * dtype.size
+        declared = math.prod(shape) * dtype.size
         stored = self._storage(layout)
         _need(stored == declared, "stored size differs from the declared size")
         return {
@@ -456,7 +457,7 @@ class PlainReader:
         """The value h5py returns for ``attr``: scalars as Python values, arrays as :class:`Array`."""
         if attr.shape is None:
             return "<empty>"
-        count = _product(attr.shape)
+        count = math.prod(attr.shape)
         storage = count * attr.dtype.size
         if cap is not None and storage > cap:
             return f"<{storage} bytes, shape {attr.shape}>"
@@ -641,7 +642,7 @@ class Attribute:
         shape, used = dataspace(take(space_size))
         _need(used <= space_size, "attribute dataspace size mismatch")
         data = raw[pos:]
-        _need(len(data) >= (0 if shape is None else _product(shape)) * dtype.size, "attribute data missing")
+        _need(len(data) >= (0 if shape is None else math.prod(shape)) * dtype.size, "attribute data missing")
         return cls(name[:-1], dtype, shape, data)
 
 
@@ -730,13 +731,6 @@ def fill_value(kind: int, raw: bytes, element_size: int) -> None:
         _need(len(raw) >= 8, "short fill value")
         size = _U32.unpack_from(raw, 4)[0]
         _need(size in (0, element_size) and 8 + size <= len(raw), "fill value of another size")
-
-
-def _product(dims: tuple[int, ...]) -> int:
-    total = 1
-    for d in dims:
-        total *= d
-    return total
 
 
 def read_plain(

@@ -63,6 +63,14 @@ def build_corpus(folder: Path) -> dict[str, str]:
     return labels
 
 
+def existing_labels(folder: Path) -> dict[str, str]:
+    """Labels of a corpus written by an earlier run (file names carry them)."""
+    return {
+        p.name: "benign" if p.name.startswith("benign_") else p.stem.removeprefix("attack_")
+        for p in sorted(folder.iterdir())
+    }
+
+
 def load_report(report: Path) -> dict[str, Any]:
     """A tool's JSON report; an empty folder may leave none."""
     try:
@@ -136,6 +144,55 @@ def time_tool(name: str, folder: Path, reps: int) -> tuple[float, dict[str, bool
     return statistics.median(times), hits
 
 
+def sweep(corpus: Path, labels: dict[str, str], copies: list[int], reps: int) -> list[str]:
+    """files/s of kerasguard and modelscan at several sizes of the .keras set, runs interleaved.
+
+    At each size every tool runs once per round, rounds repeated ``reps`` times (median), so a change
+    of machine load hits all tools alike. One file is the pre-commit case; larger sets show each tool's
+    cost per file once its start-up is paid (the slope between the two largest sizes).
+    """
+    tools = ["kerasguard", "kerasguard --jobs 1"] + (["modelscan"] if (PEERS / "modelscan").exists() else [])
+    keras_names = sorted(n for n in labels if n.endswith(".keras"))
+    sizes: list[tuple[str, Path, int]] = []
+    single = OUT / "sweep_single"
+    shutil.rmtree(single, ignore_errors=True)
+    single.mkdir()
+    shutil.copyfile(corpus / "benign_cnn.keras", single / "benign_cnn.keras")
+    sizes.append(("1 file (benign_cnn)", single, 1))
+    for n in copies:
+        folder = OUT / f"sweep_{n}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        for i in range(n):
+            for name in keras_names:
+                os.link(corpus / name, folder / f"{i:03d}_{name}")
+        count = n * len(keras_names)
+        sizes.append((f"{count} files ({n} x {len(keras_names)})", folder, count))
+    seconds: dict[tuple[str, str], float] = {}
+    for label, folder, _count in sizes:
+        samples: dict[str, list[float]] = {t: [] for t in tools}
+        for _ in range(reps):
+            for tool in tools:
+                started = time.perf_counter()
+                TOOLS[tool](folder, OUT / "sweep-report.json")
+                samples[tool].append(time.perf_counter() - started)
+        for tool in tools:
+            seconds[(label, tool)] = statistics.median(samples[tool])
+    head = "| .keras set | " + " | ".join(f"{t} s (files/s)" for t in tools)
+    lines = [head + " | kerasguard / modelscan |" if "modelscan" in tools else head + " |"]
+    lines.append("|---" * (len(tools) + 1 + ("modelscan" in tools)) + "|")
+    for label, _folder, count in sizes:
+        cells = [f"{seconds[(label, t)]:.2f} ({count / seconds[(label, t)]:.0f})" for t in tools]
+        if "modelscan" in tools:
+            cells.append(f"{seconds[(label, 'modelscan')] / seconds[(label, 'kerasguard')]:.1f}x")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if len(sizes) >= 3:
+        (la, _fa, ca), (lb, _fb, cb) = sizes[-2], sizes[-1]
+        slopes = [f"{t} {(seconds[(lb, t)] - seconds[(la, t)]) / (cb - ca) * 1000:.2f}" for t in tools]
+        lines += ["", f"ms per extra file ({ca} -> {cb} files): " + ", ".join(slopes)]
+    return lines
+
+
 def big_vs_small(gib: float) -> tuple[float, float]:
     """Median in-process kerasguard.scan time of a ~2 MiB and a ~`gib` GiB .keras (real Keras saves)."""
     import keras
@@ -168,12 +225,20 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--big-gib", type=float, default=2.0)
     parser.add_argument("--skip-big", action="store_true")
+    parser.add_argument("--reuse-corpus", action="store_true", help="keep bench/out/corpus")
     parser.add_argument("--copies", type=int, default=10, help="copies of each .keras file for throughput")
+    parser.add_argument(
+        "--sweep",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=None,
+        metavar="N,N,...",
+        help="also time kerasguard and modelscan on 1 file and on N copies of the .keras set (e.g. 1,5,50)",
+    )
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src")], check=True, env=QUIET_ENV)
     corpus = OUT / "corpus"
-    labels = build_corpus(corpus)
+    labels = existing_labels(corpus) if args.reuse_corpus and corpus.is_dir() else build_corpus(corpus)
     keras_only = OUT / "corpus_keras"
     shutil.rmtree(keras_only, ignore_errors=True)
     keras_only.mkdir()
@@ -223,6 +288,9 @@ def main() -> int:
         and any(detections[t].get(n) for t in available)
     ]
     lines += ["", f"attacks a peer detects that kerasguard misses: {missed or 'none'}"]
+    if args.sweep:
+        lines += ["", "Corpus-size sweep (median of --reps interleaved rounds, startup included):", ""]
+        lines += sweep(corpus, labels, args.sweep, args.reps)
     if not args.skip_big:
         small_t, big_t = big_vs_small(args.big_gib)
         lines += [

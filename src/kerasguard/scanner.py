@@ -59,16 +59,10 @@ def rule_context(policy: Policy, *, files: bool = True) -> RuleContext:
 
 @functools.cache
 def installed_keras_version() -> str | None:
-    """The installed keras version from package metadata (keras itself is never imported).
+    """The installed keras version from its metadata file (keras itself is never imported), read once."""
+    from kerasguard.distmeta import installed_version
 
-    Read once per process: the metadata lookup costs ~2 ms, more than scanning a small file.
-    """
-    from importlib import metadata  # imported on first use: it pulls in the email package
-
-    try:
-        return metadata.version("keras")
-    except metadata.PackageNotFoundError:
-        return None
+    return installed_version("keras")
 
 
 def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Target], list[str], list[str]]:

@@ -19,9 +19,9 @@ from packaging.markers import default_environment
 from packaging.utils import canonicalize_name
 
 from kerasguard.advisories.hdf5lib import installed_hdf5
+from kerasguard.distmeta import metadata_file, name_from_folder, read_header
 from kerasguard.errors import AuditError
 
-MAX_METADATA_HEADER = 256 * 1024
 PYTHON_TIMEOUT_S = 20.0
 
 
@@ -66,39 +66,6 @@ class Inventory:
     markers: dict[str, str] = field(default_factory=dict)
 
 
-def _read_header(path: Path) -> dict[str, str]:
-    """Name and Version from a METADATA / PKG-INFO header (stops at the first blank line)."""
-    out: dict[str, str] = {}
-    with path.open("rb") as fh:
-        head = fh.read(MAX_METADATA_HEADER)
-    text = head.decode("utf-8", errors="replace")
-    for line in text.splitlines():
-        if not line.strip():
-            break
-        if line[:1] in (" ", "\t") or ":" not in line:
-            continue
-        key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key in ("name", "version") and key not in out:
-            out[key] = value.strip()
-    return out
-
-
-def _metadata_file(entry: Path) -> Path | None:
-    if entry.name.endswith(".dist-info"):
-        return entry / "METADATA"
-    if entry.name.endswith(".egg-info"):
-        return entry if entry.is_file() else entry / "PKG-INFO"
-    if entry.name.endswith(".egg") and entry.is_dir():
-        return entry / "EGG-INFO" / "PKG-INFO"
-    return None
-
-
-def _name_from_folder(entry: Path) -> str:
-    stem = entry.name.rsplit(".", 1)[0]
-    return stem.split("-", 1)[0]
-
-
 def read_site_dirs(dirs: Iterable[Path], target: str, *, only: Collection[str] | None = None) -> Inventory:
     """Every distribution in ``dirs`` (in path order); ``only`` limits reading to these canonical names."""
     inv = Inventory(target=target)
@@ -114,10 +81,10 @@ def read_site_dirs(dirs: Iterable[Path], target: str, *, only: Collection[str] |
         except OSError:
             continue
         for entry in entries:
-            meta = _metadata_file(entry)
+            meta = metadata_file(entry)
             if meta is None:
                 continue
-            guess = canonicalize_name(_name_from_folder(entry))
+            guess = canonicalize_name(name_from_folder(entry))
             if only is not None and guess not in only:
                 continue
             _read_distribution(entry, meta, folder, guess, inv, seen)
@@ -128,7 +95,7 @@ def _read_distribution(
     entry: Path, meta: Path, folder: Path, guess: str, inv: Inventory, seen: dict[str, Package]
 ) -> None:
     try:
-        header = _read_header(meta)
+        header = read_header(meta)
     except OSError as exc:
         inv.notes.append(Note(str(entry), f"metadata unreadable: {exc.strerror or exc}", guess))
         return

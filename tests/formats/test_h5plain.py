@@ -7,6 +7,7 @@ resource-limited h5py child.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import attacks
 import kerasfiles
 from h5craft import declare_bomb, h5file, keras_weights, member_window, module_context
 from kerasguard.findings import Location
@@ -30,6 +32,14 @@ from kerasguard.policy import Limits, MiB
 h5ctx = module_context()
 BENIGN = Path(__file__).resolve().parent.parent / "data" / "benign"
 LIMITS = Limits()
+HDF5_ATTACKS = {
+    "shape_bomb_8gib",
+    "shape_bomb_3gib",
+    "many_small_bombs",
+    "external_storage",
+    "soft_link",
+    "external_link",
+}
 
 
 def plain(blob: Blob) -> WalkResult | None:
@@ -194,7 +204,7 @@ def test_in_memory_bytes_are_read_like_the_file(tmp_path: Path, h5ctx: ReadConte
     assert from_memory is not None and from_memory == plain(file_blob(path))
 
 
-# ------------------------------------------------------------------------ declined
+# ------------------------------------------------------------------------ attack layouts, answered
 
 
 def _soft(f: h5py.File) -> None:
@@ -223,6 +233,113 @@ def _unwritten(f: h5py.File) -> None:
     f.create_dataset("x", shape=(1024, 1024), dtype="f4")  # declared, never stored
 
 
+def _partial_chunks(f: h5py.File) -> None:
+    """Partly written chunked datasets: only the chunks written are stored, filtered or not."""
+    g = f.create_group("deep/er")
+    options: list[dict[str, Any]] = [
+        {},
+        {"compression": "gzip"},
+        {"compression": "gzip", "shuffle": True},
+        {"fletcher32": True},
+        {"compression": "gzip", "compression_opts": 9, "shuffle": True, "fletcher32": True},
+        {"scaleoffset": 0},
+    ]
+    for i, opts in enumerate(options):
+        for j, (shape, chunks) in enumerate([((100, 60), (7, 13)), ((40,), (8,)), ((6, 5, 4), (2, 5, 1))]):
+            dtype = "i4" if "scaleoffset" in opts else "f4"
+            ds = g.create_dataset(f"d{i}_{j}", shape=shape, dtype=dtype, chunks=chunks, **opts)
+            corner = (slice(0, 3),) * len(shape)
+            part = ds[corner].shape
+            ds[corner] = np.arange(math.prod(part)).reshape(part)
+    full = f.create_dataset("full", data=np.random.default_rng(0).random((300, 70)), chunks=(16, 16))
+    full.attrs["note"] = "every chunk written"
+    # enough chunks for a B-tree of more than one level (64 entries a node)
+    many = f.create_dataset("many", shape=(5000,), dtype="u1", chunks=(1,), compression="gzip")
+    many[::7] = 1
+    f.create_dataset("nbit", data=np.arange(50, dtype="i4"), chunks=(10,), compression="lzf")
+
+
+def _many_links(f: h5py.File) -> None:
+    """Several soft and external links in one group, nested groups and a compact root."""
+    keras_weights(f)
+    g = f["layers/dense"]
+    g["soft_a"] = h5py.SoftLink("/layers/dense/vars/0")
+    g["soft_b"] = h5py.SoftLink("relative/path")
+    g["ext_a"] = h5py.ExternalLink("/tmp/a.h5", "/secret")
+    g["ext_b"] = h5py.ExternalLink("b.h5", "/x/y")
+    g["hard"] = f["layers/dense/vars/1"]
+    sub = g.create_group("sub")  # a new group inside a compact one
+    sub["deep_soft"] = h5py.SoftLink("/nowhere")
+    sub.create_dataset("w", data=np.ones(3, dtype="f8"))
+    f["root_ext"] = h5py.ExternalLink("c.h5", "/")  # the root group itself becomes compact
+    f.create_group("empty")
+    f.attrs["note"] = "root attributes still read"
+
+
+def _empty_compact(f: h5py.File) -> None:
+    g = f.create_group("g")
+    g["x"] = h5py.ExternalLink("x.h5", "/x")
+    del g["x"]  # a compact group with no links left
+    f.create_group("after").attrs["n"] = 1
+
+
+def _external_files(f: h5py.File) -> None:
+    f.create_dataset(
+        "several",
+        shape=(10, 4),
+        dtype="f8",
+        external=[("/etc/passwd", 0, 100), ("relative.bin", 4096, 200), ("/dev/zero", 0, h5py.h5f.UNLIMITED)],
+    )
+    f.create_dataset("exact", shape=(8,), dtype="u1", external=[("a.bin", 10, 4), ("b.bin", 0, 4)])
+    f.create_dataset("unlimited", shape=(3,), dtype="i2", external=[("/etc/shadow", 0, h5py.h5f.UNLIMITED)])
+
+
+ANSWERED = [
+    _soft,
+    _external_link,
+    _external_storage,
+    _chunked,
+    _bomb,
+    _unwritten,
+    _partial_chunks,
+    _many_links,
+    _empty_compact,
+    _external_files,
+]
+
+
+@pytest.mark.parametrize("build", ANSWERED, ids=lambda b: b.__name__)
+def test_attack_layouts_are_answered_as_h5py_answers(
+    build: Callable[[h5py.File], Any], tmp_path: Path, h5ctx: ReadContext
+) -> None:
+    assert_same(file_blob(h5file(tmp_path / "f.h5", build)), h5ctx)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in attacks.KERAS_ATTACKS if n in HDF5_ATTACKS))
+def test_hdf5_attack_builders_are_answered_in_process(name: str, tmp_path: Path, h5ctx: ReadContext) -> None:
+    build, _rules = attacks.KERAS_ATTACKS[name]
+    out = build(kerasfiles.saved("mlp"), tmp_path / f"{name}.keras")
+    assert_same(member_blob(out), h5ctx)
+
+
+def test_answered_values_are_what_h5py_reads(tmp_path: Path, h5ctx: ReadContext) -> None:
+    """A few fields spelled out, so that a shared mistake in both readers would still show."""
+    result = assert_same(file_blob(h5file(tmp_path / "f.h5", _many_links)), h5ctx)
+    objects = {o.path: o for o in result.objects}
+    assert objects["/layers/dense/ext_a"].kind == "external_link"
+    assert objects["/layers/dense/ext_a"].link_target == "/tmp/a.h5:/secret"
+    assert objects["/layers/dense/soft_b"].link_target == "relative/path"
+    result = assert_same(file_blob(h5file(tmp_path / "b.h5", _bomb)), h5ctx)
+    (bomb,) = result.objects
+    assert bomb.stored_bytes == 0 and bomb.filters == ("deflate",) and bomb.layout == "chunked"
+    result = assert_same(file_blob(h5file(tmp_path / "e.h5", _external_files)), h5ctx)
+    unlimited = {o.path: o for o in result.objects}["/unlimited"]
+    assert unlimited.external == (("/etc/shadow", 0, 2**64 - 1),)
+
+
+# ------------------------------------------------------------------------ declined
+
+
 def _bool_attr(f: h5py.File) -> None:
     f.attrs["flag"] = True  # an enum type in HDF5
 
@@ -237,20 +354,22 @@ def _virtual(f: h5py.File) -> None:
     f.create_virtual_dataset("v", layout)
 
 
-DECLINED = [
-    _soft,
-    _external_link,
-    _external_storage,
-    _chunked,
-    _bomb,
-    _unwritten,
-    _bool_attr,
-    _huge_vlen_config,
-]
+def _dense_links(f: h5py.File) -> None:
+    g = f.create_group("g")
+    for i in range(9):
+        g[f"s{i}"] = h5py.SoftLink("/x")
+    g["ext"] = h5py.ExternalLink("x.h5", "/x")  # more than 8 links: a fractal heap
 
 
-@pytest.mark.parametrize("build", [*DECLINED, _virtual], ids=lambda b: b.__name__)
-def test_anything_outside_the_plain_layout_is_declined(
+def _resizable(f: h5py.File) -> None:
+    f.create_dataset("x", shape=(4, 4), maxshape=(None, 4), dtype="f4", chunks=(2, 2))
+
+
+DECLINED = [_bool_attr, _huge_vlen_config, _virtual, _dense_links, _resizable]
+
+
+@pytest.mark.parametrize("build", DECLINED, ids=lambda b: b.__name__)
+def test_anything_outside_the_known_layouts_is_declined(
     build: Callable[[h5py.File], Any], tmp_path: Path
 ) -> None:
     assert plain(file_blob(h5file(tmp_path / "f.h5", build))) is None

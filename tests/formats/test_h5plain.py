@@ -8,6 +8,8 @@ resource-limited h5py child.
 from __future__ import annotations
 
 import math
+import os
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -441,6 +443,133 @@ def test_mutated_files_are_declined_or_read_as_h5py_reads_them(
             assert ours == child(blob, h5ctx)
     finally:
         path.unlink()
+
+
+def _attack_base(f: h5py.File) -> None:
+    """Every attack layout the reader answers, small: a chunk B-tree of two levels, filters, external
+    files, soft links in a symbol table and a compact group with hard, soft and external links."""
+    keras_weights(f)
+    many = f.create_dataset("many", shape=(80,), dtype="u1", chunks=(1,), compression="gzip", shuffle=True)
+    many[::1] = 1
+    declare_bomb(f, "bomb", 2**30)
+    f.create_dataset(
+        "ext", shape=(4,), dtype="u1", external=[("/etc/passwd", 0, 2), ("b", 0, h5py.h5f.UNLIMITED)]
+    )
+    f["layers/soft"] = h5py.SoftLink("/layers/dense")
+    f["vars/ext"] = h5py.ExternalLink("/tmp/x.h5", "/y")
+    f["vars/soft"] = h5py.SoftLink("/many")
+    f["vars/hard"] = f["many"]
+
+
+@pytest.fixture(scope="module")
+def attack_base(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, list[int]]:
+    """The file's bytes and the offsets of its metadata (where mutations find the most)."""
+    path = h5file(tmp_path_factory.mktemp("fz") / "attack.h5", _attack_base)
+    data = path.read_bytes()
+    hot = [i for sig in (b"TREE", b"SNOD", b"HEAP", b"GCOL") for i in _find_all(data, sig)]
+    with h5py.File(path, "r") as f:
+        f.visit(lambda name: hot.append(h5py.h5o.get_info(f.id, name.encode()).addr) and None)
+    return data, sorted(set(hot))
+
+
+def _find_all(data: bytes, sig: bytes) -> list[int]:
+    out, pos = [], data.find(sig)
+    while pos >= 0:
+        out.append(pos)
+        pos = data.find(sig, pos + 1)
+    return out
+
+
+def test_attack_base_is_answered(
+    attack_base: tuple[bytes, list[int]], tmp_path: Path, h5ctx: ReadContext
+) -> None:
+    path = tmp_path / "base.h5"
+    path.write_bytes(attack_base[0])
+    result = assert_same(file_blob(path), h5ctx)
+    kinds = {o.path: o.kind for o in result.objects}
+    assert kinds["/vars/ext"] == "external_link" and kinds["/layers/soft"] == "soft_link"
+
+
+def check_mutant(data: bytes, tmp_path: Path, h5ctx: ReadContext) -> bool:
+    """The reader declines ``data`` or says what h5py says; True if it answered."""
+    path = tmp_path / "mutant.h5"
+    path.write_bytes(data)
+    try:
+        blob = file_blob(path)
+        ours = plain(blob)
+        if ours is not None:
+            assert ours == child(blob, h5ctx)
+        return ours is not None
+    finally:
+        path.unlink()
+
+
+FUZZ_EXAMPLES = int(os.environ.get("KG_H5_FUZZ_EXAMPLES", "200"))
+
+
+@settings(
+    max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_mutated_attack_layouts_are_declined_or_read_as_h5py_reads_them(
+    data: st.DataObject, attack_base: tuple[bytes, list[int]], h5ctx: ReadContext, tmp_path: Path
+) -> None:
+    """Byte mutations near B-tree nodes, heaps and object headers (link, layout, filter and external
+    file messages): each mutant is declined or answered exactly as the child answers it."""
+    base, hot = attack_base
+    mutated = bytearray(base)
+    for _ in range(data.draw(st.integers(1, 3))):
+        pos = data.draw(st.sampled_from(hot)) + data.draw(st.integers(0, 400))
+        if pos < len(mutated):
+            mutated[pos] = data.draw(st.integers(0, 255))
+    check_mutant(bytes(mutated), tmp_path, h5ctx)
+
+
+def _tree_nodes(data: bytes, kind: int) -> list[int]:
+    return [i for i in _find_all(data, b"TREE") if data[i + 4] == kind]
+
+
+def test_hostile_chunk_btrees_are_declined(
+    attack_base: tuple[bytes, list[int]], tmp_path: Path, h5ctx: ReadContext
+) -> None:
+    """Cycles, bad signatures, huge entry counts and wrong levels in a chunk index never raise."""
+    base = attack_base[0]
+    nodes = _tree_nodes(base, 1)
+    assert len(nodes) >= 3, "a two-level chunk B-tree"
+    root = next(i for i in nodes if base[i + 5] == 1)
+    mutants: list[bytes] = []
+    for node in nodes:
+        for patch in (b"TRE\x00", b"TREE\x00", b"TREE\x02"):
+            mutants.append(base[:node] + patch + base[node + len(patch) :])
+        for count in (65, 0xFFFF):
+            mutants.append(base[: node + 6] + struct.pack("<H", count) + base[node + 8 :])
+        mutants.append(base[: node + 5] + b"\x07" + base[node + 6 :])  # a level it is not at
+        mutants.append(base[: node + 8] + struct.pack("<Q", node) + base[node + 16 :])  # sibling to itself
+    # a child pointing back at the root: a cycle
+    first_child = root + 24 + 8 + 8 * 2
+    mutants.append(base[:first_child] + struct.pack("<Q", root) + base[first_child + 8 :])
+    answered = sum(check_mutant(m, tmp_path, h5ctx) for m in mutants)
+    assert answered == 0
+
+
+def test_hostile_link_messages_never_differ(
+    attack_base: tuple[bytes, list[int]], tmp_path: Path, h5ctx: ReadContext
+) -> None:
+    """Every byte of the compact group's link messages set to a few values: declined or exact."""
+    base = attack_base[0]
+    start = base.find(b"/tmp/x.h5\x00/y\x00")
+    assert start > 0
+    for pos in range(start - 40, start + 16):
+        for value in (0x00, 0x01, 0x40, 0xFF):
+            mutated = bytearray(base)
+            mutated[pos] = value
+            check_mutant(bytes(mutated), tmp_path, h5ctx)
+
+
+def test_truncated_attack_files_are_declined(attack_base: tuple[bytes, list[int]]) -> None:
+    base = attack_base[0]
+    for cut in range(0, len(base), max(1, len(base) // 50)):
+        assert plain(Blob.from_bytes(base[:cut], Location("t"), "t.h5")) is None
 
 
 def test_reads_are_bounded_on_a_many_object_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

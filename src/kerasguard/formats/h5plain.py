@@ -547,6 +547,7 @@ class Entry:
     def parse(cls, raw: bytes, pos: int) -> Entry:
         name_offset, header, cache_type, reserved = struct.unpack_from("<QQII", raw, pos)
         _need(reserved == 0, "reserved symbol table entry bytes set")
+        _need(cache_type in (0, 1, 2), "unknown symbol table entry cache type")  # libhdf5 stops there
         return cls(name_offset, header, cache_type, bytes(raw[pos + 24 : pos + 40]))
 
 

@@ -224,7 +224,7 @@ def external_files(raw: bytes, heap_string: Callable[[int, int], bytes]) -> list
     need(0 < used <= allocated and len(raw) >= 16 + 24 * used, "external file slots out of bounds")
     files: list[tuple[str, int, int]] = []
     for i in range(used):
-        name_offset, offset, size = struct.unpack_from("<QQQ", raw, 16 + 24 * i)
+        name_offset, offset, size = struct.unpack_from("<QqQ", raw, 16 + 24 * i)  # offset: an off_t
         name = heap_string(heap, name_offset)
         need(0 < len(name) <= MAX_EXTERNAL_NAME, "an external file name that is empty or long")
         files.append((name.decode("utf-8", "backslashreplace"), int(offset), int(size)))

@@ -7,6 +7,9 @@ resource-limited h5py child.
 
 from __future__ import annotations
 
+import math
+import os
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import attacks
 import kerasfiles
 from h5craft import declare_bomb, h5file, keras_weights, member_window, module_context
 from kerasguard.findings import Location
@@ -30,6 +34,14 @@ from kerasguard.policy import Limits, MiB
 h5ctx = module_context()
 BENIGN = Path(__file__).resolve().parent.parent / "data" / "benign"
 LIMITS = Limits()
+HDF5_ATTACKS = {
+    "shape_bomb_8gib",
+    "shape_bomb_3gib",
+    "many_small_bombs",
+    "external_storage",
+    "soft_link",
+    "external_link",
+}
 
 
 def plain(blob: Blob) -> WalkResult | None:
@@ -194,7 +206,7 @@ def test_in_memory_bytes_are_read_like_the_file(tmp_path: Path, h5ctx: ReadConte
     assert from_memory is not None and from_memory == plain(file_blob(path))
 
 
-# ------------------------------------------------------------------------ declined
+# ------------------------------------------------------------------------ attack layouts, answered
 
 
 def _soft(f: h5py.File) -> None:
@@ -223,6 +235,113 @@ def _unwritten(f: h5py.File) -> None:
     f.create_dataset("x", shape=(1024, 1024), dtype="f4")  # declared, never stored
 
 
+def _partial_chunks(f: h5py.File) -> None:
+    """Partly written chunked datasets: only the chunks written are stored, filtered or not."""
+    g = f.create_group("deep/er")
+    options: list[dict[str, Any]] = [
+        {},
+        {"compression": "gzip"},
+        {"compression": "gzip", "shuffle": True},
+        {"fletcher32": True},
+        {"compression": "gzip", "compression_opts": 9, "shuffle": True, "fletcher32": True},
+        {"scaleoffset": 0},
+    ]
+    for i, opts in enumerate(options):
+        for j, (shape, chunks) in enumerate([((100, 60), (7, 13)), ((40,), (8,)), ((6, 5, 4), (2, 5, 1))]):
+            dtype = "i4" if "scaleoffset" in opts else "f4"
+            ds = g.create_dataset(f"d{i}_{j}", shape=shape, dtype=dtype, chunks=chunks, **opts)
+            corner = (slice(0, 3),) * len(shape)
+            part = ds[corner].shape
+            ds[corner] = np.arange(math.prod(part)).reshape(part)
+    full = f.create_dataset("full", data=np.random.default_rng(0).random((300, 70)), chunks=(16, 16))
+    full.attrs["note"] = "every chunk written"
+    # enough chunks for a B-tree of more than one level (64 entries a node)
+    many = f.create_dataset("many", shape=(5000,), dtype="u1", chunks=(1,), compression="gzip")
+    many[::7] = 1
+    f.create_dataset("nbit", data=np.arange(50, dtype="i4"), chunks=(10,), compression="lzf")
+
+
+def _many_links(f: h5py.File) -> None:
+    """Several soft and external links in one group, nested groups and a compact root."""
+    keras_weights(f)
+    g = f["layers/dense"]
+    g["soft_a"] = h5py.SoftLink("/layers/dense/vars/0")
+    g["soft_b"] = h5py.SoftLink("relative/path")
+    g["ext_a"] = h5py.ExternalLink("/tmp/a.h5", "/secret")
+    g["ext_b"] = h5py.ExternalLink("b.h5", "/x/y")
+    g["hard"] = f["layers/dense/vars/1"]
+    sub = g.create_group("sub")  # a new group inside a compact one
+    sub["deep_soft"] = h5py.SoftLink("/nowhere")
+    sub.create_dataset("w", data=np.ones(3, dtype="f8"))
+    f["root_ext"] = h5py.ExternalLink("c.h5", "/")  # the root group itself becomes compact
+    f.create_group("empty")
+    f.attrs["note"] = "root attributes still read"
+
+
+def _empty_compact(f: h5py.File) -> None:
+    g = f.create_group("g")
+    g["x"] = h5py.ExternalLink("x.h5", "/x")
+    del g["x"]  # a compact group with no links left
+    f.create_group("after").attrs["n"] = 1
+
+
+def _external_files(f: h5py.File) -> None:
+    f.create_dataset(
+        "several",
+        shape=(10, 4),
+        dtype="f8",
+        external=[("/etc/passwd", 0, 100), ("relative.bin", 4096, 200), ("/dev/zero", 0, h5py.h5f.UNLIMITED)],
+    )
+    f.create_dataset("exact", shape=(8,), dtype="u1", external=[("a.bin", 10, 4), ("b.bin", 0, 4)])
+    f.create_dataset("unlimited", shape=(3,), dtype="i2", external=[("/etc/shadow", 0, h5py.h5f.UNLIMITED)])
+
+
+ANSWERED = [
+    _soft,
+    _external_link,
+    _external_storage,
+    _chunked,
+    _bomb,
+    _unwritten,
+    _partial_chunks,
+    _many_links,
+    _empty_compact,
+    _external_files,
+]
+
+
+@pytest.mark.parametrize("build", ANSWERED, ids=lambda b: b.__name__)
+def test_attack_layouts_are_answered_as_h5py_answers(
+    build: Callable[[h5py.File], Any], tmp_path: Path, h5ctx: ReadContext
+) -> None:
+    assert_same(file_blob(h5file(tmp_path / "f.h5", build)), h5ctx)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in attacks.KERAS_ATTACKS if n in HDF5_ATTACKS))
+def test_hdf5_attack_builders_are_answered_in_process(name: str, tmp_path: Path, h5ctx: ReadContext) -> None:
+    build, _rules = attacks.KERAS_ATTACKS[name]
+    out = build(kerasfiles.saved("mlp"), tmp_path / f"{name}.keras")
+    assert_same(member_blob(out), h5ctx)
+
+
+def test_answered_values_are_what_h5py_reads(tmp_path: Path, h5ctx: ReadContext) -> None:
+    """A few fields spelled out, so that a shared mistake in both readers would still show."""
+    result = assert_same(file_blob(h5file(tmp_path / "f.h5", _many_links)), h5ctx)
+    objects = {o.path: o for o in result.objects}
+    assert objects["/layers/dense/ext_a"].kind == "external_link"
+    assert objects["/layers/dense/ext_a"].link_target == "/tmp/a.h5:/secret"
+    assert objects["/layers/dense/soft_b"].link_target == "relative/path"
+    result = assert_same(file_blob(h5file(tmp_path / "b.h5", _bomb)), h5ctx)
+    (bomb,) = result.objects
+    assert bomb.stored_bytes == 0 and bomb.filters == ("deflate",) and bomb.layout == "chunked"
+    result = assert_same(file_blob(h5file(tmp_path / "e.h5", _external_files)), h5ctx)
+    unlimited = {o.path: o for o in result.objects}["/unlimited"]
+    assert unlimited.external == (("/etc/shadow", 0, 2**64 - 1),)
+
+
+# ------------------------------------------------------------------------ declined
+
+
 def _bool_attr(f: h5py.File) -> None:
     f.attrs["flag"] = True  # an enum type in HDF5
 
@@ -237,20 +356,22 @@ def _virtual(f: h5py.File) -> None:
     f.create_virtual_dataset("v", layout)
 
 
-DECLINED = [
-    _soft,
-    _external_link,
-    _external_storage,
-    _chunked,
-    _bomb,
-    _unwritten,
-    _bool_attr,
-    _huge_vlen_config,
-]
+def _dense_links(f: h5py.File) -> None:
+    g = f.create_group("g")
+    for i in range(9):
+        g[f"s{i}"] = h5py.SoftLink("/x")
+    g["ext"] = h5py.ExternalLink("x.h5", "/x")  # more than 8 links: a fractal heap
 
 
-@pytest.mark.parametrize("build", [*DECLINED, _virtual], ids=lambda b: b.__name__)
-def test_anything_outside_the_plain_layout_is_declined(
+def _resizable(f: h5py.File) -> None:
+    f.create_dataset("x", shape=(4, 4), maxshape=(None, 4), dtype="f4", chunks=(2, 2))
+
+
+DECLINED = [_bool_attr, _huge_vlen_config, _virtual, _dense_links, _resizable]
+
+
+@pytest.mark.parametrize("build", DECLINED, ids=lambda b: b.__name__)
+def test_anything_outside_the_known_layouts_is_declined(
     build: Callable[[h5py.File], Any], tmp_path: Path
 ) -> None:
     assert plain(file_blob(h5file(tmp_path / "f.h5", build))) is None
@@ -322,6 +443,133 @@ def test_mutated_files_are_declined_or_read_as_h5py_reads_them(
             assert ours == child(blob, h5ctx)
     finally:
         path.unlink()
+
+
+def _attack_base(f: h5py.File) -> None:
+    """Every attack layout the reader answers, small: a chunk B-tree of two levels, filters, external
+    files, soft links in a symbol table and a compact group with hard, soft and external links."""
+    keras_weights(f)
+    many = f.create_dataset("many", shape=(80,), dtype="u1", chunks=(1,), compression="gzip", shuffle=True)
+    many[::1] = 1
+    declare_bomb(f, "bomb", 2**30)
+    f.create_dataset(
+        "ext", shape=(4,), dtype="u1", external=[("/etc/passwd", 0, 2), ("b", 0, h5py.h5f.UNLIMITED)]
+    )
+    f["layers/soft"] = h5py.SoftLink("/layers/dense")
+    f["vars/ext"] = h5py.ExternalLink("/tmp/x.h5", "/y")
+    f["vars/soft"] = h5py.SoftLink("/many")
+    f["vars/hard"] = f["many"]
+
+
+@pytest.fixture(scope="module")
+def attack_base(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, list[int]]:
+    """The file's bytes and the offsets of its metadata (where mutations find the most)."""
+    path = h5file(tmp_path_factory.mktemp("fz") / "attack.h5", _attack_base)
+    data = path.read_bytes()
+    hot = [i for sig in (b"TREE", b"SNOD", b"HEAP", b"GCOL") for i in _find_all(data, sig)]
+    with h5py.File(path, "r") as f:
+        f.visit(lambda name: hot.append(h5py.h5o.get_info(f.id, name.encode()).addr) and None)
+    return data, sorted(set(hot))
+
+
+def _find_all(data: bytes, sig: bytes) -> list[int]:
+    out, pos = [], data.find(sig)
+    while pos >= 0:
+        out.append(pos)
+        pos = data.find(sig, pos + 1)
+    return out
+
+
+def test_attack_base_is_answered(
+    attack_base: tuple[bytes, list[int]], tmp_path: Path, h5ctx: ReadContext
+) -> None:
+    path = tmp_path / "base.h5"
+    path.write_bytes(attack_base[0])
+    result = assert_same(file_blob(path), h5ctx)
+    kinds = {o.path: o.kind for o in result.objects}
+    assert kinds["/vars/ext"] == "external_link" and kinds["/layers/soft"] == "soft_link"
+
+
+def check_mutant(data: bytes, tmp_path: Path, h5ctx: ReadContext) -> bool:
+    """The reader declines ``data`` or says what h5py says; True if it answered."""
+    path = tmp_path / "mutant.h5"
+    path.write_bytes(data)
+    try:
+        blob = file_blob(path)
+        ours = plain(blob)
+        if ours is not None:
+            assert ours == child(blob, h5ctx)
+        return ours is not None
+    finally:
+        path.unlink()
+
+
+FUZZ_EXAMPLES = int(os.environ.get("KG_H5_FUZZ_EXAMPLES", "200"))
+
+
+@settings(
+    max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_mutated_attack_layouts_are_declined_or_read_as_h5py_reads_them(
+    data: st.DataObject, attack_base: tuple[bytes, list[int]], h5ctx: ReadContext, tmp_path: Path
+) -> None:
+    """Byte mutations near B-tree nodes, heaps and object headers (link, layout, filter and external
+    file messages): each mutant is declined or answered exactly as the child answers it."""
+    base, hot = attack_base
+    mutated = bytearray(base)
+    for _ in range(data.draw(st.integers(1, 3))):
+        pos = data.draw(st.sampled_from(hot)) + data.draw(st.integers(0, 400))
+        if pos < len(mutated):
+            mutated[pos] = data.draw(st.integers(0, 255))
+    check_mutant(bytes(mutated), tmp_path, h5ctx)
+
+
+def _tree_nodes(data: bytes, kind: int) -> list[int]:
+    return [i for i in _find_all(data, b"TREE") if data[i + 4] == kind]
+
+
+def test_hostile_chunk_btrees_are_declined(
+    attack_base: tuple[bytes, list[int]], tmp_path: Path, h5ctx: ReadContext
+) -> None:
+    """Cycles, bad signatures, huge entry counts and wrong levels in a chunk index never raise."""
+    base = attack_base[0]
+    nodes = _tree_nodes(base, 1)
+    assert len(nodes) >= 3, "a two-level chunk B-tree"
+    root = next(i for i in nodes if base[i + 5] == 1)
+    mutants: list[bytes] = []
+    for node in nodes:
+        for patch in (b"TRE\x00", b"TREE\x00", b"TREE\x02"):
+            mutants.append(base[:node] + patch + base[node + len(patch) :])
+        for count in (65, 0xFFFF):
+            mutants.append(base[: node + 6] + struct.pack("<H", count) + base[node + 8 :])
+        mutants.append(base[: node + 5] + b"\x07" + base[node + 6 :])  # a level it is not at
+        mutants.append(base[: node + 8] + struct.pack("<Q", node) + base[node + 16 :])  # sibling to itself
+    # a child pointing back at the root: a cycle
+    first_child = root + 24 + 8 + 8 * 2
+    mutants.append(base[:first_child] + struct.pack("<Q", root) + base[first_child + 8 :])
+    answered = sum(check_mutant(m, tmp_path, h5ctx) for m in mutants)
+    assert answered == 0
+
+
+def test_hostile_link_messages_never_differ(
+    attack_base: tuple[bytes, list[int]], tmp_path: Path, h5ctx: ReadContext
+) -> None:
+    """Every byte of the compact group's link messages set to a few values: declined or exact."""
+    base = attack_base[0]
+    start = base.find(b"/tmp/x.h5\x00/y\x00")
+    assert start > 0
+    for pos in range(start - 40, start + 16):
+        for value in (0x00, 0x01, 0x40, 0xFF):
+            mutated = bytearray(base)
+            mutated[pos] = value
+            check_mutant(bytes(mutated), tmp_path, h5ctx)
+
+
+def test_truncated_attack_files_are_declined(attack_base: tuple[bytes, list[int]]) -> None:
+    base = attack_base[0]
+    for cut in range(0, len(base), max(1, len(base) // 50)):
+        assert plain(Blob.from_bytes(base[:cut], Location("t"), "t.h5")) is None
 
 
 def test_reads_are_bounded_on_a_many_object_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,7 +24,8 @@ import attacks
 import kerasfiles
 from h5craft import declare_bomb, h5file, keras_weights, member_window, module_context
 from kerasguard.findings import Location
-from kerasguard.formats import h5plain
+from kerasguard.formats import h5plain, hdf5
+from kerasguard.formats.artifact import Artifact
 from kerasguard.formats.blob import Blob
 from kerasguard.formats.context import ReadContext
 from kerasguard.formats.h5client import MAX_DESCRIPTION_BYTES, WalkResult, parse_answer, parse_response
@@ -44,13 +45,24 @@ HDF5_ATTACKS = {
 }
 
 
-def plain(blob: Blob) -> WalkResult | None:
+def plain_answer(blob: Blob) -> WalkResult | str | None:
+    """The reader's answer for ``blob`` (a failure as its kind, as :func:`child`); None if it declines."""
     answer = h5plain.read_plain(blob, LIMITS.h5_max_objects, LIMITS.max_json_bytes, MAX_DESCRIPTION_BYTES)
     if answer is None:
         return None
     result = parse_answer(answer, LIMITS.h5_max_objects)
-    assert isinstance(result, WalkResult)
+    return result if isinstance(result, WalkResult) else result.kind
+
+
+def plain(blob: Blob) -> WalkResult | None:
+    result = plain_answer(blob)
+    assert not isinstance(result, str), result
     return result
+
+
+def plain_failure(blob: Blob) -> str | None:
+    result = plain_answer(blob)
+    return result if isinstance(result, str) else None
 
 
 def child(blob: Blob, ctx: ReadContext) -> WalkResult | str:
@@ -386,11 +398,35 @@ def test_newer_file_formats_and_userblocks_are_declined(tmp_path: Path) -> None:
     assert plain(file_blob(tmp_path / "ub.h5")) is None
 
 
-def test_truncated_or_extended_files_are_declined(tmp_path: Path) -> None:
-    data = h5file(tmp_path / "f.h5", keras_weights).read_bytes()
-    for cut in (0, 8, 95, 96, len(data) // 2, len(data) - 1):
+def test_truncated_files_fail_as_in_the_child_and_extended_ones_are_declined(
+    tmp_path: Path, h5ctx: ReadContext
+) -> None:
+    """A file shorter than its superblock says: libhdf5 refuses to open it, and so does the reader
+    (without starting the child); a shorter prefix than the superblock, or a longer file, declines."""
+    path = h5file(tmp_path / "f.h5", keras_weights)
+    data = path.read_bytes()
+    for cut in (0, 8, 95):
         assert plain(Blob.from_bytes(data[:cut], Location("t"), "t.h5")) is None
+    for cut in (96, len(data) // 2, len(data) - 1):
+        cut_path = tmp_path / f"cut{cut}.h5"
+        cut_path.write_bytes(data[:cut])
+        assert plain_failure(file_blob(cut_path)) == "corrupt"
+        assert child(file_blob(cut_path), h5ctx) == "corrupt"
     assert plain(Blob.from_bytes(data + b"\x00", Location("t"), "t.h5")) is None
+
+
+def test_mutated_superblocks_are_declined_or_fail_as_in_the_child(tmp_path: Path, h5ctx: ReadContext) -> None:
+    """Every superblock byte (end-of-file address included) set to a few values: declined, or the
+    child's exact answer (for a declared end past the file's end: the child's failure)."""
+    data = h5file(tmp_path / "f.h5", keras_weights).read_bytes()
+    refused = 0
+    for pos in range(96):
+        for value in (0x00, 0x01, 0x7F, 0xFF):
+            mutated = bytearray(data)
+            mutated[pos] = value
+            check_mutant(bytes(mutated), tmp_path, h5ctx)
+            refused += plain_failure(Blob.from_bytes(bytes(mutated), Location("t"), "t.h5")) is not None
+    assert refused > 0
 
 
 def test_repeated_link_names_are_declined(tmp_path: Path) -> None:
@@ -438,7 +474,7 @@ def test_mutated_files_are_declined_or_read_as_h5py_reads_them(
     path.write_bytes(bytes(mutated))
     try:
         blob = file_blob(path)
-        ours = plain(blob)
+        ours = plain_answer(blob)
         if ours is not None:
             assert ours == child(blob, h5ctx)
     finally:
@@ -496,7 +532,7 @@ def check_mutant(data: bytes, tmp_path: Path, h5ctx: ReadContext) -> bool:
     path.write_bytes(data)
     try:
         blob = file_blob(path)
-        ours = plain(blob)
+        ours = plain_answer(blob)
         if ours is not None:
             assert ours == child(blob, h5ctx)
         return ours is not None
@@ -566,10 +602,11 @@ def test_hostile_link_messages_never_differ(
             check_mutant(bytes(mutated), tmp_path, h5ctx)
 
 
-def test_truncated_attack_files_are_declined(attack_base: tuple[bytes, list[int]]) -> None:
+def test_truncated_attack_files_are_declined_or_refused(attack_base: tuple[bytes, list[int]]) -> None:
     base = attack_base[0]
     for cut in range(0, len(base), max(1, len(base) // 50)):
-        assert plain(Blob.from_bytes(base[:cut], Location("t"), "t.h5")) is None
+        blob = Blob.from_bytes(base[:cut], Location("t"), "t.h5")
+        assert plain_failure(blob) == ("corrupt" if cut >= 96 else None)
 
 
 def test_reads_are_bounded_on_a_many_object_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -616,3 +653,30 @@ def test_a_heap_declaring_more_than_the_file_is_declined(tmp_path: Path) -> None
     pos = data.find(b"HEAP")
     data[pos + 8 : pos + 16] = (2**40).to_bytes(8, "little")  # data segment size
     assert plain(Blob.from_bytes(bytes(data), Location("m"), "f.h5")) is None
+
+
+def test_a_truncated_weights_file_is_reported_corrupt_without_the_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scanner's path: the reader's refusal becomes the same KG901 problem the child's would,
+    and no h5py child is started for it."""
+
+    def no_child(ctx: ReadContext) -> None:
+        raise AssertionError("the h5py child was asked")
+
+    monkeypatch.setattr(hdf5, "worker_for", no_child)
+    whole = h5file(tmp_path / "w.h5", keras_weights).read_bytes()
+    path = tmp_path / "cut.h5"
+    path.write_bytes(whole[: len(whole) // 2])
+    ctx = ReadContext(limits=LIMITS)
+    ctx.start_file()
+    art = Artifact(path=str(path), format="hdf5", location=Location(str(path)))
+    hdf5.read_hdf5(file_blob(path), art, ctx, "hdf5")
+    assert [(p.kind, p.message) for p in art.problems] == [
+        (
+            "corrupt",
+            f"not a readable HDF5 file: truncated: {path.stat().st_size} bytes where the superblock "
+            f"declares {len(whole)}",
+        )
+    ]
+    assert art.h5_files == []

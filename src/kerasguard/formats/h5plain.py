@@ -8,7 +8,9 @@ and external links, what libhdf5 converts a group to when it receives an externa
 that are compact, contiguous, stored in external files, or chunked with a version 1 B-tree index and a
 filter pipeline (storage read by :mod:`~kerasguard.formats.h5storage`), and attributes of plain numeric
 and string types. Size bombs, host files, soft and external links are therefore described in-process,
-field for field as the child describes them; the rules judge them, not this reader.
+field for field as the child describes them; the rules judge them, not this reader. One file it
+refuses itself, as libhdf5 does at open: a file shorter than its superblock's end-of-file address (a
+truncated download or member) is answered "corrupt", in its own words, without starting the child.
 
 Anything else (another version, flag or message type, dense link storage, creation-order indexes,
 virtual datasets, resizable dataspaces, a filter libhdf5 might not name, a read outside the file, names
@@ -88,6 +90,10 @@ _FLOAT_LAYOUT = {  # size: (exponent location, exponent size, mantissa size, bia
     4: (23, 8, 23, 127),
     8: (52, 11, 52, 1023),
 }
+
+
+class Refused(Exception):
+    """The file is one libhdf5 refuses to open, for a reason read here as exactly as libhdf5 reads it."""
 
 
 @dataclass(frozen=True)
@@ -253,7 +259,9 @@ class PlainReader:
         flags, base, free_space, eof, driver = struct.unpack_from("<IQQQQ", raw, 20)
         _need(flags == 0 and base == 0, "consistency flags or a base address set")
         _need(free_space == UNDEF and driver == UNDEF, "a free-space or driver block")
-        _need(eof == self.src.size, "end-of-file address differs from the file size")
+        if eof > self.src.size:  # libhdf5 refuses these at open ("truncated file"), before reading more
+            raise Refused(f"truncated: {self.src.size} bytes where the superblock declares {eof}")
+        _need(eof == self.src.size, "end-of-file address before the end of the file")
         return Entry.parse(raw, 56)
 
     def _header(self, addr: int) -> Header:
@@ -824,6 +832,8 @@ def read_plain(
         return None
     try:
         return PlainReader(src, max_objects, max_json_bytes, max_description_bytes).answer()
+    except Refused as exc:  # the child's answer for a file libhdf5 cannot open, in our words
+        return {"ok": False, "kind": "corrupt", "message": f"not a readable HDF5 file: {exc}"}
     except Exception:  # Decline, or any surprise on odd bytes: the child reads the file, nothing is lost
         return None
     finally:

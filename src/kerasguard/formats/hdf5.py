@@ -100,8 +100,9 @@ def max_answer_bytes(limits: Limits) -> int:
     return 3 * MAX_DESCRIPTION_BYTES + 3 * limits.max_json_bytes + (1 << 20)
 
 
-def _read_plain(blob: Blob, limits: Limits) -> WalkResult | None:
-    """The pure-Python reader's answer, validated like the child's; None sends the file to the child."""
+def _read_plain(blob: Blob, limits: Limits) -> WalkResult | WorkerFailure | None:
+    """The pure-Python reader's answer (a walk, or a file libhdf5 would refuse to open), validated like
+    the child's; None sends the file to the child."""
     answer = read_plain(blob, limits.h5_max_objects, limits.max_json_bytes, MAX_DESCRIPTION_BYTES)
     if answer is None:
         return None
@@ -109,7 +110,9 @@ def _read_plain(blob: Blob, limits: Limits) -> WalkResult | None:
         result = parse_answer(answer, limits.h5_max_objects)
     except ProtocolError:  # a reader bug must not lose the file: the child reads it instead
         return None
-    return result if isinstance(result, WalkResult) else None
+    if isinstance(result, WorkerFailure) and result.kind != "corrupt":
+        return None  # the reader only ever refuses a file as corrupt; anything else is the child's call
+    return result
 
 
 def read_hdf5(blob: Blob, art: Artifact, ctx: ReadContext, role: str) -> None:
@@ -122,6 +125,9 @@ def read_hdf5(blob: Blob, art: Artifact, ctx: ReadContext, role: str) -> None:
         )
         return
     plain = _read_plain(blob, ctx.limits)
+    if isinstance(plain, WorkerFailure):
+        art.problem(loc, plain.kind, plain.message)
+        return
     if plain is not None:
         record(plain, loc, art, ctx.limits, role)
         return

@@ -111,3 +111,27 @@ def test_lazy_exports_resolve_and_are_listed() -> None:
     assert {"load_database", "audit_environment"} <= set(dir(kerasguard.advisories))
     assert set(kerasguard.__all__) <= set(dir(kerasguard))
     assert set(kerasguard.advisories.__all__) <= set(dir(kerasguard.advisories))
+
+
+def test_scanning_plain_model_files_imports_neither_numpy_nor_h5py(tmp_path: Path) -> None:
+    """Keras files in the layout Keras writes (HDF5 weights, .npz weights) are read in-process by
+    kerasguard's own readers: no h5py child, no numpy import (~75 ms) in the scanning process."""
+    import numpy as np
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    np.savez(folder / "model.weights.npz", np.zeros((3, 4), "float32"), np.arange(5), np.array(["a", "bc"]))
+    benign = Path(__file__).resolve().parent / "data" / "benign"
+    for name in (
+        "keras-3.10.0/mlp_npz.keras",
+        "keras-3.10.0/cnn.keras",
+        "keras-3.10.0/cnn.h5",
+        "tf-keras-2.21.0/cnn.h5",
+    ):
+        (folder / name.replace("/", "_")).write_bytes((benign / name).read_bytes())
+    report = tmp_path / "report.json"
+    code = _run_cli("scan", str(folder), "--jobs", "1", "--format", "json", "-o", str(report))
+    modules = _imported_after(code, tmp_path)
+    summary = json.loads(report.read_text())["summary"]
+    assert summary["files"] == 5, summary
+    assert not _loaded(modules, ("numpy", "h5py"))

@@ -18,7 +18,14 @@ from kerasguard.formats.artifact import Artifact
 from kerasguard.formats.blob import Blob
 from kerasguard.formats.context import ReadContext
 from kerasguard.formats.dispatch import open_artifact
-from kerasguard.formats.npz import NpyHeaderError, NpyHeaderLimit, parse_npy_header, read_npy
+from kerasguard.formats.npz import (
+    NpyHeaderError,
+    NpyHeaderLimit,
+    dtype_facts,
+    parse_npy_header,
+    plain_dtype,
+    read_npy,
+)
 from kerasguard.policy import Limits
 
 LOC = Location("a.npy")
@@ -212,3 +219,65 @@ def test_fuzz_round_trip_against_numpy(array: np.ndarray, version: tuple[int, in
     loaded = np.load(io.BytesIO(data), allow_pickle=False)
     assert info.shape == loaded.shape
     assert info.declared_bytes == loaded.nbytes == info.stored_bytes
+
+
+# ---------------------------------------------------------------- descrs sized without numpy
+
+
+def _numpy_facts(descr: object) -> tuple[int, bool] | None:
+    try:
+        dtype = np.lib.format.descr_to_dtype(descr)
+    except Exception:
+        return None
+    return int(dtype.itemsize), bool(dtype.hasobject)
+
+
+DESCR_SPELLINGS = [
+    order + kind + size
+    for order in ("", "<", ">", "|", "=", "!")
+    for kind in ("i", "u", "f", "c", "b", "O", "S", "U", "V", "M", "?", "e")
+    for size in ("", "0", "01", "1", "2", "3", "4", "8", "9", "12", "16", "32", "64", "999999", "1000000")
+]
+
+
+@pytest.mark.parametrize("order", ["", "<", ">", "|", "="])
+def test_every_plain_descr_is_sized_as_numpy_sizes_it(order: str) -> None:
+    """The table never disagrees with numpy; what it does not know exactly it leaves to numpy."""
+    known = 0
+    for descr in DESCR_SPELLINGS:
+        if not descr.startswith(order) or (order == "" and descr[:1] in "<>|=!"):
+            continue
+        ours = plain_dtype(descr)
+        if ours is not None:
+            known += 1
+            assert ours == _numpy_facts(descr), descr
+    assert known >= 20
+
+
+@given(st.text(alphabet="<>|=!iufcbOSUVM0123456789[]", max_size=8))
+@settings(max_examples=500, deadline=None)
+def test_random_descr_strings_agree_with_numpy(descr: str) -> None:
+    ours = plain_dtype(descr)
+    if ours is not None:
+        assert ours == _numpy_facts(descr)
+
+
+def test_descrs_numpy_save_writes_for_weights_need_no_numpy() -> None:
+    for dtype in (
+        "float32",
+        "float16",
+        "float64",
+        "int8",
+        "uint8",
+        "int64",
+        "bool",
+        "complex64",
+        "O",
+        "U7",
+        "S3",
+    ):
+        descr = np.lib.format.dtype_to_descr(np.dtype(dtype))
+        assert plain_dtype(descr) == _numpy_facts(descr), descr
+    assert dtype_facts([("a", "<f4"), ("b", "|O")]) == (12, True)  # structured (packed): numpy sizes it
+    with pytest.raises(NpyHeaderError):
+        dtype_facts("<q3")

@@ -53,7 +53,7 @@ def read_blob(blob: Blob, art: Artifact, ctx: ReadContext, depth: int, role: str
     elif kind == "pickle":
         pickle_ops.read_pickle(blob, art, ctx)
     elif kind == "npy":
-        from kerasguard.formats import npz  # imports numpy: only when an .npy is met
+        from kerasguard.formats import npz
 
         npz.read_npy(blob, art, ctx)
     elif kind == "json":

@@ -43,6 +43,7 @@ from kerasguard.formats.h5text import (
     short_repr,
     text,
 )
+from kerasguard.formats.h5virtual import virtual_sources
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 VLEN_STRING_BASE = struct.pack("<B3sIHH", 0x10, b"", 1, 0, 8)  # unsigned 8-bit, little-endian
@@ -427,6 +428,8 @@ class PlainReader:
                 fill_value(kind, raw, dtype.size)
         _need(shape is not None, "a dataset with a null dataspace")
         assert shape is not None
+        if layout[:2] == b"\x04\x03":  # version 4, virtual: the mapping is a global heap object
+            return self._virtual(header, layout, path, shape, dtype)
         stored = storage(
             self.src, layout, shape, dtype.size, header.one(FILTERS), header.one(EXTERNAL), self._heap_string
         )
@@ -439,6 +442,25 @@ class PlainReader:
             "stored_bytes": stored.stored_bytes,
             "layout": stored.layout,
             **stored.extra,
+        }
+
+    def _virtual(
+        self, header: Header, layout: bytes, path: str, shape: tuple[int, ...], dtype: DType
+    ) -> dict[str, Any]:
+        _need(header.one(FILTERS) is None and header.one(EXTERNAL) is None, "a virtual dataset with storage")
+        _need(len(layout) >= 14, "short virtual layout")
+        addr, index = struct.unpack_from("<QI", layout, 2)
+        _need(addr != UNDEF, "a virtual dataset without a mapping")
+        sources = virtual_sources(self.heaps.object(addr, index), shape)
+        return {
+            "path": path,
+            "kind": "dataset",
+            "shape": list(shape),
+            "dtype": dtype.name,
+            "itemsize": dtype.size,
+            "stored_bytes": 0,  # what H5Dget_storage_size reports for a virtual dataset
+            "layout": "virtual",
+            "virtual_sources": sources,
         }
 
     def _heap_string(self, heap: int, offset: int) -> bytes:

@@ -67,7 +67,7 @@ def lookup3(data: bytes, initval: int = 0) -> int:
     a = (a ^ c) - rot(c, 4) & mask
     b = (b ^ a) - rot(a, 14) & mask
     c = (c ^ b) - rot(b, 24) & mask
-    return c
+    return int(c)
 
 
 class _Cursor:

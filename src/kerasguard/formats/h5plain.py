@@ -6,13 +6,16 @@ built from: a version 0 superblock, version 1 object headers, symbol-table group
 soft links) and groups with compact link storage (Link Info, Group Info and Link messages: hard, soft
 and external links, what libhdf5 converts a group to when it receives an external link), datasets
 that are compact, contiguous, stored in external files, or chunked with a version 1 B-tree index and a
-filter pipeline (storage read by :mod:`~kerasguard.formats.h5storage`), and attributes of plain numeric
-and string types. Size bombs, host files, soft and external links are therefore described in-process,
+filter pipeline (storage read by :mod:`~kerasguard.formats.h5storage`), virtual datasets (layout
+version 4: the source mapping in a global heap object, decoded and checked as libhdf5 checks it on
+open by :mod:`~kerasguard.formats.h5virtual`), and attributes of plain numeric and string types. Size
+bombs, host files, soft and external links and virtual sources are therefore described in-process,
 field for field as the child describes them; the rules judge them, not this reader.
 
 Anything else (another version, flag or message type, dense link storage, creation-order indexes,
-virtual datasets, resizable dataspaces, a filter libhdf5 might not name, a read outside the file, names
-out of order, a B-tree loop, a limit reached) makes it *decline*, and the file goes to the h5py child.
+unlimited or point-selected virtual mappings, resizable dataspaces, a filter libhdf5 might not name, a
+read outside the file, names out of order, a B-tree loop, a limit reached) makes it *decline*, and the
+file goes to the h5py child.
 So it never has to guess: it is exact about what it accepts, which the differential tests and the
 mutation fuzz (``scripts/fuzz_h5plain.py``) check against h5py, and declines the rest.
 """

@@ -24,7 +24,7 @@ import attacks
 import kerasfiles
 from h5craft import declare_bomb, h5file, keras_weights, member_window, module_context
 from kerasguard.findings import Location
-from kerasguard.formats import h5plain, hdf5
+from kerasguard.formats import h5plain, h5virtual, hdf5
 from kerasguard.formats.artifact import Artifact
 from kerasguard.formats.blob import Blob
 from kerasguard.formats.context import ReadContext
@@ -42,6 +42,7 @@ HDF5_ATTACKS = {
     "external_storage",
     "soft_link",
     "external_link",
+    "virtual_dataset",
 }
 
 
@@ -308,6 +309,58 @@ def _external_files(f: h5py.File) -> None:
     f.create_dataset("unlimited", shape=(3,), dtype="i2", external=[("/etc/shadow", 0, h5py.h5f.UNLIMITED)])
 
 
+def _virtual(f: h5py.File) -> None:
+    layout = h5py.VirtualLayout(shape=(4,), dtype="f4")
+    layout[:] = h5py.VirtualSource("src.h5", "x", shape=(4,))
+    f.create_virtual_dataset("v", layout)
+
+
+def _virtual_sources(f: h5py.File) -> None:
+    """Several files and datasets, the same file repeated, the file itself ("."), strided pieces
+    (irregular hyperslabs in the v1 encoding h5py writes), a non-ASCII name, inside nested groups."""
+    layout = h5py.VirtualLayout(shape=(8, 10), dtype="i4")
+    layout[0, :] = h5py.VirtualSource("a.h5", "x", shape=(10,))
+    layout[1, :] = h5py.VirtualSource("a.h5", "y", shape=(10,))
+    layout[2, ::2] = h5py.VirtualSource("/tmp/host.h5", "x", shape=(10,))[1:10:2]
+    layout[3:5, :] = h5py.VirtualSource(".", "/g/data", shape=(2, 10))
+    layout[5:8:2, 1:9:4] = h5py.VirtualSource("\u00fc.h5", "deep/x", shape=(4, 4))[0:4:2, 0:4:2]
+    f.create_virtual_dataset("g/h/v", layout, fillvalue=-1)
+    f.create_dataset("g/data", data=np.zeros((2, 10), dtype="i4"))
+
+
+def _virtual_huge(f: h5py.File) -> None:
+    """Bounds past 2**32: regular hyperslabs in the v2 encoding."""
+    layout = h5py.VirtualLayout(shape=(2**33, 3), dtype="u1")
+    layout[2**32 : 2**32 + 10, :] = h5py.VirtualSource("a.h5", "x", shape=(10, 3))
+    layout[0 : 2**33 : 2**31, 1] = h5py.VirtualSource("b.h5", "x", shape=(4,))
+    f.create_virtual_dataset("v", layout)
+
+
+def _virtual_over_64(f: h5py.File) -> None:
+    """100 sources: the child lists the first 64."""
+    layout = h5py.VirtualLayout(shape=(100,), dtype="u1")
+    for i in range(100):
+        layout[i] = h5py.VirtualSource(f"f{i % 3}.h5", f"d{i}", shape=(1,))
+    f.create_virtual_dataset("v", layout)
+
+
+def _virtual_none(f: h5py.File) -> None:
+    """ "none" selections (only the low-level API makes them) next to an all/hyperslab mapping."""
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    vspace, sspace = h5py.h5s.create_simple((6,)), h5py.h5s.create_simple((6,))
+    vspace.select_none()
+    sspace.select_none()
+    dcpl.set_virtual(vspace, b"x.h5", b"d", sspace)
+    vspace = h5py.h5s.create_simple((6,))
+    vspace.select_hyperslab((0,), (1,), (2,), (3,))
+    dcpl.set_virtual(vspace, b"y.h5", b"e", h5py.h5s.create_simple((3,)))
+    tid = h5py.h5t.py_create(np.dtype("f4"))
+    h5py.h5d.create(f.id, b"v", tid, h5py.h5s.create_simple((6,)), dcpl=dcpl)
+
+
+VIRTUAL = [_virtual, _virtual_sources, _virtual_huge, _virtual_over_64, _virtual_none]
+
+
 ANSWERED = [
     _soft,
     _external_link,
@@ -319,6 +372,7 @@ ANSWERED = [
     _many_links,
     _empty_compact,
     _external_files,
+    *VIRTUAL,
 ]
 
 
@@ -362,12 +416,6 @@ def _huge_vlen_config(f: h5py.File) -> None:
     f.attrs["model_config"] = "x" * (9 * MiB)
 
 
-def _virtual(f: h5py.File) -> None:
-    layout = h5py.VirtualLayout(shape=(4,), dtype="f4")
-    layout[:] = h5py.VirtualSource("src.h5", "x", shape=(4,))
-    f.create_virtual_dataset("v", layout)
-
-
 def _dense_links(f: h5py.File) -> None:
     g = f.create_group("g")
     for i in range(9):
@@ -379,7 +427,14 @@ def _resizable(f: h5py.File) -> None:
     f.create_dataset("x", shape=(4, 4), maxshape=(None, 4), dtype="f4", chunks=(2, 2))
 
 
-DECLINED = [_bool_attr, _huge_vlen_config, _virtual, _dense_links, _resizable]
+def _virtual_unlimited(f: h5py.File) -> None:
+    """An unlimited mapping: a resizable dataspace and unlimited hyperslabs."""
+    layout = h5py.VirtualLayout(shape=(4,), dtype="f4", maxshape=(None,))
+    layout[0:] = h5py.VirtualSource("src.h5", "x", shape=(4,), maxshape=(None,))[0:]
+    f.create_virtual_dataset("v", layout)
+
+
+DECLINED = [_bool_attr, _huge_vlen_config, _virtual_unlimited, _dense_links, _resizable]
 
 
 @pytest.mark.parametrize("build", DECLINED, ids=lambda b: b.__name__)
@@ -653,6 +708,110 @@ def test_a_heap_declaring_more_than_the_file_is_declined(tmp_path: Path) -> None
     pos = data.find(b"HEAP")
     data[pos + 8 : pos + 16] = (2**40).to_bytes(8, "little")  # data segment size
     assert plain(Blob.from_bytes(bytes(data), Location("m"), "f.h5")) is None
+
+
+# ------------------------------------------------------------------------ hostile virtual mappings
+
+
+def _vds_base(f: h5py.File) -> None:
+    _virtual_sources(f)
+    _virtual_huge(f.create_group("huge"))  # v1 irregular and v2 regular hyperslabs, all selections
+
+
+@pytest.fixture(scope="module")
+def vds_base(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return h5file(tmp_path_factory.mktemp("vds") / "vds.h5", _vds_base).read_bytes()
+
+
+def vds_objects(data: bytes) -> list[tuple[int, int]]:
+    """(offset, size) of each global heap object (the VDS mappings) in ``data``."""
+    out = []
+    for heap in _find_all(data, b"GCOL"):
+        end, pos = heap + struct.unpack_from("<Q", data, heap + 8)[0], heap + 16
+        while pos + 16 <= end and struct.unpack_from("<H", data, pos)[0] != 0:
+            size = struct.unpack_from("<Q", data, pos + 8)[0]
+            out.append((pos + 16, size))
+            pos += 16 + (size + 7) // 8 * 8
+    return out
+
+
+def with_checksum(data: bytearray, start: int, size: int) -> bytes:
+    """``data`` with the mapping at ``start`` given a valid checksum again (so its parser is reached)."""
+    data[start + size - 4 : start + size] = struct.pack(
+        "<I", h5virtual.lookup3(bytes(data[start : start + size - 4]))
+    )
+    return bytes(data)
+
+
+def test_virtual_mappings_are_answered(vds_base: bytes, tmp_path: Path, h5ctx: ReadContext) -> None:
+    path = tmp_path / "vds.h5"
+    path.write_bytes(vds_base)
+    result = assert_same(file_blob(path), h5ctx)
+    (v,) = (o for o in result.objects if o.path == "/g/h/v")
+    assert v.layout == "virtual" and v.stored_bytes == 0
+    assert v.virtual_sources == ("a.h5:x", "a.h5:y", "/tmp/host.h5:x", ".:/g/data", "\u00fc.h5:deep/x")
+    assert len(vds_objects(vds_base)) == 2
+
+
+def test_hostile_virtual_mappings_never_differ(vds_base: bytes, tmp_path: Path, h5ctx: ReadContext) -> None:
+    """Every byte of a mapping set to a few values, its checksum fixed up: declined or exact. The
+    same bytes without the fix-up always decline (libhdf5 refuses a wrong checksum)."""
+    answered = 0
+    for start, size in vds_objects(vds_base):
+        for pos in range(start, start + size - 4):
+            for value in {0x00, 0xFF, (vds_base[pos] + 1) & 0xFF} - {vds_base[pos]}:
+                mutated = bytearray(vds_base)
+                mutated[pos] = value
+                assert plain(Blob.from_bytes(bytes(mutated), Location("m"), "m.h5")) is None
+                answered += check_mutant(with_checksum(mutated, start, size), tmp_path, h5ctx)
+    assert answered > 0  # names changed within their bounds are still answered
+
+
+@pytest.mark.parametrize("count", [0, 6, 2**16, 2**32 - 1, 2**63, 2**64 - 1])
+def test_huge_virtual_counts_never_differ(
+    count: int, vds_base: bytes, tmp_path: Path, h5ctx: ReadContext
+) -> None:
+    """The entry count, a hyperslab's block count and its rank set out of range: declined or exact."""
+    start, size = vds_objects(vds_base)[0]
+    blob = vds_base[start : start + size]
+    fields = [start + 1]  # the entry count (8 bytes)
+    first_hyper = blob.find(b"\x02\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00")
+    fields += [start + first_hyper + 16, start + first_hyper + 20]  # rank, block count (4 bytes)
+    for field in fields:
+        width = 8 if field == start + 1 else 4
+        mutated = bytearray(vds_base)
+        mutated[field : field + width] = (count % 2 ** (8 * width)).to_bytes(width, "little")
+        check_mutant(with_checksum(mutated, start, size), tmp_path, h5ctx)
+
+
+def test_truncated_or_junk_virtual_mappings_decline(vds_base: bytes) -> None:
+    """The parser alone, on every prefix of a real mapping (checksummed) and on junk: only Decline."""
+    for start, size in vds_objects(vds_base):
+        blob = vds_base[start : start + size - 4]
+        for cut in range(len(blob)):
+            part = blob[:cut] + struct.pack("<I", h5virtual.lookup3(blob[:cut]))
+            with pytest.raises(h5plain.Decline):
+                h5virtual.virtual_sources(part, (2**33, 3))
+    assert h5virtual.lookup3(b"") == 0xDEADBEEF
+    for junk in (b"", b"\x00" * 3, b"\x01" + bytes(12), b"\x00" + b"\xff" * 40):
+        with pytest.raises(h5plain.Decline):
+            h5virtual.virtual_sources(junk + struct.pack("<I", h5virtual.lookup3(junk)), (4,))
+
+
+@settings(
+    max_examples=FUZZ_EXAMPLES // 2,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_mutated_virtual_mappings_are_declined_or_read_as_h5py_reads_them(
+    data: st.DataObject, vds_base: bytes, h5ctx: ReadContext, tmp_path: Path
+) -> None:
+    start, size = data.draw(st.sampled_from(vds_objects(vds_base)))
+    mutated = bytearray(vds_base)
+    for _ in range(data.draw(st.integers(1, 3))):
+        mutated[start + data.draw(st.integers(0, size - 5))] = data.draw(st.integers(0, 255))
+    check_mutant(with_checksum(mutated, start, size), tmp_path, h5ctx)
 
 
 def test_a_truncated_weights_file_is_reported_corrupt_without_the_child(

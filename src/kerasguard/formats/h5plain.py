@@ -6,15 +6,18 @@ built from: a version 0 superblock, version 1 object headers, symbol-table group
 soft links) and groups with compact link storage (Link Info, Group Info and Link messages: hard, soft
 and external links, what libhdf5 converts a group to when it receives an external link), datasets
 that are compact, contiguous, stored in external files, or chunked with a version 1 B-tree index and a
-filter pipeline (storage read by :mod:`~kerasguard.formats.h5storage`), and attributes of plain numeric
-and string types. Size bombs, host files, soft and external links are therefore described in-process,
+filter pipeline (storage read by :mod:`~kerasguard.formats.h5storage`), virtual datasets (layout
+version 4: the source mapping in a global heap object, decoded and checked as libhdf5 checks it on
+open by :mod:`~kerasguard.formats.h5virtual`), and attributes of plain numeric and string types. Size
+bombs, host files, soft and external links and virtual sources are therefore described in-process,
 field for field as the child describes them; the rules judge them, not this reader. One file it
 refuses itself, as libhdf5 does at open: a file shorter than its superblock's end-of-file address (a
 truncated download or member) is answered "corrupt", in its own words, without starting the child.
 
 Anything else (another version, flag or message type, dense link storage, creation-order indexes,
-virtual datasets, resizable dataspaces, a filter libhdf5 might not name, a read outside the file, names
-out of order, a B-tree loop, a limit reached) makes it *decline*, and the file goes to the h5py child.
+unlimited or point-selected virtual mappings, resizable dataspaces, a filter libhdf5 might not name, a
+read outside the file, names out of order, a B-tree loop, a limit reached) makes it *decline*, and the
+file goes to the h5py child.
 So it never has to guess: it is exact about what it accepts, which the differential tests and the
 mutation fuzz (``scripts/fuzz_h5plain.py``) check against h5py, and declines the rest.
 """
@@ -45,6 +48,7 @@ from kerasguard.formats.h5text import (
     short_repr,
     text,
 )
+from kerasguard.formats.h5virtual import virtual_sources
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 VLEN_STRING_BASE = struct.pack("<B3sIHH", 0x10, b"", 1, 0, 8)  # unsigned 8-bit, little-endian
@@ -435,6 +439,8 @@ class PlainReader:
                 fill_value(kind, raw, dtype.size)
         _need(shape is not None, "a dataset with a null dataspace")
         assert shape is not None
+        if layout[:2] == b"\x04\x03":  # version 4, virtual: the mapping is a global heap object
+            return self._virtual(header, layout, path, shape, dtype)
         stored = storage(
             self.src, layout, shape, dtype.size, header.one(FILTERS), header.one(EXTERNAL), self._heap_string
         )
@@ -447,6 +453,25 @@ class PlainReader:
             "stored_bytes": stored.stored_bytes,
             "layout": stored.layout,
             **stored.extra,
+        }
+
+    def _virtual(
+        self, header: Header, layout: bytes, path: str, shape: tuple[int, ...], dtype: DType
+    ) -> dict[str, Any]:
+        _need(header.one(FILTERS) is None and header.one(EXTERNAL) is None, "a virtual dataset with storage")
+        _need(len(layout) >= 14, "short virtual layout")
+        addr, index = struct.unpack_from("<QI", layout, 2)
+        _need(addr != UNDEF, "a virtual dataset without a mapping")
+        sources = virtual_sources(self.heaps.object(addr, index), shape)
+        return {
+            "path": path,
+            "kind": "dataset",
+            "shape": list(shape),
+            "dtype": dtype.name,
+            "itemsize": dtype.size,
+            "stored_bytes": 0,  # what H5Dget_storage_size reports for a virtual dataset
+            "layout": "virtual",
+            "virtual_sources": sources,
         }
 
     def _heap_string(self, heap: int, offset: int) -> bytes:

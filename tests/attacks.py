@@ -392,6 +392,17 @@ def local_header_mismatch(base: Path, dst: Path) -> Path:
 
 
 # name -> (builder needing the base .keras, rule ids any one of which must fire)
+# The attacks whose payload is in the HDF5 weights (the rest are in the zip, the config or other members).
+HDF5_ATTACKS = (
+    "shape_bomb_8gib",
+    "shape_bomb_3gib",
+    "many_small_bombs",
+    "external_storage",
+    "soft_link",
+    "external_link",
+    "virtual_dataset",
+)
+
 KERAS_ATTACKS: dict[str, tuple[Callable[[Path, Path], Path], tuple[str, ...]]] = {
     "lambda_bytecode": (lambda_bytecode, ("KG101",)),
     "nested_lambda": (nested_lambda, ("KG101",)),

@@ -35,15 +35,6 @@ from kerasguard.policy import Limits, MiB
 h5ctx = module_context()
 BENIGN = Path(__file__).resolve().parent.parent / "data" / "benign"
 LIMITS = Limits()
-HDF5_ATTACKS = {
-    "shape_bomb_8gib",
-    "shape_bomb_3gib",
-    "many_small_bombs",
-    "external_storage",
-    "soft_link",
-    "external_link",
-    "virtual_dataset",
-}
 
 
 def plain_answer(blob: Blob) -> WalkResult | str | None:
@@ -383,7 +374,7 @@ def test_attack_layouts_are_answered_as_h5py_answers(
     assert_same(file_blob(h5file(tmp_path / "f.h5", build)), h5ctx)
 
 
-@pytest.mark.parametrize("name", sorted(n for n in attacks.KERAS_ATTACKS if n in HDF5_ATTACKS))
+@pytest.mark.parametrize("name", sorted(n for n in attacks.KERAS_ATTACKS if n in attacks.HDF5_ATTACKS))
 def test_hdf5_attack_builders_are_answered_in_process(name: str, tmp_path: Path, h5ctx: ReadContext) -> None:
     build, _rules = attacks.KERAS_ATTACKS[name]
     out = build(kerasfiles.saved("mlp"), tmp_path / f"{name}.keras")

@@ -6,24 +6,14 @@ from pathlib import Path
 
 import pytest
 
+import attacks
 from kerasguard.findings import Severity
 from scanhelp import scan_path
 
-HDF5_ATTACKS = (
-    "shape_bomb_8gib",
-    "shape_bomb_3gib",
-    "many_small_bombs",
-    "external_storage",
-    "soft_link",
-    "external_link",
-    "virtual_dataset",
-)
-
 
 @pytest.mark.keras
-@pytest.mark.parametrize("name", HDF5_ATTACKS)
+@pytest.mark.parametrize("name", attacks.HDF5_ATTACKS)
 def test_hdf5_attack_is_detected(tmp_path: Path, name: str) -> None:
-    import attacks
     import kerasfiles
 
     build, expected = attacks.KERAS_ATTACKS[name]

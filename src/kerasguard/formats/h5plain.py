@@ -35,7 +35,7 @@ from itertools import pairwise
 from typing import Any
 
 from kerasguard.formats.blob import Blob
-from kerasguard.formats.h5storage import UNDEF, Decline, need, storage
+from kerasguard.formats.h5storage import UNDEF, Decline, Storage, need, storage
 from kerasguard.formats.h5text import (
     JSON_ATTRS,
     MAX_ATTR_READ_BYTES,
@@ -440,10 +440,10 @@ class PlainReader:
         _need(shape is not None, "a dataset with a null dataspace")
         assert shape is not None
         if layout[:2] == b"\x04\x03":  # version 4, virtual: the mapping is a global heap object
-            return self._virtual(header, layout, path, shape, dtype)
-        stored = storage(
-            self.src, layout, shape, dtype.size, header.one(FILTERS), header.one(EXTERNAL), self._heap_string
-        )
+            stored = self._virtual(header, layout, shape)
+        else:
+            filters, external = header.one(FILTERS), header.one(EXTERNAL)
+            stored = storage(self.src, layout, shape, dtype.size, filters, external, self._heap_string)
         return {
             "path": path,
             "kind": "dataset",
@@ -455,24 +455,14 @@ class PlainReader:
             **stored.extra,
         }
 
-    def _virtual(
-        self, header: Header, layout: bytes, path: str, shape: tuple[int, ...], dtype: DType
-    ) -> dict[str, Any]:
+    def _virtual(self, header: Header, layout: bytes, shape: tuple[int, ...]) -> Storage:
         _need(header.one(FILTERS) is None and header.one(EXTERNAL) is None, "a virtual dataset with storage")
         _need(len(layout) >= 14, "short virtual layout")
         addr, index = struct.unpack_from("<QI", layout, 2)
         _need(addr != UNDEF, "a virtual dataset without a mapping")
         sources = virtual_sources(self.heaps.object(addr, index), shape)
-        return {
-            "path": path,
-            "kind": "dataset",
-            "shape": list(shape),
-            "dtype": dtype.name,
-            "itemsize": dtype.size,
-            "stored_bytes": 0,  # what H5Dget_storage_size reports for a virtual dataset
-            "layout": "virtual",
-            "virtual_sources": sources,
-        }
+        # stored_bytes 0: what H5Dget_storage_size reports for a virtual dataset
+        return Storage("virtual", 0, {"virtual_sources": sources})
 
     def _heap_string(self, heap: int, offset: int) -> bytes:
         return LocalHeap.read(self.src, heap).string(offset)

@@ -30,6 +30,7 @@ from kerasguard.formats.artifact import ProblemKind
 from kerasguard.formats.context import ReadContext
 from kerasguard.policy import Limits
 from kerasguard.rules import RULES_BY_ID, RuleContext
+from kerasguard.sigpipe import no_sigpipe
 
 if TYPE_CHECKING:
     from kerasguard.scanner import Target
@@ -358,7 +359,8 @@ class _Pool:
             while len(worker.pending) < DEPTH and self.queue:
                 index = self.queue.popleft()
                 try:
-                    _write_all(worker.tasks, b"%d\n" % index)
+                    with no_sigpipe():
+                        _write_all(worker.tasks, b"%d\n" % index)
                 except OSError:  # it died: its result pipe tells how
                     self.queue.appendleft(index)
                     break

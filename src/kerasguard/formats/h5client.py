@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from kerasguard.formats.artifact import H5Object, ProblemKind
+from kerasguard.sigpipe import no_sigpipe
 
 STARTUP_TIMEOUT_S = 30.0
 MAX_OPEN_FILES = 16
@@ -436,8 +437,9 @@ class H5WorkerProcess:
         self.requests += 1
         deadline = time.monotonic() + timeout
         try:
-            proc.stdin.write(json.dumps(request).encode("utf-8") + b"\n")
-            proc.stdin.flush()
+            with no_sigpipe():
+                proc.stdin.write(json.dumps(request).encode("utf-8") + b"\n")
+                proc.stdin.flush()
         except (BrokenPipeError, OSError):
             failure = self._died()
             self.kill()

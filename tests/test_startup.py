@@ -30,6 +30,7 @@ NOT_FOR_SCAN = (
     "kerasguard.store",
     "kerasguard.golden",
     "packaging.markers",
+    "pydantic",  # typer < 0.29 (decision 30); only the sign extra's sigstore uses it
     "sqlalchemy",
     "cryptography",
     "numpy",

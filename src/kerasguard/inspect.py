@@ -208,16 +208,23 @@ def _parameters_by_layer(art: Artifact) -> dict[str, int]:
         if parts[0] == "model_weights" and len(parts) > 2:
             assert obj.shape is not None
             counts[parts[1]] = counts.get(parts[1], 0) + math.prod(obj.shape)
+    # Parameters under each group path ("/", "/layers/", "/layers/dense/"...): one pass over the datasets,
+    # so the cost stays linear however many layers and datasets a hostile file declares.
+    under: dict[str, int] = {}
+    for obj in datasets:
+        assert obj.shape is not None
+        size, prefix = math.prod(obj.shape), "/"
+        under[prefix] = under.get(prefix, 0) + size
+        for part in obj.path.strip("/").split("/")[:-1]:
+            prefix += part + "/"
+            under[prefix] = under.get(prefix, 0) + size
     for doc in art.model_configs:
         owners = {
             var.owner_path.rstrip("/") + "/": var.layer for var in weight_shapes.expected_vars(doc.value)
         }
         for owner, layer in owners.items():
-            total = sum(
-                math.prod(o.shape or ()) for o in datasets if ("/" + o.path.lstrip("/")).startswith(owner)
-            )
-            if total:
-                counts.setdefault(layer, total)
+            if under.get(owner):
+                counts.setdefault(layer, under[owner])
     return counts
 
 

@@ -216,17 +216,12 @@ def scan_many(
     keras_version = rule_ctx.keras_version
     if on_targets:
         on_targets(len(targets))
+    from kerasguard import scan_workers  # forks only for several files; imported here, not at start-up
+
     if jobs == "auto":
-        from kerasguard.scan_workers import auto_jobs
-
-        jobs = auto_jobs(len(targets))
-    if jobs > 1 and len(targets) > 1:
-        from kerasguard.scan_workers import can_fork, scan_in_workers
-
-        if can_fork():
-            reports = scan_in_workers(targets, rule_ctx, jobs, progress)
-        else:
-            reports = _scan_sequentially(targets, policy, rule_ctx, progress)
+        jobs = scan_workers.auto_jobs(len(targets))
+    if jobs > 1 and len(targets) > 1 and scan_workers.can_fork():
+        reports = scan_workers.scan_in_workers(targets, rule_ctx, jobs, progress)
     else:
         reports = _scan_sequentially(targets, policy, rule_ctx, progress)
     return ScanReport(

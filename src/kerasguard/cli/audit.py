@@ -17,6 +17,7 @@ from kerasguard.cli.app import (
     stdout,
     write_output,
 )
+from kerasguard.cli.scan import resolve_policy
 
 if TYPE_CHECKING:
     from kerasguard.advisories.audit import AuditReport
@@ -77,9 +78,8 @@ def audit(
     """
     from kerasguard.advisories.audit import audit_environment
     from kerasguard.findings import Severity
-    from kerasguard.policy import load_policy
 
-    policy = load_policy(policy_file) if policy_file else load_policy(search_from=Path.cwd())
+    policy = resolve_policy(policy_file)
     threshold = None
     if fail_on:
         try:

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from kerasguard.cli.app import OutputFormat, app, handle_errors, write_output
+from kerasguard.cli.scan import resolve_policy
 
 golden_app = typer.Typer(
     name="golden",
@@ -40,9 +41,8 @@ def record(
 ) -> None:
     """Scan and load MODEL, run it on the inputs, store <MODEL>.golden/ (inputs, outputs, versions)."""
     from kerasguard import golden
-    from kerasguard.policy import load_policy
 
-    policy = load_policy(policy_file) if policy_file else load_policy(search_from=Path.cwd())
+    policy = resolve_policy(policy_file)
     folder = golden.record(
         model,
         inputs,
@@ -72,9 +72,8 @@ def check(
     Exit codes: 0 outputs within tolerance, 1 regression, 2 error (no record, model changed, refused by scan).
     """
     from kerasguard import golden
-    from kerasguard.policy import load_policy
 
-    policy = load_policy(policy_file) if policy_file else load_policy(search_from=Path.cwd())
+    policy = resolve_policy(policy_file)
     result = golden.check(
         model, policy=policy, atol=atol, rtol=rtol, allow_changed_model=allow_changed_model, top=top
     )

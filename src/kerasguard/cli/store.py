@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from kerasguard.cli.app import EXIT_ERROR, EXIT_FINDINGS, app, console, handle_errors, stdout, write_output
+from kerasguard.cli.scan import resolve_policy
 from kerasguard.errors import StoreError
 
 if TYPE_CHECKING:
@@ -71,10 +72,8 @@ def _store() -> ModuleType:
 
 @contextmanager
 def _opened(store: Path, key_file: Path | None, policy_file: Path | None) -> Iterator["ModelStore"]:
-    from kerasguard.policy import load_policy
-
     lib = _store()
-    policy = load_policy(policy_file) if policy_file else load_policy(search_from=Path.cwd())
+    policy = resolve_policy(policy_file)
     with lib.ModelStore.open(store, lib.load_master_key(key_file), policy=policy) as opened:
         yield opened
 

@@ -9,6 +9,7 @@ one; never the version the file claims) is affected by the CVE the feature explo
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -329,9 +330,7 @@ def check_architecture(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
         for obj, ev in _pairs(h5, expected):
             if obj.shape is None or shape_fits(ev.shape, obj.shape):
                 continue
-            actual = 1
-            for d in obj.shape:
-                actual *= d
+            actual = math.prod(obj.shape)
             want = expected_elements(ev.shape, obj.shape)
             over = actual > want if want is not None else (obj.declared_bytes or 0) > floor
             dims = "(" + ", ".join("?" if d is None else str(d) for d in ev.shape) + ")"

@@ -40,6 +40,7 @@ from kerasguard.formats.h5text import (
     JSON_ATTRS,
     MAX_ATTR_READ_BYTES,
     MAX_ATTRS_PER_OBJECT,
+    MAX_RANK,
     MAX_SPLIT_PARTS,
     REPR_CHARS,
     as_bytes,
@@ -61,7 +62,6 @@ MAX_CACHED_BLOCKS = 256
 # Variable-length strings read per file before declining: a larger model_config goes to the child,
 # whose memory is capped, so this process's peak stays small.
 MAX_HEAP_BYTES = 8 * 1024 * 1024
-MAX_RANK = 32  # libhdf5's own limit
 _BLOCK = 16 * 1024
 
 # Object header message types accepted; any other type declines.

@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from kerasguard.formats.h5text import MAX_EXTERNAL_FILES, MAX_RANK
+
 UNDEF = 0xFFFFFFFFFFFFFFFF
 UNLIMITED = UNDEF  # H5F_UNLIMITED: an external file without a size limit
-MAX_RANK = 32  # libhdf5's own limit
 MAX_FILTERS = 32  # H5Z_MAX_NFILTERS
 MAX_FILTER_NAME = 200  # h5py reads at most 255 characters of a name; longer ones decline
 MAX_EXTERNAL_NAME = 200
@@ -85,7 +86,7 @@ def storage(
             need(addr == UNDEF, "external storage with an address in the file")
             files = external_files(external, heap_string)
             need(declared <= external_capacity(files), "external files smaller than the dataset")
-            return Storage("contiguous", size, {"external": [list(f) for f in files[:64]]})
+            return Storage("contiguous", size, {"external": [list(f) for f in files[:MAX_EXTERNAL_FILES]]})
         if addr == UNDEF:
             return Storage("contiguous", 0)
         need(addr + size <= src.size, "dataset storage outside the file")

@@ -13,6 +13,9 @@ MAX_SPLIT_PARTS = 4096
 MAX_ATTR_READ_BYTES = 64 * 1024
 REPR_CHARS = 200
 JSON_ATTRS = ("model_config", "training_config")
+MAX_EXTERNAL_FILES = 64  # external files listed per dataset
+MAX_VIRTUAL_SOURCES = 64  # virtual sources listed per dataset
+MAX_RANK = 32  # libhdf5's own limit on dataspace rank
 
 
 def text(raw: bytes | str) -> str:

@@ -18,12 +18,11 @@ from __future__ import annotations
 import struct
 
 from kerasguard.formats.h5storage import Decline, need
+from kerasguard.formats.h5text import MAX_RANK, MAX_VIRTUAL_SOURCES
 
 MAX_ENTRIES = 4096  # mappings per dataset decoded before declining (h5py writes one per source slice)
 MAX_BLOCKS = 65536  # hyperslab blocks per dataset, likewise
-MAX_RANK = 32
 MAX_NAME = 1024
-SHOWN_SOURCES = 64  # the child's MAX_VIRTUAL_SOURCES
 _LIMIT = 2**63  # selection bounds past this decline (libhdf5 computes them in 64-bit arithmetic)
 SEL_NONE, SEL_POINTS, SEL_HYPERSLABS, SEL_ALL = 0, 1, 2, 3
 _ENC = {2: "H", 4: "I", 8: "Q"}
@@ -151,7 +150,7 @@ def _selection(cur: _Cursor, budget: _Budget) -> tuple[int, int, tuple[int, ...]
 
 
 def virtual_sources(blob: bytes, shape: tuple[int, ...]) -> list[str]:
-    """The first :data:`SHOWN_SOURCES` ``"file:dataset"`` strings of a VDS mapping heap object, every
+    """The first :data:`MAX_VIRTUAL_SOURCES` ``"file:dataset"`` strings of a VDS mapping heap object, every
     entry decoded and checked as libhdf5 checks it on open (``shape``: the virtual dataset's)."""
     need(0 < len(shape) <= MAX_RANK, "a virtual dataset without a rank")
     need(len(blob) >= 13 and blob[0] == 0, "not a version 0 virtual mapping")
@@ -171,7 +170,7 @@ def virtual_sources(blob: bytes, shape: tuple[int, ...]) -> list[str]:
         if ends is not None:  # libhdf5 checks the dataset holds each hyperslab (H5D_virtual_check_min_dims)
             need(rank == len(shape), "a virtual selection of another rank than the dataset")
             need(all(e < n for e, n in zip(ends, shape, strict=True)), "a virtual selection past the dataset")
-        if len(sources) < SHOWN_SOURCES:
+        if len(sources) < MAX_VIRTUAL_SOURCES:
             sources.append(f"{filename}:{dataset}")
     need(cur.pos == cur.end, "bytes left over in a virtual mapping")
     return sources

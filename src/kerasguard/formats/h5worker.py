@@ -32,7 +32,9 @@ from kerasguard.formats.h5text import (
     JSON_ATTRS,
     MAX_ATTR_READ_BYTES,
     MAX_ATTRS_PER_OBJECT,
+    MAX_EXTERNAL_FILES,
     MAX_SPLIT_PARTS,
+    MAX_VIRTUAL_SOURCES,
     REPR_CHARS,
     as_bytes,
     clip,
@@ -42,8 +44,6 @@ from kerasguard.formats.h5text import (
 )
 
 PROTOCOL = 1
-MAX_VIRTUAL_SOURCES = 64
-MAX_EXTERNAL_FILES = 64
 PR_SET_PDEATHSIG = 1
 _STOP = object()
 

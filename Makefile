@@ -3,12 +3,12 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := keras,sign,store,sandbox,dev
+EXTRAS := keras,sign,store,sandbox,ml,cleanlab,dev
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 export KERAS_BACKEND := jax
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: setup demo test lint typecheck docs check-docs bench-peers bench-scan clean
+.PHONY: setup demo test test-fast lint typecheck docs check-docs bench-peers bench-scan clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,10 @@ check-docs: setup
 
 test: lint typecheck check-docs
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The edit loop: everything but the tests marked slow (Keras children, training, servers).
+test-fast: lint typecheck check-docs
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
 
 
 clean:

@@ -34,8 +34,9 @@ docs: setup
 check-docs: setup
 	$(PY) -m kerasguard.rules.docs | diff -u docs/rules.md - || (echo "docs/rules.md is stale: run 'make docs'"; exit 1)
 
+# Branch coverage is reported (kerasguard in this process; sandbox and scan-worker children are not traced).
 test: lint typecheck check-docs
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --cov --cov-report=term
 
 # The edit loop: everything but the tests marked slow (Keras children, training, servers).
 test-fast: lint typecheck check-docs

@@ -153,11 +153,7 @@ def test_verified_model_loads_in_the_sandbox_and_matches_keras(
 def test_clean_model_passes_the_real_scan_and_loads(
     mlp_file: Path, mlp_expected: np.ndarray, caplog: pytest.LogCaptureFixture
 ) -> None:
-    report = scan(mlp_file)
-    if not report.complete:
-        pytest.skip(
-            "the scanner cannot fully read .keras files on this branch yet: " + report.findings[0].message
-        )
+    assert scan(mlp_file).complete
     caplog.set_level(logging.INFO, logger="kerasguard.events")
     with kerasguard.load_model(mlp_file) as model:
         np.testing.assert_allclose(model.predict(X), mlp_expected, rtol=1e-6, atol=1e-6)

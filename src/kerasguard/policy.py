@@ -155,6 +155,7 @@ class Sandbox:
     max_open_files: int = 256
     network: bool = False
     allow_unsafe_in_process: bool = False
+    memory_samples: bool = False  # the child's whole memory curve in the load event (else peak and count)
 
 
 @dataclass(frozen=True)

@@ -65,11 +65,15 @@ def installed_keras_version() -> str | None:
     return installed_version("keras")
 
 
-def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Target], list[str], list[str]]:
+def discover(
+    paths: Iterable[str | os.PathLike[str]], *, only_models: bool = False
+) -> tuple[list[Target], list[str], list[str]]:
     """Expand paths into artifacts. Returns (targets, skipped, errors).
 
     Directories are walked without following symlinks out of the tree; a model directory
-    (Keras or SavedModel) is one artifact. Files found by walking are picked by name or magic.
+    (Keras or SavedModel) is one artifact. Files found by walking are picked by name or magic; so are
+    explicit files when ``only_models`` (a pre-commit hook passes every staged file: a model renamed
+    ``model.bin`` is still picked by its magic bytes), else every explicit file is scanned.
     """
     targets: list[Target] = []
     skipped: list[str] = []
@@ -81,6 +85,8 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Target], lis
             continue
         if path.is_dir() and artifact_format(path) is None:
             _walk(path, targets, skipped, errors)
+        elif only_models and path.is_file() and not path.is_symlink() and not _is_model_file(path):
+            skipped.append(f"{path}: not a model file")
         else:
             targets.append(Target(path, str(path)))
     return targets, skipped, errors
@@ -113,10 +119,14 @@ def _walk(root: Path, targets: list[Target], skipped: list[str], errors: list[st
                 if not inside:
                     skipped.append(f"{file}: symlink leads out of the scanned tree")
                     continue
-            if is_candidate_name(name) or _has_model_magic(file):
+            if _is_model_file(file):
                 targets.append(Target(file, str(file)))
             else:
                 skipped.append(f"{file}: not a model file")
+
+
+def _is_model_file(file: Path) -> bool:
+    return is_candidate_name(file.name) or _has_model_magic(file)
 
 
 def _has_model_magic(file: Path) -> bool:
@@ -202,16 +212,17 @@ def scan_many(
     jobs: int | Literal["auto"] = 1,
     progress: ProgressCallback | None = None,
     on_targets: Callable[[int], None] | None = None,
+    only_models: bool = False,
 ) -> ScanReport:
     """Scan files and directories; see :func:`scan`.
 
     ``jobs`` > 1 scans in that many forked worker processes (Linux, no other thread running; else in
     this process); ``"auto"`` picks one per usable CPU, at most 8, for 8 targets or more. The report is
-    the same whatever ``jobs`` is.
+    the same whatever ``jobs`` is. ``only_models``: see :func:`discover`.
     """
     policy = policy or Policy()
     rule_context(policy, files=False)  # a bad policy fails before the walk
-    targets, skipped, errors = discover(paths)
+    targets, skipped, errors = discover(paths, only_models=only_models)
     rule_ctx = rule_context(policy, files=bool(targets))
     keras_version = rule_ctx.keras_version
     if on_targets:

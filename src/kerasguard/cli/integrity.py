@@ -23,6 +23,8 @@ from kerasguard.cli.app import (
     app,
     console,
     handle_errors,
+    print_error,
+    say,
     write_output,
 )
 from kerasguard.cli.scan import PolicyOption, resolve_policy
@@ -129,12 +131,16 @@ def hash_command(
         manifest = compute_manifest(path, algorithm.value, callback)
     if fmt is HashFormat.text:
         if algorithm is not Algorithm.sha256:
-            console.print("[yellow]note:[/] text lines hold BLAKE3 digests; `sha256sum -c` cannot check them")
+            print_error(
+                "text lines hold BLAKE3 digests; `sha256sum -c` cannot check them",
+                label="note",
+                style="yellow",
+            )
         text = _hash_text(manifest, path)
     else:
         text = manifest.to_json()
-    write_output(text, str(output) if output else None)
-    console.print(f"digest: {manifest.digest()}", highlight=False, markup=False)
+    write_output(text, output)
+    say(f"digest: {manifest.digest()}")
 
 
 @app.command()
@@ -155,7 +161,7 @@ def keygen(
     from kerasguard.integrity.keys import generate_keypair
 
     hint = generate_keypair(private_key, public_key, password=_password(password_env), overwrite=force)
-    console.print(f"wrote {private_key} (private, 0600) and {public_key}; key id {hint}", highlight=False)
+    say(f"wrote {private_key} (private, 0600) and {public_key}; key id {hint}")
 
 
 @app.command()
@@ -200,7 +206,7 @@ def sign(
             algorithm=algorithm.value,
             progress=callback,
         )
-    console.print(f"signed {path}: wrote {written}", highlight=False)
+    say(f"signed {path}: wrote {written}")
 
 
 @app.command()
@@ -255,7 +261,7 @@ def verify(
         if fmt is VerifyFormat.json:
             doc = {"verified": False, "path": str(path), "reason": type(exc).__name__, "error": exc.message}
             write_output(json.dumps(doc, indent=2), None)
-        console.print(f"[bold red]verification failed:[/] {exc.diagnostics()}", highlight=False)
+        print_error(exc, label="verification failed")
         raise typer.Exit(EXIT_FAILED) from None
     if fmt is VerifyFormat.json:
         out: dict[str, Any] = {

@@ -7,10 +7,10 @@ import json
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 
 from kerasguard.advisories.audit import AuditReport, Vulnerability
 from kerasguard.findings import Severity
+from kerasguard.render.safe_text import markup_safe as escape
 from kerasguard.render.sarif import INFO_URI, LEVELS, SARIF_SCHEMA, SECURITY_SEVERITY
 from kerasguard.render.text import COLOURS
 
@@ -58,7 +58,7 @@ def render_audit_text(report: AuditReport, *, color: bool = False, width: int = 
             + "\n"
             f"           trigger: {escape(v.advisory.trigger or 'see the advisory')}\n"
             f"           {escape(v.fix_text())}"
-            + (f"; all fixes: {', '.join(v.fixed)}" if len(v.fixed) > 1 else "")
+            + (f"; all fixes: {escape(', '.join(v.fixed))}" if len(v.fixed) > 1 else "")
         )
         if v.advisory.corrections:
             con.print(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 
 from rich.console import Console
-from rich.markup import escape
 
 from kerasguard.findings import ScanReport, Severity
+from kerasguard.render.safe_text import markup_safe as escape
 
 COLOURS = {
     Severity.CRITICAL: "bold red",
@@ -18,12 +18,18 @@ COLOURS = {
 }
 
 
-def render_text(report: ScanReport, *, color: bool = False, width: int = 120) -> str:
+def render_text(report: ScanReport, *, color: bool = False, width: int = 120, quiet: bool = False) -> str:
+    """The report for people; every name and message from a file is escaped. ``quiet``: clean files
+    are left out (files with findings, incomplete files, errors and the summary stay)."""
     buf = io.StringIO()
-    con = Console(file=buf, force_terminal=color, no_color=not color, width=width, highlight=False)
+    con = Console(
+        file=buf, force_terminal=color, no_color=not color, width=width, highlight=False, soft_wrap=True
+    )
     for err in report.errors:
         con.print(f"[red]error:[/] {escape(err)}")
     for file in report.files:
+        if quiet and file.complete and not file.findings:
+            continue
         status = "incomplete" if not file.complete else ("findings" if file.findings else "clean")
         con.print(
             f"[bold]{escape(file.path)}[/] {escape(f'[{file.format}]')} {status}"
@@ -38,7 +44,7 @@ def render_text(report: ScanReport, *, color: bool = False, width: int = 120) ->
             if f.evidence:
                 con.print(f"           evidence: {escape(f.evidence)}")
             if f.cves:
-                con.print(f"           cves: {', '.join(f.cves)}")
+                con.print(f"           cves: {escape(', '.join(f.cves))}")
     counts = {s: 0 for s in Severity}
     for f in report.findings:
         counts[f.severity] += 1

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from kerasguard.findings import FileReport, Finding, Location, Severity
+from kerasguard.findings import FileReport, Finding, Location, Severity, Suppression
 from kerasguard.formats.artifact import ProblemKind
 from kerasguard.formats.context import ReadContext
 from kerasguard.policy import Limits
@@ -83,25 +83,37 @@ def encode_report(report: FileReport) -> dict[str, Any]:
         "size": report.size,
         "duration_s": report.duration_s,
         "suppressed": report.suppressed,
-        "findings": [
+        "findings": [_encode_finding(f) for f in report.findings],
+        "suppressions": [
             {
-                "rule_id": f.rule_id,
-                "severity": f.severity.name,
-                "title": f.title,
-                "message": f.message,
-                "location": {
-                    "file": f.location.file,
-                    "member": f.location.member,
-                    "pointer": f.location.pointer,
-                    "h5path": f.location.h5path,
-                },
-                "evidence": f.evidence,
-                "cves": list(f.cves),
-                "cwe": f.cwe,
-                "remediation": f.remediation,
+                "finding": _encode_finding(s.finding),
+                "kind": s.kind,
+                "reason": s.reason,
+                "policy": s.policy,
+                "applied": s.applied,
+                "new_severity": None if s.new_severity is None else s.new_severity.name,
             }
-            for f in report.findings
+            for s in report.suppressions
         ],
+    }
+
+
+def _encode_finding(f: Finding) -> dict[str, Any]:
+    return {
+        "rule_id": f.rule_id,
+        "severity": f.severity.name,
+        "title": f.title,
+        "message": f.message,
+        "location": {
+            "file": f.location.file,
+            "member": f.location.member,
+            "pointer": f.location.pointer,
+            "h5path": f.location.h5path,
+        },
+        "evidence": f.evidence,
+        "cves": list(f.cves),
+        "cwe": f.cwe,
+        "remediation": f.remediation,
     }
 
 
@@ -128,7 +140,10 @@ def _count(raw: dict[str, Any], key: str) -> int:
     return int(value)
 
 
-_REPORT_KEYS = frozenset({"path", "format", "complete", "size", "duration_s", "suppressed", "findings"})
+_REPORT_KEYS = frozenset(
+    {"path", "format", "complete", "size", "duration_s", "suppressed", "findings", "suppressions"}
+)
+_SUPPRESSION_KEYS = frozenset({"finding", "kind", "reason", "policy", "applied", "new_severity"})
 _FINDING_KEYS = frozenset(
     {"rule_id", "severity", "title", "message", "location", "evidence", "cves", "cwe", "remediation"}
 )
@@ -161,6 +176,22 @@ def _finding(raw: Any) -> Finding:
     )
 
 
+def _suppression(raw: Any) -> Suppression:
+    s = _fields(raw, _SUPPRESSION_KEYS, "suppression")
+    _expect(s["kind"] in ("ignore", "severity"), f"unknown suppression kind {s['kind']!r}")
+    _expect(isinstance(s["applied"], bool), "'applied' must be true or false")
+    new = s["new_severity"]
+    _expect(new is None or new in _SEVERITIES, f"unknown severity {new!r}")
+    return Suppression(
+        finding=_finding(s["finding"]),
+        kind=s["kind"],
+        reason=_str(s, "reason"),
+        policy=_str(s, "policy"),
+        applied=s["applied"],
+        new_severity=None if new is None else _SEVERITIES[new],
+    )
+
+
 def decode_report(raw: Any) -> FileReport:
     """The inverse of :func:`encode_report`; raises :class:`InvalidResult` on anything else."""
     r = _fields(raw, _REPORT_KEYS, "report")
@@ -171,6 +202,7 @@ def decode_report(raw: Any) -> FileReport:
         "'duration_s' must be a finite number",
     )
     _expect(isinstance(r["findings"], list), "'findings' must be a list")
+    _expect(isinstance(r["suppressions"], list), "'suppressions' must be a list")
     return FileReport(
         path=_str(r, "path"),
         format=_str(r, "format"),
@@ -179,6 +211,7 @@ def decode_report(raw: Any) -> FileReport:
         size=_count(r, "size"),
         duration_s=max(0.0, float(duration)),
         suppressed=_count(r, "suppressed"),
+        suppressions=tuple(_suppression(s) for s in r["suppressions"]),
     )
 
 

@@ -19,13 +19,22 @@ from packaging.version import InvalidVersion, Version
 from kerasguard._version import __version__
 from kerasguard.advisories.enrich import enrich_findings
 from kerasguard.errors import PolicyError
-from kerasguard.findings import FileReport, Finding, Location, ScanReport, Severity, sort_findings
+from kerasguard.findings import (
+    FileReport,
+    Finding,
+    Location,
+    ScanReport,
+    Severity,
+    Suppression,
+    sort_findings,
+)
 from kerasguard.formats.artifact import Artifact, ProblemKind
 from kerasguard.formats.context import ReadContext
 from kerasguard.formats.dispatch import artifact_format, open_artifact
 from kerasguard.formats.sniff import is_candidate_name, sniff
 from kerasguard.policy import Policy
 from kerasguard.rules import RULES, Rule, RuleContext
+from kerasguard.suppressions import apply_policy
 
 ProgressCallback = Callable[[str], None]
 
@@ -138,9 +147,11 @@ def _has_model_magic(file: Path) -> bool:
     return sniff(head, "") in ("zip", "hdf5", "pickle", "npy")
 
 
-def run_rules(art: Artifact, ctx: RuleContext, rules: Sequence[Rule] = RULES) -> tuple[list[Finding], int]:
+def run_rules(
+    art: Artifact, ctx: RuleContext, rules: Sequence[Rule] = RULES
+) -> tuple[list[Finding], list[Suppression]]:
     """All findings for one artifact, tied to the advisories they trigger on the Keras that will load it,
-    after policy ignores; returns (findings, suppressed)."""
+    after the policy's severity overrides and ignores; returns (findings, suppressions)."""
     produced_all: list[Finding] = []
     for rule in rules:
         try:
@@ -159,8 +170,7 @@ def run_rules(art: Artifact, ctx: RuleContext, rules: Sequence[Rule] = RULES) ->
     enriched = enrich_findings(
         produced_all, ctx.keras_version, artifact_format=art.format, policy=ctx.policy, db=ctx.advisories
     )
-    found = [f for f in enriched if not ctx.policy.ignored(f.rule_id, art.path)]
-    return found, len(enriched) - len(found)
+    return apply_policy(enriched, ctx.policy, art.path)
 
 
 def scan_target(target: Target, read_ctx: ReadContext, rule_ctx: RuleContext) -> FileReport:
@@ -179,7 +189,7 @@ def analyse_target(
     except Exception as exc:  # a reader bug: report, never crash the run
         art = Artifact(path=target.display, format="unknown", location=Location(target.display))
         art.problem(art.location, "crash", f"reader failed: {type(exc).__name__}: {exc}")
-    findings, suppressed = run_rules(art, rule_ctx)
+    findings, suppressions = run_rules(art, rule_ctx)
     return art, FileReport(
         path=target.display,
         format=art.format,
@@ -187,7 +197,8 @@ def analyse_target(
         complete=not art.problems,
         size=art.size,
         duration_s=time.perf_counter() - started,
-        suppressed=suppressed,
+        suppressed=_ignored(suppressions),
+        suppressions=tuple(suppressions),
     )
 
 
@@ -195,14 +206,19 @@ def failed_report(target: Target, kind: ProblemKind, message: str, rule_ctx: Rul
     """The report of a file nobody could read (its scan worker died, say): KG9xx, never clean."""
     art = Artifact(path=target.display, format="unknown", location=Location(target.display))
     art.problem(art.location, kind, message)
-    findings, suppressed = run_rules(art, rule_ctx)
+    findings, suppressions = run_rules(art, rule_ctx)
     return FileReport(
         path=target.display,
         format=art.format,
         findings=sort_findings(findings),
         complete=False,
-        suppressed=suppressed,
+        suppressed=_ignored(suppressions),
+        suppressions=tuple(suppressions),
     )
+
+
+def _ignored(suppressions: Sequence[Suppression]) -> int:
+    return sum(1 for s in suppressions if s.applied and s.kind == "ignore")
 
 
 def scan_many(

@@ -61,10 +61,29 @@ def auto_jobs(n_targets: int) -> int:
     return max(1, min(usable_cpus(), AUTO_MAX_WORKERS))
 
 
+def os_threads() -> int | None:
+    """Threads of this process as the kernel counts them (``Threads:`` in /proc/self/status), or None.
+
+    ``threading.active_count()`` sees only threads started by :mod:`threading`; native threads (JAX/XLA
+    starts about 17, BLAS pools, an embedding program's) count too: any of them may hold a lock.
+    """
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Threads:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def can_fork() -> bool:
-    """Whether workers can be forked safely: Linux, and no other Python thread that could hold a lock
-    (stdio, logging, a progress bar's) the worker would then wait on forever."""
-    return sys.platform.startswith("linux") and hasattr(os, "fork") and threading.active_count() == 1
+    """Whether workers can be forked safely: Linux, and no other thread at all (Python or native) that
+    could hold a lock (stdio, logging, malloc, a progress bar's) the worker would then wait on forever.
+    Unknown thread count: no fork (the scan runs in this process)."""
+    if not (sys.platform.startswith("linux") and hasattr(os, "fork")):
+        return False
+    return threading.active_count() == 1 and os_threads() == 1
 
 
 # ---------------------------------------------------------------- the wire form

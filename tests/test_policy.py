@@ -108,7 +108,7 @@ def test_kerasguard_toml_accepts_the_pyproject_table(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as mixed:
         load_policy(toml)
     assert "both bare" in mixed.value.message and mixed.value.hint
-    toml.write_text('[tool.black]\nline-length = 100\n')
+    toml.write_text("[tool.black]\nline-length = 100\n")
     with pytest.raises(PolicyError) as other:
         load_policy(toml)
     assert "unknown policy key 'tool'" in other.value.message and "[tool.kerasguard]" in str(other.value.hint)

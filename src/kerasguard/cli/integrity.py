@@ -29,6 +29,7 @@ from kerasguard.cli.app import (
 )
 from kerasguard.cli.scan import PolicyOption, resolve_policy
 from kerasguard.errors import IntegrityError, KerasGuardError
+from kerasguard.render.safe_text import markup_safe
 
 if TYPE_CHECKING:
     from kerasguard.integrity.manifest import Manifest
@@ -87,7 +88,7 @@ def _progress(enabled: bool | None, verb: str) -> Iterator[Callable[[str, int, i
         task = bar.add_task("", total=None)
 
         def update(name: str, done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total, description=name[-40:])
+            bar.update(task, completed=done, total=total, description=markup_safe(name[-40:]))
 
         yield update
 

@@ -21,6 +21,7 @@ from kerasguard.cli.app import (
     write_output,
 )
 from kerasguard.errors import KerasGuardError
+from kerasguard.render.safe_text import markup_safe
 
 if TYPE_CHECKING:
     from kerasguard.findings import ScanReport
@@ -151,7 +152,7 @@ def scan(
             drawn = [0.0]
 
             def advance(name: str) -> None:
-                bar.update(task, advance=1, description=name[-40:])
+                bar.update(task, advance=1, description=markup_safe(name[-40:]))
                 if time.monotonic() - drawn[0] >= 0.1:
                     drawn[0] = time.monotonic()
                     bar.refresh()

@@ -59,7 +59,7 @@ def rule_help_uri(rule: Rule) -> str:
     return f"{RULES_DOC_URI}#{rule.id.lower()}-{rule.name.lower()}"
 
 
-class _Artifacts:
+class ArtifactLocations:
     """Artifact locations relative to ``%SRCROOT%`` (the base folder), as GitHub code scanning expects.
 
     A file under the base gets a relative URI (never ``../``); a file outside it an absolute ``file://``
@@ -87,7 +87,9 @@ def _fingerprint(f: Finding, seen: dict[str, int]) -> str:
     return key if seen[key] == 1 else f"{key}:{seen[key]}"
 
 
-def _result(f: Finding, index: dict[str, int], artifacts: _Artifacts, seen: dict[str, int]) -> dict[str, Any]:
+def _result(
+    f: Finding, index: dict[str, int], artifacts: ArtifactLocations, seen: dict[str, int]
+) -> dict[str, Any]:
     logical = str(f.location)
     result: dict[str, Any] = {
         "ruleId": f.rule_id,
@@ -119,7 +121,7 @@ def _same(a: Finding, b: Finding) -> bool:
     return (a.rule_id, a.location, a.message) == (b.rule_id, b.location, b.message)
 
 
-def _results(report: ScanReport, artifacts: _Artifacts) -> list[dict[str, Any]]:
+def _results(report: ScanReport, artifacts: ArtifactLocations) -> list[dict[str, Any]]:
     """Every finding; ignored ones too, with an accepted ``suppressions`` entry (GitHub closes them), and
     a rejected one where the policy was not allowed to suppress (the result stays open)."""
     index = {r.id: i for i, r in enumerate(RULES)}
@@ -158,7 +160,7 @@ def _suppression(s: Suppression, status: str) -> dict[str, Any]:
 
 def render_sarif(report: ScanReport, *, base: str | os.PathLike[str] | None = None) -> str:
     """SARIF 2.1.0; artifact URIs relative to ``base`` (default: the working directory) as ``%SRCROOT%``."""
-    artifacts = _Artifacts(Path(base) if base is not None else Path.cwd())
+    artifacts = ArtifactLocations(Path(base) if base is not None else Path.cwd())
     doc = {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",

@@ -116,6 +116,26 @@ def test_scan_and_inspect_show_a_markup_member_name(evil_member: Path) -> None:
 
 
 @pytest.mark.keras
+def test_scan_escapes_a_hostile_layer_name_in_findings(hostile_model: Path, tmp_path: Path) -> None:
+    import attacks
+
+    code = {
+        "class_name": "__lambda__",
+        "config": {"code": attacks.LAMBDA_CODE, "defaults": None, "closure": None},
+    }
+    name = "L" + HOSTILE + "[/]"
+    evil = attacks.edit_config(
+        hostile_model,
+        tmp_path / "l.keras",
+        lambda c: attacks._layers(c).insert(1, attacks._lambda_layer(code, name)),
+    )
+    result = runner.invoke(app, ["scan", str(evil), "--isolated"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert "Lambda 'L" + printable(HOSTILE) + "[/]'" in result.stdout
+    assert_no_raw_controls(result.stdout)
+
+
+@pytest.mark.keras
 def test_load_refusal_names_a_markup_member_without_crashing(evil_member: Path, tmp_path: Path) -> None:
     done = run_cli("load", str(evil_member), "--events", str(tmp_path / "events.jsonl"), "--isolated")
     assert done.returncode == 1, done.stderr

@@ -71,8 +71,11 @@ def error_text(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         where = f"{printable(exc.filename)}: " if exc.filename else ""
         return f"{where}{printable(exc.strerror)}"
-    detail = printable(str(exc), keep_newlines=True)
-    return f"unexpected {type(exc).__name__}: {detail} (a kerasguard bug: please report it)"
+    detail = printable(str(exc))  # one line, whatever the exception says
+    return (
+        f"unexpected {type(exc).__name__}: {detail} (a kerasguard bug: please report it; "
+        "KERASGUARD_TRACEBACK=1 shows the traceback)"
+    )
 
 
 def print_error(message: str | BaseException, *, label: str = "error", style: str = "bold red") -> None:

@@ -220,13 +220,13 @@ def test_unexpected_exception_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyP
     import kerasguard.scanner
 
     def broken(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("boom \x1b[2J [/]")
+        raise RuntimeError("boom \x1b[2J [/]\nsecond line")
 
     monkeypatch.setattr(kerasguard.scanner, "scan_many", broken)
     result = runner.invoke(app, ["scan", str(tmp_path)])
     assert result.exit_code == 2
     assert isinstance(result.exception, SystemExit)
-    assert "error: unexpected RuntimeError: boom \\x1b[2J [/]" in result.stderr
+    assert "error: unexpected RuntimeError: boom \\x1b[2J [/]\\x0asecond line" in result.stderr
 
 
 def test_piped_errors_are_not_wrapped(tmp_path: Path) -> None:

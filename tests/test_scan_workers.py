@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from kerasguard import scan_workers
-from kerasguard.findings import FileReport, Finding, Location, ScanReport, Severity
+from kerasguard.findings import FileReport, Finding, Location, ScanReport, Severity, Suppression
 from kerasguard.formats.artifact import ProblemKind
 from kerasguard.formats.context import ReadContext
 from kerasguard.policy import Limits, Policy
@@ -236,7 +236,19 @@ def full_report() -> FileReport:
         cwe=None,
         remediation="r",
     )
-    return FileReport("a.keras", "keras", (finding,), complete=False, size=3, duration_s=0.1234567891)
+    suppressions = (
+        Suppression(finding, "ignore", "why", "/repo/kerasguard.toml", applied=False),
+        Suppression(finding, "severity", "[severity] sets it to low", "p.toml", True, Severity.LOW),
+    )
+    return FileReport(
+        "a.keras",
+        "keras",
+        (finding,),
+        complete=False,
+        size=3,
+        duration_s=0.1234567891,
+        suppressions=suppressions,
+    )
 
 
 def test_wire_form_round_trips_exactly() -> None:
@@ -256,6 +268,10 @@ def test_wire_form_round_trips_exactly() -> None:
         (lambda d: d["findings"][0]["location"].update(file=None), "'file' must be a string"),
         (lambda d: d["findings"][0].update(cves="CVE-1"), "'cves'"),
         (lambda d: d.update(duration_s=float("nan")), "finite"),
+        (lambda d: d["suppressions"][0].update(kind="forget"), "unknown suppression kind"),
+        (lambda d: d["suppressions"][0].update(applied="yes"), "'applied'"),
+        (lambda d: d["suppressions"][1].update(new_severity="none"), "unknown severity"),
+        (lambda d: d["suppressions"][0]["finding"].update(rule_id="KG999"), "unknown rule id"),
     ],
 )
 def test_wire_form_is_checked_field_by_field(edit: Any, error: str) -> None:

@@ -363,9 +363,9 @@ def _load_sandboxed(
         model = SandboxedModel(child, reply, on_close=copy.remove)
     except BaseException:
         child.close()
-        event.child = child.stats.to_dict()
+        event.child = child.stats.to_dict(samples=policy.sandbox.memory_samples)
         raise
-    event.child = child.refresh_stats().to_dict()
+    event.child = child.refresh_stats().to_dict(samples=policy.sandbox.memory_samples)
     return model
 
 

@@ -48,7 +48,7 @@ from kerasguard.store.db import (
     redact,
     sessions,
 )
-from kerasguard.store.egress import write_model
+from kerasguard.store.egress import pull_destination, write_model
 from kerasguard.store.ingest import push_model, with_
 from kerasguard.store.perms import Modes, check_tree, create_file, make_dir
 from kerasguard.store.rbac import Action, Principal, Role
@@ -480,7 +480,7 @@ class ModelStore:
                 raise StoreError(f"model {label} is in an unexpected state {row.status!r}")
             if expect_digest is not None and expect_digest != row.digest:
                 raise StoreError(f"model {label} has digest {row.digest}, not the expected {expect_digest}")
-            target = write_model(self, row, details, Path(dest))
+            target = write_model(self, row, details, pull_destination(dest))
         except KerasGuardError as exc:
             self.record_event(with_(event, result="failed", detail=exc.message))
             raise

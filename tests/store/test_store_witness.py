@@ -231,6 +231,37 @@ def test_redis_witness_detects_a_cut_tail(
         store.close()
 
 
+def test_redis_witness_with_an_append_only_acl_user(
+    make_store: Callable[..., StoreEnv], redis_stream: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documented least-privilege user: XADD and XRANGE on the witness streams, nothing else."""
+    import redis
+
+    admin = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+    user, password = f"kgwitness-{secrets.token_hex(4)}", secrets.token_hex(16)
+    stream = f"kerasguard:audit:test-{secrets.token_hex(4)}"
+    admin.execute_command(
+        "ACL", "SETUSER", user, "on", f">{password}", "~kerasguard:audit:*", "+xadd", "+xrange"
+    )
+    monkeypatch.setenv("KERASGUARD_WITNESS_PASSWORD", password)
+    url = f"redis://{user}@{REDIS_HOST}:{REDIS_PORT}/0?stream={stream}"
+    store, admin_token = ModelStore.init(
+        tmp_path / "acl-store", MasterKey.generate(), policy=POLICY, witness=url
+    )
+    try:
+        store.create_token(admin_token, "reader", "team")
+        assert store.audit_verify(admin_token).witnessed_seq == 2
+        limited = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, username=user, password=password)
+        for command in (("XTRIM", stream, "MAXLEN", "0"), ("DEL", stream), ("XDEL", stream, "0-1")):
+            with pytest.raises(redis.ResponseError, match="no permissions"):
+                limited.execute_command(*command)
+    finally:
+        store.close()
+        admin.delete(stream)
+        admin.execute_command("ACL", "DELUSER", user)
+        admin.close()
+
+
 def test_cli_audit_verify_exit_codes(
     sqlite_env: StoreEnv, keras_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -161,14 +161,19 @@ def latest_for(session: Session, subject: str) -> AuditRow | None:
     ).scalar_one_or_none()
 
 
-def latest_revisions(session: Session, prefix: str, namespace: str | None = None) -> dict[str, int]:
-    """The latest revision of every subject starting with ``prefix`` (optionally in one namespace)."""
-    query = select(AuditRow.subject, func.max(AuditRow.revision)).where(
-        AuditRow.subject.startswith(prefix, autoescape=True), AuditRow.revision.is_not(None)
+def latest_revisions(session: Session, namespace: str) -> dict[str, int]:
+    """The latest revision of every subject (model or token) that has state changes in ``namespace``.
+
+    ``namespace = ? AND subject IS NOT NULL`` is a range of the (namespace, subject, revision) index:
+    only state-change entries are read, never the pulls and denials around them (no LIKE, whose use
+    of an index depends on the database's collation).
+    """
+    query = (
+        select(AuditRow.subject, func.max(AuditRow.revision))
+        .where(AuditRow.namespace == namespace, AuditRow.subject.is_not(None))
+        .group_by(AuditRow.subject)
     )
-    if namespace is not None:
-        query = query.where(AuditRow.namespace == namespace)
-    return {str(s): int(r or 0) for s, r in session.execute(query.group_by(AuditRow.subject))}
+    return {str(s): int(r or 0) for s, r in session.execute(query)}
 
 
 def to_json(row: AuditRow) -> dict[str, Any]:

@@ -102,7 +102,10 @@ class TokenRow(Base):
 
 class AuditRow(Base):
     __tablename__ = "audit"
-    __table_args__ = (Index("ix_audit_subject_seq", "subject", "seq"),)
+    __table_args__ = (
+        Index("ix_audit_subject_seq", "subject", "seq"),
+        Index("ix_audit_namespace_subject", "namespace", "subject", "revision"),
+    )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     time: Mapped[str] = mapped_column(String(40))

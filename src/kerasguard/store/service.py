@@ -192,6 +192,7 @@ class ModelStore:
         with sessions(engine).begin() as s:
             meta = s.get(MetaRow, "key_id")
             store_id = s.get(MetaRow, "store_id")
+            current = s.get(MetaRow, upgrade.FORMAT_KEY) is not None
             if meta is None or store_id is None:
                 engine.dispose()
                 raise StoreError(
@@ -207,7 +208,8 @@ class ModelStore:
             ident = store_id.value
         store = cls(path, config, engine, master_key, policy or Policy(), ident)
         try:
-            upgrade.ensure_current(store)
+            if not current:  # checked again under the lock: another node may be upgrading it now
+                upgrade.ensure_current(store)
             store.recover()
         except BaseException:
             store.close()
@@ -465,19 +467,8 @@ class ModelStore:
             if namespace != rbac.ALL_NAMESPACES:
                 query = query.where(TokenRow.namespace == namespace)
             rows = s.execute(query).scalars().all()
-            latest = audit.latest_revisions(s, "token:")
-            for r in rows:
-                if not hmac.compare_digest(rbac.token_mac(self.master.mac_key, r), r.row_mac):
-                    raise StoreError(
-                        f"token {r.id} failed its integrity check: the tokens table was tampered with"
-                    )
-                if latest.get(audit.token_subject(r.id)) != r.revision:
-                    raise StoreError(
-                        f"token {r.id} is at revision {r.revision} in the tokens table but at "
-                        f"{latest.get(audit.token_subject(r.id))} in the audit log: an older copy of its row "
-                        "was put back",
-                        hint="treat the store database as compromised",
-                    )
+            for r in rows:  # tokens are few: each checked against its own latest audit entry
+                self._check_token_row(s, r)
         return [
             {
                 "id": r.id,
@@ -660,7 +651,7 @@ class ModelStore:
         key = self.master.mac_key
         out = []
         with _gc_paused(), self.transaction() as s:  # thousands of short-lived rows: no collection passes
-            latest = audit.latest_revisions(s, f"model:{namespace}/")
+            latest = audit.latest_revisions(s, namespace)
             # Core rows straight from the connection: the ORM's per-row bookkeeping is most of the cost
             for row in s.connection().execute(query):
                 values: tuple[Any, ...] = tuple(row[:-1])

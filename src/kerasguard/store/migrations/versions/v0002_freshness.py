@@ -29,9 +29,11 @@ def upgrade() -> None:
     op.add_column("audit", sa.Column("subject", sa.String(300), nullable=True))
     op.add_column("audit", sa.Column("revision", sa.BigInteger(), nullable=True))
     op.create_index("ix_audit_subject_seq", "audit", ["subject", "seq"])
+    op.create_index("ix_audit_namespace_subject", "audit", ["namespace", "subject", "revision"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_audit_namespace_subject", "audit")
     op.drop_index("ix_audit_subject_seq", "audit")
     op.drop_column("audit", "revision")
     op.drop_column("audit", "subject")

@@ -114,6 +114,26 @@ def test_forged_audit_revision_is_refused(env: StoreEnv, keras_models: dict[str,
         env.store.audit_verify(env.admin)
 
 
+def test_older_audit_entry_copied_after_the_head_is_refused(
+    env: StoreEnv, keras_models: dict[str, Path]
+) -> None:
+    """Replay the row, then copy its older (authentic) audit entry to the end of the log as its latest."""
+    pub = env.token("publisher")
+    env.store.push(pub, keras_models["benign"], name="mlp", version="1", source=SOURCE)
+    admitted = snapshot_model(env, "mlp")
+    env.store.quarantine(env.admin, "mlp", "1", "bad", namespace="team")
+    restore_model(env, admitted)
+    (entry,) = sql(env, "select * from audit where subject = 'model:team/mlp:1' and revision = 1")
+    (head,) = sql(env, "select seq from audit_head")
+    copy = {**dict(entry), "seq": head["seq"] + 1}
+    sql(env, f"insert into audit ({', '.join(copy)}) values ({', '.join(':' + c for c in copy)})", **copy)
+    sql(env, "update audit_head set seq = :s, hash = :h", s=copy["seq"], h=copy["hash"])
+    with pytest.raises(
+        StoreError, match=r"team/mlp:1 is not its latest state: .* copied there from elsewhere"
+    ):
+        env.store.show(pub, "mlp", "1")
+
+
 def snapshot_token(env: StoreEnv, label: str) -> dict[str, Any]:
     (row,) = sql(env, "select * from tokens where label = :l", l=label)
     return dict(row)

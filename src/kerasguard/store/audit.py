@@ -151,6 +151,18 @@ def authentic(key: bytes, row: AuditRow) -> bool:
     return hmac.compare_digest(entry_mac(key, row.prev_hash, row_fields(row)), row.hash)
 
 
+def in_place(session: Session, row: AuditRow) -> bool:
+    """True when the entry follows the entry before it (its MAC does not cover its number).
+
+    An authentic entry copied to another number (say, after the head, to look like the latest entry
+    about its subject) still matches its MAC but not the entry it now follows.
+    """
+    if row.seq == 1:
+        return row.prev_hash == GENESIS
+    before = session.execute(select(AuditRow.hash).where(AuditRow.seq == row.seq - 1)).scalar_one_or_none()
+    return before is not None and hmac.compare_digest(before, row.prev_hash)
+
+
 def latest_for(session: Session, subject: str) -> AuditRow | None:
     """The last entry that changed ``subject`` (a model or a token), or None."""
     return session.execute(

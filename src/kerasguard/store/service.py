@@ -344,6 +344,8 @@ class ModelStore:
             return f"token {row.id} has no audit record: the tokens table was tampered with"
         if not audit.authentic(self.audit_key, entry):
             return f"audit entry #{entry.seq} of token {row.id} was edited: the audit log was tampered with"
+        if not audit.in_place(s, entry):
+            return f"audit entry #{entry.seq} of token {row.id} was moved: the audit log was tampered with"
         if entry.action == Action.token_revoke.value and row.revoked_at is None:
             return (
                 f"token {row.id} was revoked (audit entry #{entry.seq}); the tokens table was put back "
@@ -499,6 +501,8 @@ class ModelStore:
             problem = "the audit log has no record of it"
         elif not audit.authentic(self.audit_key, entry):
             problem = f"its latest audit entry #{entry.seq} was edited"
+        elif not audit.in_place(s, entry):
+            problem = f"its latest audit entry #{entry.seq} was copied there from elsewhere in the log"
         elif entry.revision != row.revision:
             problem = (
                 f"the row is revision {row.revision} but the audit log recorded revision {entry.revision} "

@@ -295,3 +295,27 @@ def test_bad_witness_url_is_refused(tmp_path: Path) -> None:
     for url in ("http://example.com/w", "file:relative/path"):
         with pytest.raises(StoreError, match="witness"):
             ModelStore.init(tmp_path / secrets.token_hex(4), MasterKey.generate(), policy=POLICY, witness=url)
+
+
+def test_cli_init_with_a_witness_elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kerasguard.store import write_key_file
+
+    key_file = tmp_path / "master.key"
+    write_key_file(key_file, MasterKey.generate())
+    (tmp_path / "witness-host").mkdir()
+    witness = tmp_path / "witness-host" / "store-a.jsonl"
+    runner = CliRunner()
+    root = tmp_path / "store"
+    base = ["--store", str(root), "--key-file", str(key_file)]
+    missing = runner.invoke(app, ["store", "init", *base, "--witness", f"file:{tmp_path}/nowhere/w.jsonl"])
+    assert missing.exit_code == 2 and not root.exists(), missing.output
+    made = runner.invoke(app, ["store", "init", *base, "--witness", f"file:{witness}"])
+    assert made.exit_code == 0, made.output
+    admin = made.output.strip().splitlines()[-1]
+    assert f'witness = "file:{witness}"' in (root / "store.toml").read_text()
+    assert not (root / "audit-witness.jsonl").exists()
+    assert json.loads(witness.read_text().splitlines()[0])["seq"] == 1
+    monkeypatch.setenv("KERASGUARD_STORE_TOKEN", admin)
+    verified = runner.invoke(app, ["store", "audit", "verify", *base])
+    assert verified.exit_code == 0, verified.output
+    assert f"witness file:{witness} confirms #1" in " ".join(verified.output.split())

@@ -27,12 +27,12 @@ if TYPE_CHECKING:
 
 store_app = typer.Typer(
     name="store",
-    help="Model store: admission (scan + signature), encryption at rest, RBAC, hash-chained audit log.",
+    help="Model store: admission (scan + signature), encryption at rest, RBAC, keyed witnessed audit log.",
     no_args_is_help=True,
 )
 token_app = typer.Typer(name="token", help="Create, list and revoke API tokens.", no_args_is_help=True)
 audit_app = typer.Typer(
-    name="audit", help="Verify or export the hash-chained audit log.", no_args_is_help=True
+    name="audit", help="Verify (against its witness) or export the keyed audit log.", no_args_is_help=True
 )
 store_app.add_typer(token_app)
 store_app.add_typer(audit_app)

@@ -191,6 +191,7 @@ def _verify(
         or trust.require == "signature"
         or bool(trust.keys)
         or bool(trust.cert_chains)
+        or bool(trust.models)  # pinned models: every load must show a pinned name, signer and version
     )
     if trust.require == "digest" and digest is None and not wants_signature:
         raise IntegrityError(

@@ -118,11 +118,32 @@ class TrustedKey:
 
 @dataclass(frozen=True)
 class PinnedModel:
-    """A model name (glob) and version (glob) that only ``signers`` may sign."""
+    """A model name (glob) and version (glob) that only ``signers`` may sign, from ``min_version`` on.
+
+    Pins are a closed list: once the policy has any, a signature for a model no pin names is refused,
+    so a validly signed *other* model cannot stand in for a pinned one, and a pinned model signed for
+    a version older than ``min_version`` (PEP 440) cannot be rolled back to.
+    """
 
     name: str
     signers: tuple[str, ...]
     version: str = "*"
+    min_version: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise PolicyError("'name' must not be empty")
+        if any(not s.strip() for s in self.signers):
+            raise PolicyError(f"pin {self.name!r}: 'signers' has an empty name")
+        if self.min_version is not None:
+            from packaging.version import InvalidVersion, Version  # only policies that pin versions pay
+
+            try:
+                Version(self.min_version)
+            except InvalidVersion:
+                raise PolicyError(
+                    f"pin {self.name!r}: 'min_version' {self.min_version!r} is not a PEP 440 version"
+                ) from None
 
 
 @dataclass(frozen=True)

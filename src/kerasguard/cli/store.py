@@ -38,12 +38,12 @@ if TYPE_CHECKING:
 
 store_app = typer.Typer(
     name="store",
-    help="Model store: admission (scan + signature), encryption at rest, RBAC, hash-chained audit log.",
+    help="Model store: admission (scan + signature), encryption at rest, RBAC, keyed witnessed audit log.",
     no_args_is_help=True,
 )
 token_app = typer.Typer(name="token", help="Create, list and revoke API tokens.", no_args_is_help=True)
 audit_app = typer.Typer(
-    name="audit", help="Verify or export the hash-chained audit log.", no_args_is_help=True
+    name="audit", help="Verify (against its witness) or export the keyed audit log.", no_args_is_help=True
 )
 store_app.add_typer(token_app)
 store_app.add_typer(audit_app)
@@ -138,11 +138,23 @@ def init(
     reader_group: Annotated[
         str | None, typer.Option(help="Group allowed to read the store (files 0640).")
     ] = None,
+    witness: Annotated[
+        str | None,
+        typer.Option(
+            help="Where every audit head is also written: file:/path (appended) or redis://host:port/db"
+            "?stream=NAME (default: file audit-witness.jsonl in the store folder)."
+        ),
+    ] = None,
 ) -> None:
     """Create a store and print its first admin token (shown once)."""
     lib = _store()
     opened, token = lib.ModelStore.init(
-        store, lib.load_master_key(key_file), db_url=db_url, blob_url=blob_url, reader_group=reader_group
+        store,
+        lib.load_master_key(key_file),
+        db_url=db_url,
+        blob_url=blob_url,
+        reader_group=reader_group,
+        witness=witness,
     )
     opened.close()
     say(f"initialised store at {opened.root}; admin token for every namespace (shown once):")
@@ -408,13 +420,21 @@ def audit_verify(
     token: Token,
     key_file: KeyFile = None,
     policy_file: PolicyFile = None,
+    witness: Annotated[
+        str | None,
+        typer.Option(help="Compare with this witness instead of the store's (file:/path or redis://...)."),
+    ] = None,
 ) -> None:
-    """Verify the audit chain. Exit 1 names the first edited, deleted or reordered entry."""
+    """Verify the keyed audit chain against its witness.
+
+    Exit 1 names the first edited, deleted or reordered entry, or the entries cut off the end that
+    the witness saw; exit 2 when the witness cannot be read (the log is then not vouched for).
+    """
     from kerasguard.errors import KerasGuardError
 
     try:
         with _opened(store, key_file, policy_file) as opened:
-            result = opened.audit_verify(token)
+            result = opened.audit_verify(token, witness=witness)
     except KerasGuardError as exc:
         if _is_tampered(exc):
             print_error(exc, label="audit log tampered")
@@ -422,7 +442,10 @@ def audit_verify(
         print_error(exc)
         raise typer.Exit(EXIT_ERROR) from None
     head = f"head #{result.head_seq} {result.head_hash}"
-    sys.stdout.write(f"audit log intact: {result.entries} entries, {head}\n")
+    sys.stdout.write(
+        f"audit log intact: {result.entries} entries, {head}; "
+        f"witness {result.witness} confirms #{result.witnessed_seq}\n"
+    )
 
 
 @audit_app.command("export")

@@ -444,7 +444,7 @@ def audit_verify(
     head = f"head #{result.head_seq} {result.head_hash}"
     sys.stdout.write(
         f"audit log intact: {result.entries} entries, {head}; "
-        f"witness {result.witness} confirms #{result.witnessed_seq}\n"
+        f"witness {printable(result.witness)} confirms #{result.witnessed_seq}\n"
     )
 
 

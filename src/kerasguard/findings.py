@@ -95,6 +95,9 @@ class Finding:
     cves: tuple[str, ...] = ()
     cwe: str | None = None
     remediation: str = ""
+    # Set by a rule when a policy allowlist entry decided this finding; the policy step
+    # (kerasguard.suppressions) turns it into a Suppression record and clears it. Never serialised.
+    allowance: Allowance | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -111,8 +114,28 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class Allowance:
+    """A policy allowlist entry that matched what a finding is about.
+
+    ``applied``: the entry cleared the finding (False: a found policy may not clear it, so it stays).
+    ``cleared``: the finding the entry replaced (a KG205 info finding carries the KG201 it replaced);
+    None when the entry cleared the finding that carries it, which then leaves the report.
+    """
+
+    kind: str  # "custom_objects" | "modules" | "functions" | "pickle_globals"
+    pattern: str
+    reason: str
+    applied: bool
+    cleared: Finding | None = None
+
+    def describe(self) -> str:
+        return f"allow.{self.kind} entry {self.pattern!r}: {self.reason}"
+
+
+@dataclass(frozen=True)
 class Suppression:
-    """A finding the policy ignored (``kind="ignore"``) or downgraded (``kind="severity"``).
+    """A finding the policy ignored (``kind="ignore"``), downgraded (``kind="severity"``) or cleared with
+    an allowlist entry (``kind="allow"``).
 
     ``finding`` is as the rules reported it. ``applied`` is False when the policy was not allowed to
     suppress it (a code-execution finding and a policy found upwards, not given explicitly): the finding
@@ -120,7 +143,7 @@ class Suppression:
     """
 
     finding: Finding
-    kind: str  # "ignore" | "severity"
+    kind: str  # "ignore" | "severity" | "allow"
     reason: str
     policy: str
     applied: bool = True

@@ -74,6 +74,11 @@ def _suppression_line(s: Suppression) -> str:
             f"           {by}\n           a code-execution finding can only be suppressed by an explicit"
             " --policy file; it stays reported"
         )
+    if s.kind == "allow":
+        return (
+            f"  [dim]ALLOWED    {str(f.severity).upper()} {what}\n           {escape(f.message)}"
+            f"\n           cleared {by}[/]"
+        )
     if s.kind == "severity":
         change = f"{str(f.severity).upper()} -> {str(s.new_severity).upper()}"
         return f"  [dim]DOWNGRADED {change} {what}\n           {by}[/]"

@@ -13,11 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import StoreEnv
 from kerasguard import load_model
 from kerasguard.errors import KerasGuardError, StoreError, UntrustedSourceError
 from kerasguard.policy import Policy, Store, Trust
+from kerasguard.sources import check_url
+from kerasguard.store.sources import approve
 
 PREFIX = "https://huggingface.co/acme"
 # The same prefix in both keys: the store's approved sources and load_model's trusted sources.
@@ -82,7 +86,26 @@ def test_a_bad_prefix_entry_is_an_error_for_both() -> None:
     bad = Policy(store=Store(sources=entry), trust=Trust(sources=entry))
     with pytest.raises(KerasGuardError, match="entry"):
         load_model("https://hf.co/acme/m", policy=bad)
-    from kerasguard.store.sources import approve
-
     with pytest.raises(StoreError, match="entry"):
         approve("https://hf.co/acme/m", bad.store.sources)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.from_regex(
+        r"https://(huggingface\.co|HuggingFace\.CO\.?|hf\.co)(:443|:8443)?/(acme|ac%6De|acme%2F|acmecorp)"
+        r"[a-z0-9/._%?#-]{0,24}",
+        fullmatch=True,
+    )
+)
+def test_the_two_checks_agree_on_any_https_url(source: str) -> None:
+    """The functions behind both callers: the same verdict and the same canonical form, always."""
+    try:
+        loaded: str | None = check_url(source, POLICY)
+    except UntrustedSourceError:
+        loaded = None
+    try:
+        stored: str | None = approve(source, POLICY.store.sources)
+    except (UntrustedSourceError, StoreError):
+        stored = None
+    assert loaded == stored

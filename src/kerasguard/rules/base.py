@@ -34,7 +34,7 @@ ALLOW_KINDS = ("custom_objects", "modules", "functions", "pickle_globals")
 
 def allowance(policy: Policy, entry: AllowEntry, applied: bool, cleared: Finding | None = None) -> Allowance:
     """The record of ``entry`` deciding a hit (kerasguard.suppressions turns it into a Suppression)."""
-    kind = next(k for k in ALLOW_KINDS if any(e is entry for e in getattr(policy.allow, k)))
+    kind = next((k for k in ALLOW_KINDS if entry in getattr(policy.allow, k)), "entries")
     return Allowance(kind, entry.name, entry.reason, applied, cleared)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-SCHEMA_VERSION = "1.1"  # 1.1: suppressions
+SCHEMA_VERSION = "1.2"  # 1.1: suppressions; 1.2: suppressions of kind "allow"
 
 
 class Severity(IntEnum):

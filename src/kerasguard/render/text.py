@@ -58,7 +58,7 @@ def render_text(report: ScanReport, *, color: bool = False, width: int = 120, qu
         + (f": {summary}" if summary else "")
         + ("" if report.complete else "; scan INCOMPLETE")
         + (f"; {len(report.skipped)} file(s) skipped" if report.skipped else "")
-        + (f"; {applied} suppressed or downgraded by policy" if applied else "")
+        + (f"; {applied} suppressed, downgraded or allowlisted by policy" if applied else "")
         + (f"; {refused} suppression(s) REFUSED" if refused else "")
     )
     return buf.getvalue()

@@ -24,6 +24,7 @@ from kerasguard.formats.dispatch import open_artifact
 from kerasguard.policy import Limits, Policy
 from kerasguard.rules import RULES_BY_ID, RuleContext
 from kerasguard.scanner import Target, run_rules, scan_target
+from scanhelp import hits
 
 FIXED_KERAS = "3.15.1"  # fixed for every CVE in the reference table
 OLD_KERAS = "3.13.0"  # affected by all the HDF5 CVEs
@@ -99,7 +100,7 @@ def all_findings(art: Artifact, rule_ctx: RuleContext | None = None) -> list[Fin
 
 
 def only(findings: Iterable[Finding], rule_id: str) -> list[Finding]:
-    return [f for f in findings if f.rule_id == rule_id]
+    return hits(findings, rule_id)
 
 
 def severe(findings: Iterable[Finding]) -> list[Finding]:

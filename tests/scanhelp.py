@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
-from kerasguard.findings import Finding, ScanReport
+from kerasguard.findings import FileReport, Finding, ScanReport
 from kerasguard.policy import Limits, Policy
 from kerasguard.scanner import scan
 
@@ -21,5 +22,13 @@ def scan_path(path: Path, limits: Limits | None = None) -> ScanReport:
     return scan(path, Policy(limits=limits or Limits()))
 
 
-def hits(report: ScanReport, rule_id: str) -> list[Finding]:
-    return [f for f in report.findings if f.rule_id == rule_id]
+def hits(found: ScanReport | FileReport | Iterable[Finding], *rule_ids: str) -> list[Finding]:
+    """The findings of the given rules, in report order: THE helper for "findings of rule X" in tests.
+
+    Takes a ScanReport, a FileReport or any findings (``run_rules`` output, a list); several rule ids
+    select the findings of any of them.
+    """
+    if not rule_ids:
+        raise TypeError("hits() needs at least one rule id")
+    findings = found.findings if isinstance(found, ScanReport | FileReport) else found
+    return [f for f in findings if f.rule_id in rule_ids]

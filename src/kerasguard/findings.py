@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-SCHEMA_VERSION = "1.1"  # 1.1: suppressions
+SCHEMA_VERSION = "1.2"  # 1.1: suppressions; 1.2: suppressions of kind "allow"
 
 
 class Severity(IntEnum):
@@ -95,6 +95,9 @@ class Finding:
     cves: tuple[str, ...] = ()
     cwe: str | None = None
     remediation: str = ""
+    # Set by a rule when a policy allowlist entry decided this finding; the policy step
+    # (kerasguard.suppressions) turns it into a Suppression record and clears it. Never serialised.
+    allowance: Allowance | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -111,8 +114,28 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class Allowance:
+    """A policy allowlist entry that matched what a finding is about.
+
+    ``applied``: the entry cleared the finding (False: a found policy may not clear it, so it stays).
+    ``cleared``: the finding the entry replaced (a KG205 info finding carries the KG201 it replaced);
+    None when the entry cleared the finding that carries it, which then leaves the report.
+    """
+
+    kind: str  # "custom_objects" | "modules" | "functions" | "pickle_globals"
+    pattern: str
+    reason: str
+    applied: bool
+    cleared: Finding | None = None
+
+    def describe(self) -> str:
+        return f"allow.{self.kind} entry {self.pattern!r}: {self.reason}"
+
+
+@dataclass(frozen=True)
 class Suppression:
-    """A finding the policy ignored (``kind="ignore"``) or downgraded (``kind="severity"``).
+    """A finding the policy ignored (``kind="ignore"``), downgraded (``kind="severity"``) or cleared with
+    an allowlist entry (``kind="allow"``).
 
     ``finding`` is as the rules reported it. ``applied`` is False when the policy was not allowed to
     suppress it (a code-execution finding and a policy found upwards, not given explicitly): the finding
@@ -120,7 +143,7 @@ class Suppression:
     """
 
     finding: Finding
-    kind: str  # "ignore" | "severity"
+    kind: str  # "ignore" | "severity" | "allow"
     reason: str
     policy: str
     applied: bool = True
@@ -199,10 +222,8 @@ class ScanReport:
         return tuple(f for f in self.findings if f.severity >= threshold)
 
     def exit_code(self, fail_on: Severity) -> int:
-        """0 clean, 1 findings at or above ``fail_on``, 2 error or incomplete scan."""
-        if not self.complete:
-            return 2
-        return 1 if self.at_or_above(fail_on) else 0
+        """0 clean, 1 findings at or above ``fail_on``, 2 error or incomplete scan (:func:`decide`)."""
+        return decide(self, fail_on).exit_code
 
     def to_dict(self) -> dict[str, Any]:
         counts = {str(s): 0 for s in Severity}
@@ -229,3 +250,61 @@ class ScanReport:
 def sort_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
     """Most severe first, then by location and rule, so reports are stable."""
     return tuple(sorted(findings, key=lambda f: (-int(f.severity), str(f.location), f.rule_id, f.message)))
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """Whether a scan report lets the file through: the one answer the CLI, the loader and the store use.
+
+    A file passes only when its scan is complete and no finding is at or above ``fail_on``; an
+    incomplete scan cannot vouch for the file, so it refuses even without findings (decision 4).
+    """
+
+    fail_on: Severity
+    blocking: tuple[Finding, ...] = ()  # the findings at or above fail_on, most severe first
+    incomplete: bool = False
+    problems: tuple[str, ...] = ()  # what could not be checked: scan errors, then KG9xx findings
+
+    @property
+    def passed(self) -> bool:
+        return not self.blocking and not self.incomplete
+
+    @property
+    def exit_code(self) -> int:
+        """0 pass, 1 findings at or above the threshold, 2 incomplete scan (2 wins: decision 4)."""
+        if self.incomplete:
+            return 2
+        return 1 if self.blocking else 0
+
+    @property
+    def reason(self) -> str:
+        """``pass``, ``findings`` or ``incomplete-scan`` (blocking findings name the danger first)."""
+        if self.blocking:
+            return "findings"
+        return "incomplete-scan" if self.incomplete else "pass"
+
+    def reasons(self) -> tuple[str, ...]:
+        """One line per reason to refuse (empty when the file passes)."""
+        out: list[str] = []
+        if self.blocking:
+            worst = self.blocking[0]
+            out.append(
+                f"scan found {len(self.blocking)} finding(s) at or above {self.fail_on} "
+                f"(worst: {worst.rule_id} {worst.severity}: {worst.title})"
+            )
+        if self.incomplete:
+            out.append("scan incomplete: " + ("; ".join(self.problems[:3]) or "a reader could not finish"))
+        return tuple(out)
+
+
+def decide(report: ScanReport | FileReport, fail_on: Severity) -> GateVerdict:
+    """The gate's decision on ``report`` at ``fail_on``; :func:`kerasguard.gate.gate` applies a policy."""
+    blocking = sort_findings(f for f in report.findings if f.severity >= fail_on)
+    errors = report.errors if isinstance(report, ScanReport) else ()
+    unjudged = [f"{f.rule_id} {f.message}" for f in report.findings if f.rule_id.startswith("KG9")]
+    return GateVerdict(
+        fail_on=fail_on,
+        blocking=blocking,
+        incomplete=not report.complete,
+        problems=(*errors, *unjudged),
+    )

@@ -29,6 +29,7 @@ from kerasguard.errors import (
 )
 from kerasguard.events import LoadEvent, emit, summarize_findings
 from kerasguard.findings import Finding, ScanReport
+from kerasguard.gate import gate
 from kerasguard.policy import Policy
 from kerasguard.private_copy import PrivateCopy, make_private_copy
 from kerasguard.sources import OpenedSource, open_source
@@ -255,21 +256,21 @@ def _scan(copy: PrivateCopy, policy: Policy, event: LoadEvent) -> None:
 
     report = _relabel(scan(copy.path, policy), str(copy.path), event.source)
     event.findings = summarize_findings(report)
-    blocking = report.at_or_above(policy.fail_on)
-    if blocking:
+    verdict = gate(report, policy)
+    if verdict.blocking:
         event.scan = "refused"
         raise UnsafeModelError(
-            f"{event.source}: {len(blocking)} finding(s) at or above {policy.fail_on}:\n"
-            + _finding_lines(blocking),
+            f"{event.source}: {len(verdict.blocking)} finding(s) at or above {policy.fail_on}:\n"
+            + _finding_lines(verdict.blocking)
+            + ("\n  and the scan is incomplete" if verdict.incomplete else ""),
             report=report,
             hint="run `kerasguard scan` on the file for the full report",
         )
-    if not report.complete:
+    if verdict.incomplete:
         event.scan = "incomplete"
-        problems = [*report.errors, *(_finding_lines(report.findings).splitlines())]
         raise UnsafeModelError(
             f"{event.source}: the scan could not check everything, so the model is not trusted:\n"
-            + "\n".join(problems[:10]),
+            + "\n".join([*verdict.problems[:10]] or ["a reader could not finish"]),
             report=report,
         )
     event.scan = "findings-below-threshold" if report.findings else "clean"

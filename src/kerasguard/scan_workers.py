@@ -197,7 +197,7 @@ def _finding(raw: Any) -> Finding:
 
 def _suppression(raw: Any) -> Suppression:
     s = _fields(raw, _SUPPRESSION_KEYS, "suppression")
-    _expect(s["kind"] in ("ignore", "severity"), f"unknown suppression kind {s['kind']!r}")
+    _expect(s["kind"] in ("ignore", "severity", "allow"), f"unknown suppression kind {s['kind']!r}")
     _expect(isinstance(s["applied"], bool), "'applied' must be true or false")
     new = s["new_severity"]
     _expect(new is None or new in _SEVERITIES, f"unknown severity {new!r}")

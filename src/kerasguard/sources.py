@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import stat
-import urllib.parse
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from kerasguard.errors import KerasGuardError, UntrustedSourceError
+from kerasguard.origin import check_origin, is_url
 from kerasguard.policy import Policy
 
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+LOAD_SCHEMES = frozenset({"https"})  # a load source is fetched: only https (docs/decisions.md 36)
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
@@ -37,10 +36,6 @@ class OpenedSource:
             os.close(self.fd)
 
 
-def is_url(source: str) -> bool:
-    return bool(_SCHEME.match(source))
-
-
 def _prefixes(policy: Policy) -> tuple[list[Path], list[str]]:
     """Policy source entries split into resolved path prefixes and URL prefixes."""
     base = Path(policy.source).parent if Path(policy.source).is_file() else Path.cwd()
@@ -56,39 +51,12 @@ def _prefixes(policy: Policy) -> tuple[list[Path], list[str]]:
 
 
 def check_url(url: str, policy: Policy) -> str:
-    """Validate a URL source against the policy; returns it normalised. Raises when not allowed."""
-    if any(ch in url for ch in "\x00\r\n\t "):
-        raise UntrustedSourceError(f"source URL {url!r} contains control characters or spaces")
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme.lower() != "https":
-        raise UntrustedSourceError(f"source {url!r}: only https URLs can be trusted, not {parts.scheme!r}")
-    if parts.fragment or url.endswith("#"):
-        raise UntrustedSourceError(f"source {url!r}: URLs with a fragment are not accepted")
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        raise UntrustedSourceError(f"source {url!r}: URLs with user info are not accepted")
-    decoded = urllib.parse.unquote(parts.path)
-    if any(seg in (".", "..") for seg in decoded.split("/")) or "\\" in decoded:
-        raise UntrustedSourceError(
-            f"source {url!r}: dot segments or backslashes in the path are not accepted"
-        )
-    host = (parts.hostname or "").rstrip(".").lower()
-    if not host:
-        raise UntrustedSourceError(f"source {url!r} has no host")
+    """Check a URL source against the policy's https prefixes; returns it canonical, raises if not allowed.
+
+    The match is :func:`kerasguard.origin.check_origin`, the one store admission uses too.
+    """
     _, allowed = _prefixes(policy)
-    for entry in allowed:
-        ep = urllib.parse.urlsplit(entry)
-        same_host = (ep.hostname or "").rstrip(".").lower() == host and ep.port == parts.port
-        if ep.scheme.lower() == "https" and same_host and _path_under(decoded, ep.path or "/"):
-            return urllib.parse.urlunsplit(("https", parts.netloc.lower(), parts.path, parts.query, ""))
-    raise UntrustedSourceError(
-        f"source {url!r} is not under any trusted URL prefix",
-        hint="add the https prefix to [trust] sources in the policy if this host is trusted",
-    )
-
-
-def _path_under(path: str, prefix: str) -> bool:
-    p, pre = PurePosixPath(path or "/"), PurePosixPath(prefix or "/")
-    return p == pre or pre in p.parents
+    return check_origin(url, allowed, setting="[trust] sources", schemes=LOAD_SCHEMES)
 
 
 def open_source(source: str | os.PathLike[str], policy: Policy) -> OpenedSource:

@@ -6,7 +6,9 @@ findings (critical findings of the KG1xx and KG2xx families: bytecode, pickles, 
 ignored or downgraded by a policy that was *found* (a ``kerasguard.toml`` or ``pyproject.toml`` upwards
 from the working directory, which anyone who can write to the repository can add); only a policy given
 explicitly (``--policy``, or a Policy built in code) can, and the attempt by a found policy is shown as
-refused (docs/decisions.md 31).
+refused (docs/decisions.md 31). Allowlist entries that cleared a finding are recorded the same way
+(``kind="allow"``); a found policy's entry may not clear a high or critical KG1xx/KG2xx finding
+(:func:`allowlist_may_clear`, docs/decisions.md 37).
 """
 
 from __future__ import annotations
@@ -34,7 +36,14 @@ def apply_policy(
     """
     kept: list[Finding] = []
     record: list[Suppression] = []
-    for original in findings:
+    for produced in findings:
+        original = dataclasses.replace(produced, allowance=None) if produced.allowance else produced
+        allowance = produced.allowance
+        if allowance is not None:
+            cleared = allowance.cleared or original
+            record.append(_record(cleared, "allow", allowance.describe(), policy, allowance.applied))
+            if allowance.applied and allowance.cleared is None:
+                continue  # the entry cleared this very finding
         finding = original
         refuse = policy.found_implicitly and is_protected(original)
         override = policy.severity.get(original.rule_id)
@@ -56,6 +65,17 @@ def apply_policy(
                 continue
         kept.append(finding)
     return kept, record
+
+
+def allowlist_may_clear(policy: Policy, rule_id: str, severity: Severity) -> bool:
+    """Whether an allowlist entry of ``policy`` may clear a finding of ``rule_id`` at ``severity``.
+
+    A policy found upwards may not clear a code-execution finding (KG1xx, KG2xx) at high or above
+    (docs/decisions.md 37); an explicit policy may clear anything, and every clearing is recorded.
+    """
+    if not policy.found_implicitly:
+        return True
+    return not (rule_id.startswith(PROTECTED_FAMILIES) and severity >= Severity.HIGH)
 
 
 def _override_reason(severity: Severity) -> str:

@@ -23,6 +23,7 @@ from kerasguard.formats.json_strict import parse_json_bytes
 from kerasguard.policy import Policy
 from kerasguard.rules import RuleContext
 from kerasguard.scanner import run_rules
+from scanhelp import hits
 
 TESTS = Path(__file__).resolve().parent.parent
 if str(TESTS) not in sys.path:
@@ -101,7 +102,7 @@ def findings(
 
 
 def of_rule(found: list[Finding], rule_id: str) -> list[Finding]:
-    return [f for f in found if f.rule_id == rule_id]
+    return hits(found, rule_id)
 
 
 def rule_findings(config: dict[str, Any] | bytes, rule_id: str, **kwargs: Any) -> list[Finding]:

@@ -90,6 +90,7 @@ def inspect(
 
     Exit codes as for `scan` (threshold: the policy's fail_on).
     """
+    from kerasguard.gate import gate
     from kerasguard.inspect import inspect_model
 
     policy = resolve_policy(policy_file, isolated=isolated)
@@ -98,8 +99,4 @@ def inspect(
         _render(ins)
     else:
         write_output(json.dumps(ins.to_dict(), indent=2), None)
-    report = ins.report
-    code = (
-        2 if not report.complete else (1 if any(f.severity >= policy.fail_on for f in report.findings) else 0)
-    )
-    raise typer.Exit(code)
+    raise typer.Exit(gate(ins.report, policy).exit_code)

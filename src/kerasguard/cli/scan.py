@@ -125,6 +125,7 @@ def scan(
     import dataclasses
 
     from kerasguard.findings import Severity
+    from kerasguard.gate import gate
     from kerasguard.scanner import scan_many
 
     policy = resolve_policy(policy_file, isolated=isolated)
@@ -174,7 +175,7 @@ def scan(
     color = output is None and fmt is OutputFormat.text and stdout.is_terminal
     text = render(report, fmt, color=color, quiet=quiet)
     write_output(text, output, styled=fmt is OutputFormat.text)
-    raise typer.Exit(report.exit_code(threshold))
+    raise typer.Exit(gate(report, policy, fail_on=threshold).exit_code)
 
 
 @app.command("rules")

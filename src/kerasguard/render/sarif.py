@@ -144,7 +144,7 @@ def _results(report: ScanReport, artifacts: ArtifactLocations) -> list[dict[str,
                     }
             results.append(result)
         for s in file.suppressions:
-            if s.applied and s.kind == "ignore":
+            if s.applied and s.kind in ("ignore", "allow"):
                 result = _result(s.finding, index, artifacts, seen)
                 result["suppressions"] = [_suppression(s, "accepted")]
                 results.append(result)

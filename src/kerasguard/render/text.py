@@ -58,7 +58,7 @@ def render_text(report: ScanReport, *, color: bool = False, width: int = 120, qu
         + (f": {summary}" if summary else "")
         + ("" if report.complete else "; scan INCOMPLETE")
         + (f"; {len(report.skipped)} file(s) skipped" if report.skipped else "")
-        + (f"; {applied} suppressed or downgraded by policy" if applied else "")
+        + (f"; {applied} suppressed, downgraded or allowlisted by policy" if applied else "")
         + (f"; {refused} suppression(s) REFUSED" if refused else "")
     )
     return buf.getvalue()
@@ -73,6 +73,11 @@ def _suppression_line(s: Suppression) -> str:
             f"  [bold red]REFUSED[/]  policy {s.kind} of {str(f.severity).upper()} {what}\n"
             f"           {by}\n           a code-execution finding can only be suppressed by an explicit"
             " --policy file; it stays reported"
+        )
+    if s.kind == "allow":
+        return (
+            f"  [dim]ALLOWED    {str(f.severity).upper()} {what}\n           {escape(f.message)}"
+            f"\n           cleared {by}[/]"
         )
     if s.kind == "severity":
         change = f"{str(f.severity).upper()} -> {str(s.new_severity).upper()}"

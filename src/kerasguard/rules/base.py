@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kerasguard.findings import Finding, Location, Severity
+from kerasguard.findings import Allowance, Finding, Location, Severity
 from kerasguard.formats.artifact import Artifact
-from kerasguard.policy import Policy
+from kerasguard.policy import AllowEntry, Policy
 
 if TYPE_CHECKING:
     from kerasguard.advisories.database import AdvisoryDatabase
@@ -29,6 +29,14 @@ class RuleContext:
 
 Check = Callable[[Artifact, RuleContext], Iterable["Hit"]]
 
+ALLOW_KINDS = ("custom_objects", "modules", "functions", "pickle_globals")
+
+
+def allowance(policy: Policy, entry: AllowEntry, applied: bool, cleared: Finding | None = None) -> Allowance:
+    """The record of ``entry`` deciding a hit (kerasguard.suppressions turns it into a Suppression)."""
+    kind = next((k for k in ALLOW_KINDS if entry in getattr(policy.allow, k)), "entries")
+    return Allowance(kind, entry.name, entry.reason, applied, cleared)
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -39,6 +47,7 @@ class Hit:
     evidence: str = ""
     severity: Severity | None = None  # overrides the rule's default for this hit
     cves: tuple[str, ...] = ()  # added to the rule's CVEs for this hit
+    allowance: Allowance | None = None  # the policy allowlist entry that decided this hit
 
 
 @dataclass(frozen=True)
@@ -59,19 +68,24 @@ class Rule:
 
     def findings(self, artifact: Artifact, ctx: RuleContext) -> Iterator[Finding]:
         for hit in self.check(artifact, ctx):
-            default = hit.severity if hit.severity is not None else self.severity
-            cves = tuple(dict.fromkeys((*self.cves, *hit.cves)))
-            yield Finding(
-                rule_id=self.id,
-                severity=default,  # the policy's [severity] overrides: kerasguard.suppressions
-                title=self.title,
-                message=hit.message,
-                location=hit.location,
-                evidence=_clip(hit.evidence),
-                cves=cves,
-                cwe=self.cwe,
-                remediation=self.remediation,
-            )
+            yield self.finding(hit)
+
+    def finding(self, hit: Hit) -> Finding:
+        """The finding of one hit, with this rule's metadata."""
+        default = hit.severity if hit.severity is not None else self.severity
+        cves = tuple(dict.fromkeys((*self.cves, *hit.cves)))
+        return Finding(
+            rule_id=self.id,
+            severity=default,  # the policy's [severity] overrides: kerasguard.suppressions
+            title=self.title,
+            message=hit.message,
+            location=hit.location,
+            evidence=_clip(hit.evidence),
+            cves=cves,
+            cwe=self.cwe,
+            remediation=self.remediation,
+            allowance=hit.allowance,
+        )
 
 
 def _clip(text: str, limit: int = 300) -> str:

@@ -6,16 +6,19 @@ These judge what readers recorded about embedded executable payloads: the import
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 
 from packaging.version import InvalidVersion, Version
 
 from kerasguard.findings import Severity
 from kerasguard.formats.artifact import Artifact, GraphOp, PickleGlobal, PickleInfo
-from kerasguard.rules.base import Hit, Rule, RuleContext
+from kerasguard.rules.base import Hit, Rule, RuleContext, allowance
 from kerasguard.rules.pickle_safety import canonical, danger_reason, safe_reason
 from kerasguard.rules.tf_ops import PY_CALLBACK_OPS, Graph, file_or_network_use, is_python_callback
+from kerasguard.suppressions import allowlist_may_clear
 
+PICKLE_GLOBALS_RULE, PICKLE_GLOBALS_SEVERITY = "KG104", Severity.CRITICAL  # check_pickle_globals's rule
 KERAS_NPZ_PICKLE_FIXED = Version("3.9.0")  # 57c94f305c: NpzIOStore stopped using allow_pickle=True
 
 
@@ -63,7 +66,7 @@ def check_pickle_globals(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
         seen: dict[str, tuple[PickleGlobal, int]] = {}
         for glob in info.globals:
             full = canonical(glob.module, glob.name) if glob.resolved else ""
-            if glob.resolved and (safe_reason(full) or allow.allows("pickle_globals", full)):
+            if glob.resolved and safe_reason(full):
                 continue
             first, count = seen.get(full, (glob, 0))
             seen[full] = (first, count + 1)
@@ -77,6 +80,13 @@ def check_pickle_globals(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
                     hit.evidence,
                     severity=Severity.MEDIUM,
                 )
+            entry = allow.allows("pickle_globals", full) if full else None
+            if entry is not None:
+                # Recorded, never silent: cleared (and shown as allowed) or, for a found policy and a
+                # high or critical import, kept (decision 37).
+                severity = hit.severity or PICKLE_GLOBALS_SEVERITY
+                applied = allowlist_may_clear(ctx.policy, PICKLE_GLOBALS_RULE, severity)
+                hit = dataclasses.replace(hit, allowance=allowance(ctx.policy, entry, applied))
             yield hit
 
 

@@ -164,7 +164,9 @@ class Judgement:
     category: Category
     message: str
     severity: Severity | None = None
-    allow: AllowEntry | None = None
+    allow: AllowEntry | None = None  # "allowed": the policy entry that allowed it
+    cleared: Judgement | None = None  # "allowed": the judgement without the allowlist
+    refused_allow: AllowEntry | None = None  # an entry matched but the policy may not clear this
 
 
 def in_module(module: str, prefixes: tuple[str, ...]) -> bool:

@@ -8,17 +8,20 @@ known modelling names (``rules/data/keras_api.json``) by :mod:`kerasguard.rules.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from kerasguard.findings import Severity
 from kerasguard.formats.artifact import Artifact, JsonDocument
+from kerasguard.policy import Allow, Policy
 from kerasguard.rules import config_walk as cw
-from kerasguard.rules.base import Check, Hit, Rule, RuleContext
+from kerasguard.rules.base import Check, Hit, Rule, RuleContext, allowance
 from kerasguard.rules.config_walk import ObjRef
 from kerasguard.rules.keras_api import keras_api
 from kerasguard.rules.ref_judge import Category, Judgement, judge, judge_function_name
+from kerasguard.suppressions import allowlist_may_clear
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,35 @@ def _judged(art: Artifact, ctx: RuleContext) -> Iterator[tuple[JsonDocument, Jud
             yield doc, item
 
 
+# The rule that reports each category of judgement (see the check functions below).
+CATEGORY_RULES = {"foreign": "KG201", "non_modeling": "KG202", "unknown": "KG204", "custom": "KG205"}
+
+
+def _allowlisted(verdict: Judgement, rejudge: Callable[[Policy], Judgement], policy: Policy) -> Judgement:
+    """An "allowed" judgement with what the allowlist cleared, or that judgement itself when the policy
+    may not clear it (a found policy and a high or critical finding: decision 37)."""
+    if verdict.category != "allowed" or verdict.allow is None:
+        return verdict
+    cleared = rejudge(dataclasses.replace(policy, allow=Allow()))
+    rule_id = CATEGORY_RULES.get(cleared.category)
+    if rule_id is None:
+        return verdict
+    severity = cleared.severity or _rules_by_id()[rule_id].severity
+    if not allowlist_may_clear(policy, rule_id, severity):
+        return dataclasses.replace(cleared, refused_allow=verdict.allow)
+    return dataclasses.replace(verdict, cleared=cleared)
+
+
+def _rules_by_id() -> dict[str, Rule]:
+    return {rule.id: rule for rule in RULES}
+
+
 def _judge(ref: ObjRef, ctx: RuleContext) -> Judged:
-    verdict = judge(ref, ctx.policy, ctx.keras_version)
+    verdict = _allowlisted(
+        judge(ref, ctx.policy, ctx.keras_version),
+        lambda policy: judge(ref, policy, ctx.keras_version),
+        ctx.policy,
+    )
     # Evidence is shown only with a finding; "safe" and "other" (most references) never make one.
     evidence = "" if verdict.category in ("safe", "other") else _evidence(ref)
     return Judged(ref.pointer, ref, verdict, evidence)
@@ -60,7 +90,11 @@ def _lambda_function_ref(ref: ObjRef, ctx: RuleContext) -> Judged | None:
         return None
     module = cfg.get("module") if isinstance(cfg.get("module"), str) else None
     # tf-keras resolves these from any module already imported (sys.modules), whatever Keras 3 does.
-    verdict = judge_function_name(module, cfg["function"], ctx.policy, keras_version=None)
+    verdict = _allowlisted(
+        judge_function_name(module, cfg["function"], ctx.policy, keras_version=None),
+        lambda policy: judge_function_name(module, cfg["function"], policy, keras_version=None),
+        ctx.policy,
+    )
     evidence = f"function={cfg['function']!r}, function_type='function', module={module!r}"
     return Judged(f"{ref.pointer}/config/function", ref, verdict, evidence)
 
@@ -68,12 +102,15 @@ def _lambda_function_ref(ref: ObjRef, ctx: RuleContext) -> Judged | None:
 def _category_hits(category: Category) -> Check:
     def check(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
         for doc, item in _judged(art, ctx):
-            if item.verdict.category == category:
+            verdict = item.verdict
+            if verdict.category == category:
+                refused = verdict.refused_allow
                 yield Hit(
                     cw.at(doc, item.pointer),
-                    item.verdict.message,
+                    verdict.message,
                     evidence=item.evidence,
-                    severity=item.verdict.severity,
+                    severity=verdict.severity,
+                    allowance=None if refused is None else allowance(ctx.policy, refused, applied=False),
                 )
 
     return check
@@ -337,11 +374,19 @@ def check_kg205(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
                 evidence=item.evidence,
             )
         elif verdict.category == "allowed" and verdict.allow is not None:
+            where = cw.at(doc, item.pointer)
+            cleared = None
+            if verdict.cleared is not None and verdict.cleared.category in CATEGORY_RULES:
+                rule = _rules_by_id()[CATEGORY_RULES[verdict.cleared.category]]
+                cleared = rule.finding(
+                    Hit(where, verdict.cleared.message, item.evidence, verdict.cleared.severity)
+                )
             yield Hit(
-                cw.at(doc, item.pointer),
+                where,
                 f"{verdict.message}: {verdict.allow.reason}",
                 evidence=item.evidence,
                 severity=Severity.INFO,
+                allowance=None if cleared is None else allowance(ctx.policy, verdict.allow, True, cleared),
             )
     for doc in cw.config_documents(art):
         for pointer, name in cw.activation_strings(cw.index(doc)):
@@ -350,13 +395,20 @@ def check_kg205(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
             allowed = ctx.policy.allow.allows("custom_objects", name) or ctx.policy.allow.allows(
                 "functions", name
             )
-            yield Hit(
-                cw.at(doc, pointer),
+            message = (
                 f"activation {name!r} is not a Keras activation: it resolves only to a custom object the "
-                "application passes in" + (f"; allowed by the policy: {allowed.reason}" if allowed else ""),
-                evidence=f"activation={name!r}",
-                severity=Severity.INFO if allowed else Severity.LOW,
+                "application passes in"
             )
+            hit = Hit(cw.at(doc, pointer), message, evidence=f"activation={name!r}", severity=Severity.LOW)
+            if allowed:
+                cleared = _rules_by_id()["KG205"].finding(hit)
+                hit = dataclasses.replace(
+                    hit,
+                    message=f"{message}; allowed by the policy: {allowed.reason}",
+                    severity=Severity.INFO,
+                    allowance=allowance(ctx.policy, allowed, True, cleared),
+                )
+            yield hit
 
 
 # --- KG206 -----------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kerasguard.errors import KerasGuardError
+from kerasguard.gate import gate
 from kerasguard.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -96,20 +97,7 @@ def scan_report(model: Path, policy: Policy) -> tuple[dict[str, Any] | None, lis
     except Exception as exc:
         log.exception("scan of a pushed model crashed")
         return None, [f"scan failed: {type(exc).__name__}: {exc}"]
-    reasons: list[str] = []
-    if not report.complete:
-        problems = list(report.errors) + [
-            f"{f.rule_id} {f.message}" for f in report.findings if f.rule_id.startswith("KG9")
-        ]
-        reasons.append("scan incomplete: " + ("; ".join(problems[:3]) or "a reader could not finish"))
-    failing = report.at_or_above(policy.fail_on)
-    if failing:
-        worst = failing[0] if len(failing) == 1 else max(failing, key=lambda f: f.severity)
-        reasons.append(
-            f"scan found {len(failing)} finding(s) at or above {policy.fail_on} "
-            f"(worst: {worst.rule_id} {worst.severity}: {worst.title})"
-        )
-    return report.to_dict(), reasons
+    return report.to_dict(), list(gate(report, policy).reasons())
 
 
 def admit(

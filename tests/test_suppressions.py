@@ -130,3 +130,30 @@ def test_policy_files_cannot_claim_to_be_explicit(tmp_path: Path) -> None:
     bad.write_text('fail_on = "low"\n')
     assert load_policy(search_from=tmp_path / "sub").found_implicitly is True
     assert load_policy(bad).found_implicitly is False
+
+
+@pytest.mark.parametrize("found", [True, False])
+def test_a_found_policy_cannot_downgrade_or_ignore_a_high_code_execution_finding(
+    tmp_path: Path, found: bool
+) -> None:
+    """The line is high, as for allowlist entries (decision 37): a high KG201 (foreign code, Keras version
+    unknown) must not be lowered to info or ignored by a kerasguard.toml someone committed upwards."""
+    import dataclasses
+
+    from kerasguard.findings import Finding, Location, Severity
+    from kerasguard.suppressions import apply_policy
+
+    (tmp_path / "kerasguard.toml").write_text(
+        '[severity]\nKG201 = "info"\n\n[[ignore]]\nrule = "KG201"\nreason = "ours"\n'
+    )
+    policy = load_policy(search_from=tmp_path) if found else load_policy(tmp_path / "kerasguard.toml")
+    assert policy.found_implicitly is found
+    finding = Finding("KG201", Severity.HIGH, "foreign code", "m", Location(file="m.keras"))
+    kept, record = apply_policy([dataclasses.replace(finding)], policy, "m.keras")
+    if found:
+        assert kept == [finding] and {(s.kind, s.applied) for s in record} == {
+            ("severity", False),
+            ("ignore", False),
+        }
+    else:
+        assert kept == [] and all(s.applied for s in record)

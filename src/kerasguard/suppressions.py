@@ -23,8 +23,9 @@ PROTECTED_FAMILIES = ("KG1", "KG2")
 
 
 def is_protected(finding: Finding) -> bool:
-    """A code-execution finding: only an explicit policy may suppress it."""
-    return finding.severity is Severity.CRITICAL and finding.rule_id.startswith(PROTECTED_FAMILIES)
+    """A high or critical code-execution finding: only an explicit policy may suppress it (the same line
+    as :func:`allowlist_may_clear`, decisions 31 and 37)."""
+    return finding.severity >= Severity.HIGH and finding.rule_id.startswith(PROTECTED_FAMILIES)
 
 
 def apply_policy(

@@ -80,11 +80,17 @@ def load_report(report: Path) -> dict[str, Any]:
     return doc
 
 
-def run_kerasguard(folder: Path, report: Path, *extra: str) -> dict[str, bool]:
+def kerasguard_command(src: Path | None = None) -> tuple[list[str], dict[str, str]]:
+    """The installed CLI, or ``python -m kerasguard`` from a source tree (``--compare-src``, a worktree)."""
+    if src is None and KG.exists():
+        return [str(KG)], QUIET_ENV
+    return [sys.executable, "-m", "kerasguard"], {**QUIET_ENV, "PYTHONPATH": str(src or ROOT / "src")}
+
+
+def run_kerasguard(folder: Path, report: Path, *extra: str, src: Path | None = None) -> dict[str, bool]:
     """Default options: ``--jobs auto`` (one worker per CPU from 8 files on)."""
-    subprocess.run(
-        [str(KG), "scan", str(folder), "--format", "json", "-o", str(report), *extra], env=QUIET_ENV
-    )
+    command, env = kerasguard_command(src)
+    subprocess.run([*command, "scan", str(folder), "--format", "json", "-o", str(report), *extra], env=env)
     doc = load_report(report)
     high = {"high", "critical"}
     files = doc.get("files", [])
@@ -234,9 +240,23 @@ def main() -> int:
         metavar="N,N,...",
         help="also time kerasguard and modelscan on 1 file and on N copies of the .keras set (e.g. 1,5,50)",
     )
+    parser.add_argument(
+        "--compare-src",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also time the source tree DIR (e.g. the base commit's src/) beside this one, --jobs 1",
+    )
     args = parser.parse_args()
+    if args.compare_src is not None:
+        before = args.compare_src.resolve()
+        TOOLS["kerasguard before --jobs 1"] = lambda f, r: run_kerasguard(f, r, "--jobs", "1", src=before)
+        TOOLS["kerasguard after --jobs 1"] = lambda f, r: run_kerasguard(
+            f, r, "--jobs", "1", src=ROOT / "src"
+        )
     OUT.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src")], check=True, env=QUIET_ENV)
+    for tree in [ROOT / "src"] + ([args.compare_src] if args.compare_src else []):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree)], check=True, env=QUIET_ENV)
     corpus = OUT / "corpus"
     labels = existing_labels(corpus) if args.reuse_corpus and corpus.is_dir() else build_corpus(corpus)
     keras_only = OUT / "corpus_keras"

@@ -26,7 +26,7 @@ SAME_SHAPE = frozenset(
         "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
     }
 )  # fmt: skip
-PER_CHANNEL = {"BatchNormalization": 4, "LayerNormalization": 2, "GroupNormalization": 2, "Normalization": 3}
+
 MODEL_CLASSES = frozenset({"Sequential", "Functional", "Model"})
 MAX_NESTED_MODELS = 64
 
@@ -266,13 +266,33 @@ def _stft(cfg: dict[str, Any], ins: list[Shape | None]) -> Result:
     return 2 * max(frame, 1) * (fft // 2 + 1), None
 
 
-def _per_channel(factor: int) -> Callable[[dict[str, Any], list[Shape | None]], Result]:
+def _per_channel(
+    factors: Callable[[dict[str, Any]], tuple[int, int]],
+) -> Callable[[dict[str, Any], list[Shape | None]], Result]:
+    """Variables of ``a * channels + b`` elements, (a, b) from the config."""
+
     def size(cfg: dict[str, Any], ins: list[Shape | None]) -> Result:
         shape = ins[0]
         channels = shape[-1] if shape else None
-        return (factor * channels if channels is not None else None), shape
+        per, extra = factors(cfg)
+        return (per * channels + extra if channels is not None else None), shape
 
     return size
+
+
+def _flag(cfg: dict[str, Any], key: str) -> int:
+    return 0 if cfg.get(key, True) is False else 1
+
+
+PER_CHANNEL: dict[str, Callable[[dict[str, Any]], tuple[int, int]]] = {
+    # gamma and beta when scale and center, and the moving mean and variance
+    "BatchNormalization": lambda cfg: (2 + _flag(cfg, "scale") + _flag(cfg, "center"), 0),
+    "LayerNormalization": lambda cfg: (_flag(cfg, "scale") + _flag(cfg, "center"), 0),
+    "GroupNormalization": lambda cfg: (_flag(cfg, "scale") + _flag(cfg, "center"), 0),
+    # mean, variance and a count, unless the config gives mean and variance as constants
+    "Normalization": lambda cfg: (0, 0) if cfg.get("mean") is not None else (2, 1),
+    "LayerScale": lambda cfg: (1, 0),  # keras.applications ConvNeXt
+}
 
 
 def _flatten(cfg: dict[str, Any], ins: list[Shape | None]) -> Result:
@@ -331,7 +351,7 @@ SIZERS: dict[str, Callable[[dict[str, Any], list[Shape | None]], Result]] = {
     "Flatten": _flatten,
     "Reshape": _reshape,
     "Concatenate": _concatenate,
-    **{name: _per_channel(factor) for name, factor in PER_CHANNEL.items()},
+    **{name: _per_channel(factors) for name, factors in PER_CHANNEL.items()},
 }
 
 

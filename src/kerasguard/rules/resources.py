@@ -174,9 +174,10 @@ BYTES_PER_ELEMENT = 4  # Keras variables are float32 unless a policy says otherw
 def stored_weight_bytes(art: Artifact) -> int | None:
     """Bytes the artifact's weights files store (None: no weights file was read, e.g. a bare config)."""
     files = [h5 for h5 in art.h5_files if h5.role in WEIGHT_ROLES]
-    if not files:
+    if not files and not art.npy_arrays:
         return 0 if art.format == "keras" else None
-    return sum(d.stored_bytes or 0 for h5 in files for d in h5.datasets)
+    stored = sum(d.stored_bytes or 0 for h5 in files for d in h5.datasets)
+    return stored + sum(a.stored_bytes for a in art.npy_arrays)  # model.weights.npz
 
 
 def check_kg505(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:

@@ -150,6 +150,24 @@ def time_tool(name: str, folder: Path, reps: int) -> tuple[float, dict[str, bool
     return statistics.median(times), hits
 
 
+def compare(folder: Path, empty: Path, reps: int) -> list[str]:
+    """``--compare-src``: the two trees alternate in every round, so load changes hit both alike."""
+    names = ["kerasguard before --jobs 1", "kerasguard after --jobs 1"]
+    times: dict[str, dict[str, list[float]]] = {n: {"empty": [], "keras": []} for n in names}
+    for i in range(reps):
+        for name in names if i % 2 == 0 else reversed(names):
+            for which, target in (("empty", empty), ("keras", folder)):
+                started = time.perf_counter()
+                TOOLS[name](target, OUT / "compare.json")
+                times[name][which].append(time.perf_counter() - started)
+    n = sum(1 for _ in folder.iterdir())
+    out = ["| tree | startup s | whole run s | files/s after startup |", "|---|---|---|---|"]
+    for name in names:
+        start, whole = statistics.median(times[name]["empty"]), statistics.median(times[name]["keras"])
+        out.append(f"| {name} | {start:.2f} | {whole:.2f} | {n / max(whole - start, 1e-3):.1f} |")
+    return out
+
+
 def sweep(corpus: Path, labels: dict[str, str], copies: list[int], reps: int) -> list[str]:
     """files/s of kerasguard and modelscan at several sizes of the .keras set, runs interleaved.
 
@@ -308,6 +326,9 @@ def main() -> int:
         and any(detections[t].get(n) for t in available)
     ]
     lines += ["", f"attacks a peer detects that kerasguard misses: {missed or 'none'}"]
+    if args.compare_src is not None:
+        lines += ["", "Before/after, interleaved rounds, .keras set (--jobs 1, startup included):", ""]
+        lines += compare(keras_only, empty, args.reps)
     if args.sweep:
         lines += ["", "Corpus-size sweep (median of --reps interleaved rounds, startup included):", ""]
         lines += sweep(corpus, labels, args.sweep, args.reps)

@@ -183,3 +183,21 @@ def test_budget_is_validated() -> None:
         policy_from_mapping({"limits": {"max_load_bytes": 1000}})
     with pytest.raises(PolicyError):
         policy_from_mapping({"limits": {"max_load_bytes": "big"}})
+
+
+def test_bare_config_over_the_budget_is_high() -> None:
+    """A config alone (model_from_json): no weights to compare with, the budget still applies."""
+    from kgconfig import artifact, findings, of_rule
+
+    dense = {"class_name": "Dense", "config": {"name": "d", "units": 30000}}
+    config = {
+        "class_name": "Sequential",
+        "config": {
+            "layers": [
+                {"class_name": "InputLayer", "config": {"batch_shape": [None, 30000]}},
+                dense,
+            ]
+        },
+    }
+    art = artifact(config, role="json", fmt="json", name="model.json", member=None)
+    assert [h.severity for h in of_rule(findings(art), "KG505")] == [Severity.HIGH]

@@ -47,6 +47,9 @@ def broken_rule(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _assert_unjudged(report: scanner.ScanReport, files: list[Path], text: str) -> None:
+    from kerasguard import scan_workers
+
+    assert scan_workers.can_fork()  # so jobs=2 really scans in forked workers
     assert len(report.files) == len(files)
     kg906 = RULES_BY_ID["KG906"]
     for file in report.files:

@@ -80,11 +80,17 @@ def load_report(report: Path) -> dict[str, Any]:
     return doc
 
 
-def run_kerasguard(folder: Path, report: Path, *extra: str) -> dict[str, bool]:
+def kerasguard_command(src: Path | None = None) -> tuple[list[str], dict[str, str]]:
+    """The installed CLI, or ``python -m kerasguard`` from a source tree (``--compare-src``, a worktree)."""
+    if src is None and KG.exists():
+        return [str(KG)], QUIET_ENV
+    return [sys.executable, "-m", "kerasguard"], {**QUIET_ENV, "PYTHONPATH": str(src or ROOT / "src")}
+
+
+def run_kerasguard(folder: Path, report: Path, *extra: str, src: Path | None = None) -> dict[str, bool]:
     """Default options: ``--jobs auto`` (one worker per CPU from 8 files on)."""
-    subprocess.run(
-        [str(KG), "scan", str(folder), "--format", "json", "-o", str(report), *extra], env=QUIET_ENV
-    )
+    command, env = kerasguard_command(src)
+    subprocess.run([*command, "scan", str(folder), "--format", "json", "-o", str(report), *extra], env=env)
     doc = load_report(report)
     high = {"high", "critical"}
     files = doc.get("files", [])
@@ -142,6 +148,24 @@ def time_tool(name: str, folder: Path, reps: int) -> tuple[float, dict[str, bool
         hits = runner(folder, OUT / f"{name.replace(' ', '')}-{i}.json")
         times.append(time.perf_counter() - started)
     return statistics.median(times), hits
+
+
+def compare(folder: Path, empty: Path, reps: int) -> list[str]:
+    """``--compare-src``: the two trees alternate in every round, so load changes hit both alike."""
+    names = ["kerasguard before --jobs 1", "kerasguard after --jobs 1"]
+    times: dict[str, dict[str, list[float]]] = {n: {"empty": [], "keras": []} for n in names}
+    for i in range(reps):
+        for name in names if i % 2 == 0 else reversed(names):
+            for which, target in (("empty", empty), ("keras", folder)):
+                started = time.perf_counter()
+                TOOLS[name](target, OUT / "compare.json")
+                times[name][which].append(time.perf_counter() - started)
+    n = sum(1 for _ in folder.iterdir())
+    out = ["| tree | startup s | whole run s | files/s after startup |", "|---|---|---|---|"]
+    for name in names:
+        start, whole = statistics.median(times[name]["empty"]), statistics.median(times[name]["keras"])
+        out.append(f"| {name} | {start:.2f} | {whole:.2f} | {n / max(whole - start, 1e-3):.1f} |")
+    return out
 
 
 def sweep(corpus: Path, labels: dict[str, str], copies: list[int], reps: int) -> list[str]:
@@ -234,9 +258,23 @@ def main() -> int:
         metavar="N,N,...",
         help="also time kerasguard and modelscan on 1 file and on N copies of the .keras set (e.g. 1,5,50)",
     )
+    parser.add_argument(
+        "--compare-src",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also time the source tree DIR (e.g. the base commit's src/) beside this one, --jobs 1",
+    )
     args = parser.parse_args()
+    if args.compare_src is not None:
+        before = args.compare_src.resolve()
+        TOOLS["kerasguard before --jobs 1"] = lambda f, r: run_kerasguard(f, r, "--jobs", "1", src=before)
+        TOOLS["kerasguard after --jobs 1"] = lambda f, r: run_kerasguard(
+            f, r, "--jobs", "1", src=ROOT / "src"
+        )
     OUT.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src")], check=True, env=QUIET_ENV)
+    for tree in [ROOT / "src"] + ([args.compare_src] if args.compare_src else []):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree)], check=True, env=QUIET_ENV)
     corpus = OUT / "corpus"
     labels = existing_labels(corpus) if args.reuse_corpus and corpus.is_dir() else build_corpus(corpus)
     keras_only = OUT / "corpus_keras"
@@ -288,6 +326,9 @@ def main() -> int:
         and any(detections[t].get(n) for t in available)
     ]
     lines += ["", f"attacks a peer detects that kerasguard misses: {missed or 'none'}"]
+    if args.compare_src is not None:
+        lines += ["", "Before/after, interleaved rounds, .keras set (--jobs 1, startup included):", ""]
+        lines += compare(keras_only, empty, args.reps)
     if args.sweep:
         lines += ["", "Corpus-size sweep (median of --reps interleaved rounds, startup included):", ""]
         lines += sweep(corpus, labels, args.sweep, args.reps)

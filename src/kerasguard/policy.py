@@ -58,6 +58,14 @@ class Limits:
     max_protobuf_bytes: int = 1 * GiB
     max_pbtxt_bytes: int = 128 * MiB
     max_graph_nodes: int = 1_000_000
+    # Memory a model's config may make Keras allocate for its variables at load (KG505).
+    max_load_bytes: int = 2 * GiB
+
+    def __post_init__(self) -> None:
+        if self.max_load_bytes < MiB:
+            raise PolicyError(
+                f"limits.max_load_bytes must be at least 1 MiB ({MiB}), got {self.max_load_bytes}"
+            )
 
 
 @dataclass(frozen=True)

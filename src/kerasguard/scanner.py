@@ -19,21 +19,13 @@ from packaging.version import InvalidVersion, Version
 from kerasguard._version import __version__
 from kerasguard.advisories.enrich import enrich_findings
 from kerasguard.errors import PolicyError
-from kerasguard.findings import (
-    FileReport,
-    Finding,
-    Location,
-    ScanReport,
-    Severity,
-    Suppression,
-    sort_findings,
-)
+from kerasguard.findings import FileReport, Finding, Location, ScanReport, Suppression, sort_findings
 from kerasguard.formats.artifact import Artifact, ProblemKind
 from kerasguard.formats.context import ReadContext
 from kerasguard.formats.dispatch import artifact_format, open_artifact
 from kerasguard.formats.sniff import is_candidate_name, sniff
 from kerasguard.policy import Policy
-from kerasguard.rules import RULES, Rule, RuleContext
+from kerasguard.rules import RULES, Rule, RuleContext, scanner_level
 from kerasguard.suppressions import apply_policy
 
 ProgressCallback = Callable[[str], None]
@@ -151,26 +143,67 @@ def run_rules(
     art: Artifact, ctx: RuleContext, rules: Sequence[Rule] = RULES
 ) -> tuple[list[Finding], list[Suppression]]:
     """All findings for one artifact, tied to the advisories they trigger on the Keras that will load it,
-    after the policy's severity overrides and ignores; returns (findings, suppressions)."""
-    produced_all: list[Finding] = []
+    after the policy's severity overrides and ignores; returns (findings, suppressions).
+
+    Fails closed: whatever raises here (a rule, the enrichment, the policy step) is recorded on the
+    artifact as an ``internal`` read problem, so it is reported as KG906 with that rule's metadata and the
+    file is incomplete (exit 2) whatever ``fail_on`` or the policy says. The KG9xx rules run last, always,
+    so they see those problems too; KG906 itself bypasses the policy step (it cannot be ignored).
+    """
+    produced: list[Finding] = []
     for rule in rules:
+        if rule.id in _PROBLEM_RULE_IDS:
+            continue
         try:
-            produced = list(rule.findings(art, ctx))
-        except Exception as exc:  # a rule bug must not hide the artifact: fail closed
-            produced = [
-                Finding(
-                    rule_id="KG905",
-                    severity=Severity.HIGH,
-                    title="A rule failed on this input",
-                    message=f"rule {rule.id} raised {type(exc).__name__}: {exc}",
-                    location=art.location,
-                )
-            ]
-        produced_all += produced
-    enriched = enrich_findings(
-        produced_all, ctx.keras_version, artifact_format=art.format, policy=ctx.policy, db=ctx.advisories
+            produced += list(rule.findings(art, ctx))
+        except Exception as exc:  # a rule bug must not hide the artifact
+            art.problem(art.location, "internal", f"rule {rule.id} raised {_describe(exc)}")
+    try:
+        enriched = list(
+            enrich_findings(
+                produced, ctx.keras_version, artifact_format=art.format, policy=ctx.policy, db=ctx.advisories
+            )
+        )
+    except Exception as exc:
+        art.problem(art.location, "internal", f"advisory enrichment raised {_describe(exc)}")
+        enriched = produced
+    for rule in scanner_level.RULES:
+        try:
+            enriched += list(rule.findings(art, ctx))
+        except Exception as exc:  # the last resort: the rule's metadata, built here
+            art.problem(art.location, "internal", f"rule {rule.id} raised {_describe(exc)}")
+            enriched.append(_fallback_finding(rule, art, f"rule {rule.id} raised {_describe(exc)}"))
+    unjudgeable = [f for f in enriched if f.rule_id == "KG906"]
+    try:
+        found, suppressions = apply_policy(
+            [f for f in enriched if f.rule_id != "KG906"], ctx.policy, art.path
+        )
+    except Exception as exc:  # nothing is suppressed by a policy step that cannot be evaluated
+        message = f"policy step raised {_describe(exc)}"
+        art.problem(art.location, "internal", message)
+        fallback = _fallback_finding(scanner_level.RULES_BY_KIND["internal"], art, message)
+        return [*enriched, fallback], []
+    return [*found, *unjudgeable], suppressions
+
+
+_PROBLEM_RULE_IDS = frozenset(r.id for r in scanner_level.RULES)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _fallback_finding(rule: Rule, art: Artifact, message: str) -> Finding:
+    """A finding of ``rule`` built without running its check (which is what failed)."""
+    return Finding(
+        rule_id=rule.id,
+        severity=rule.severity,
+        title=rule.title,
+        message=message,
+        location=art.location,
+        cwe=rule.cwe,
+        remediation=rule.remediation,
     )
-    return apply_policy(enriched, ctx.policy, art.path)
 
 
 def scan_target(target: Target, read_ctx: ReadContext, rule_ctx: RuleContext) -> FileReport:
@@ -188,7 +221,7 @@ def analyse_target(
         art = open_artifact(target.path, read_ctx, target.display)
     except Exception as exc:  # a reader bug: report, never crash the run
         art = Artifact(path=target.display, format="unknown", location=Location(target.display))
-        art.problem(art.location, "crash", f"reader failed: {type(exc).__name__}: {exc}")
+        art.problem(art.location, "internal", f"reader failed: {_describe(exc)}")
     findings, suppressions = run_rules(art, rule_ctx)
     return art, FileReport(
         path=target.display,

@@ -1,4 +1,4 @@
-"""Every config rule survives arbitrary config-shaped JSON (a rule crash would be KG905)."""
+"""Every config rule survives arbitrary config-shaped JSON (a rule crash would be KG906)."""
 
 from __future__ import annotations
 

@@ -189,3 +189,43 @@ def test_duplicate_keys_are_judged_as_the_loader_reads_them() -> None:
     )
     hits = rule_findings(raw.encode(), "KG101")
     assert len(hits) == 1 and "subprocess" in hits[0].evidence
+
+
+def test_tf_keras_savedmodel_lambda_with_tuple_encoding_is_code() -> None:
+    """tf.keras 2.x keras_metadata.pb writes the Lambda's (code, defaults, closure) tuple as
+    {"class_name": "__tuple__", "items": [...]}: a real SavedModel saved by tf.keras 2.x."""
+    from kerasguard.scanner import scan
+
+    folder = Path(__file__).resolve().parent.parent / "data" / "savedmodel" / "keras2_lambda"
+    hits = [f for f in scan(folder).findings if f.rule_id == "KG101"]
+    assert hits and all(h.severity is Severity.CRITICAL for h in hits)
+    assert hits[0].location.pointer.endswith("/config/function")
+    assert "bytes of marshal data" in hits[0].message
+
+
+@pytest.mark.parametrize(
+    "function",
+    [
+        {"class_name": "__set__", "items": ["4wEAAAAAAAAA"]},
+        {"class_name": "__tuple__", "items": [{"nested": "4wEAAAAAAAAA"}]},
+        {"code": "4wEAAAAAAAAA"},
+        12345,
+    ],
+)
+def test_lambda_function_in_an_unknown_encoding_is_code(function: object, tmp_path: Path) -> None:
+    """Whatever the container (SavedModel metadata here, built with tests/pbenc.py), a Lambda whose
+    function cannot be decoded is flagged as code, never reported clean."""
+    import pbenc
+    from kerasguard.scanner import scan
+
+    lam = {
+        "class_name": "Lambda",
+        "config": {"name": "odd", "function": function, "function_type": "lambda", "arguments": {}},
+    }
+    model = {"class_name": "Sequential", "config": {"name": "s", "layers": [lam]}}
+    meta = pbenc.keras_metadata([(0, "root", "_tf_keras_sequential", json.dumps(model))])
+    graph = pbenc.graph([pbenc.node("n", "Identity")])
+    folder = pbenc.write_savedmodel(tmp_path / "m", graph, {"keras_metadata.pb": meta})
+    hits = [f for f in scan(folder).findings if f.rule_id == "KG101"]
+    assert len(hits) == 1 and hits[0].severity is Severity.CRITICAL
+    assert "cannot decode" in hits[0].message

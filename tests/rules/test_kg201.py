@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
+
 import pytest
 from kgconfig import attack, config_of, keras_ref, layers, rule_findings, saved, scan_e2e
 
@@ -48,7 +51,12 @@ def test_builtins_function_must_be_a_keras_builtin() -> None:
 
 @pytest.mark.parametrize(
     ("version", "expected"),
-    [("3.8.0", Severity.CRITICAL), (None, Severity.HIGH), ("3.15.1", None), ("2.15.0", Severity.CRITICAL)],
+    [
+        ("3.8.0", Severity.CRITICAL),
+        (None, Severity.CRITICAL),
+        ("3.15.1", None),
+        ("2.15.0", Severity.CRITICAL),
+    ],
 )
 def test_foreign_function_severity_follows_the_loading_keras(
     version: str | None, expected: Severity | None
@@ -142,3 +150,39 @@ def test_tf_keras_lambda_of_tensorflow_functions(module: str, name: str, rule: s
     layers(config).insert(1, keras_ref(None, "Lambda", lam))
     found = {r for r in ("KG201", "KG202", "KG204", "KG205") if rule_findings(config, r)}
     assert found == ({rule} if rule else set())
+
+
+def test_foreign_function_is_judged_for_the_worst_keras_unless_pinned(tmp_path: Path) -> None:
+    """A Lambda calling numpy.testing.measure (it runs exec on its argument): Keras 3.15.1 beside the
+    scanner must not lower the severity, since Keras < 3.9 or tf-keras would import and run it."""
+    import numpy.testing
+
+    import attacks
+    from kerasguard.policy import Policy
+    from kerasguard.scanner import installed_keras_version, scan
+
+    assert "exec(" in inspect.getsource(numpy.testing.measure)  # the helper really executes its argument
+    assert installed_keras_version() is not None
+
+    def edit(config: dict[str, object]) -> None:
+        layers(config).insert(
+            1,
+            keras_ref(
+                "keras.layers",
+                "Lambda",
+                {
+                    "name": "measure",
+                    "function": keras_ref("numpy.testing", "function", "measure"),
+                    "arguments": {"times": 1},
+                },
+            ),
+        )
+
+    evil = attacks.edit_config(saved("mlp"), tmp_path / "measure.keras", edit)
+    worst = [f for f in scan(evil).findings if f.rule_id in ("KG201", "KG205")]
+    assert [(f.rule_id, f.severity) for f in worst] == [("KG201", Severity.CRITICAL)]
+    assert "does not pin keras_version" in worst[0].message
+    pinned = scan(evil, Policy(keras_version="3.15.1")).findings
+    assert [f.rule_id for f in pinned if f.rule_id in ("KG201", "KG205")] == ["KG205"]
+    old = scan(evil, Policy(keras_version="3.8.0")).findings
+    assert [(f.rule_id, f.severity) for f in old if f.rule_id == "KG201"] == [("KG201", Severity.CRITICAL)]

@@ -11,7 +11,9 @@ from typing import Any, Literal
 
 from kerasguard.findings import Location
 
-ProblemKind = Literal["corrupt", "limit", "unsupported", "io", "crash", "timeout", "unknown_format"]
+ProblemKind = Literal[
+    "corrupt", "limit", "unsupported", "io", "crash", "timeout", "unknown_format", "internal"
+]
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ def extract_payloads(art: Artifact, ctx: ReadContext, read_blob: ReadBlob) -> No
         try:
             _one_document(doc, art, ctx, read_blob)
         except Exception as exc:  # a bug here must not discard what was already read
-            art.problem(doc.location, "crash", f"config payload pass failed: {type(exc).__name__}: {exc}")
+            art.problem(doc.location, "internal", f"config payload pass failed: {type(exc).__name__}: {exc}")
 
 
 def _one_document(doc: JsonDocument, art: Artifact, ctx: ReadContext, read_blob: ReadBlob) -> None:

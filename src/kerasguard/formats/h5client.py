@@ -286,7 +286,10 @@ def parse_answer(msg: Any, max_objects: int) -> WalkResult | WorkerFailure:
         _expect(isinstance(e, dict), "each error must be an object")
         errors.append(ObjectError(_req_str(e, "path"), _req_str(e, "message")))
     truncated = msg.get("truncated")
-    _expect(truncated in (None, "objects", "bytes"), "'truncated' must be null, 'objects' or 'bytes'")
+    _expect(
+        truncated in (None, "objects", "depth", "bytes"),
+        "'truncated' must be null, 'objects', 'depth' or 'bytes'",
+    )
     return WalkResult(
         objects=objects,
         root_attrs=dict(root_raw),

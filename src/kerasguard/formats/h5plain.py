@@ -40,6 +40,7 @@ from kerasguard.formats.h5text import (
     JSON_ATTRS,
     MAX_ATTR_READ_BYTES,
     MAX_ATTRS_PER_OBJECT,
+    MAX_GROUP_DEPTH,
     MAX_RANK,
     MAX_SPLIT_PARTS,
     REPR_CHARS,
@@ -54,7 +55,6 @@ from kerasguard.formats.h5virtual import virtual_sources
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 VLEN_STRING_BASE = struct.pack("<B3sIHH", 0x10, b"", 1, 0, 8)  # unsigned 8-bit, little-endian
 FREE_LIST_END = 1  # libhdf5's "no next free block" in a local heap
-MAX_DEPTH = 64  # group nesting followed before declining
 MAX_READS = 200_000  # metadata reads per file before declining (bounds time on any input)
 MAX_READ_BYTES = 16 * 1024 * 1024  # one structure (a heap, a header chunk); legitimate ones are tiny
 MAX_TOTAL_BYTES = 64 * 1024 * 1024  # asked for per file (bounds the time spent copying bytes)
@@ -126,6 +126,10 @@ class Array:
             return [nest(items[i * step : (i + 1) * step], dims[1:]) for i in range(dims[0])]
 
         return nest(self._items, self.shape)
+
+
+class _TooDeep(Exception):
+    """A link deeper than MAX_GROUP_DEPTH: the walk stops there, as the child's does."""
 
 
 class Source:
@@ -243,14 +247,18 @@ class PlainReader:
         root_header = self._group_header(root, self._header(root.header))
         self.seen[root.header] = "/"
         root_attrs, json_attrs = self._root_attrs(root_header)
-        self._walk(root_header, "/", 0)
+        truncated = None
+        try:
+            self._walk(root_header, "/", 0)
+        except _TooDeep:  # the child stops at the same link (MAX_GROUP_DEPTH, in visit order)
+            truncated = "depth"
         return {
             "ok": True,
             "objects": self.objects,
             "root_attrs": root_attrs,
             "json_attrs": json_attrs,
             "errors": [],
-            "truncated": None,
+            "truncated": truncated,
         }
 
     def _superblock(self) -> Entry:
@@ -389,10 +397,11 @@ class PlainReader:
         return out
 
     def _walk(self, header: Header, path: str, depth: int) -> None:
-        _need(depth < MAX_DEPTH, "groups nested too deeply")
         for entry in self._links(header):
             child = ("/" if path == "/" else path + "/") + text(entry.name)
             _need(len(self.objects) < self.max_objects, "more objects than max_objects")
+            if depth + 1 > MAX_GROUP_DEPTH:
+                raise _TooDeep
             if entry.soft is not None:
                 self._add({"path": child, "kind": "soft_link", "target": text(entry.soft)})
                 continue

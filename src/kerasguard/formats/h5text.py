@@ -16,6 +16,10 @@ JSON_ATTRS = ("model_config", "training_config")
 MAX_EXTERNAL_FILES = 64  # external files listed per dataset
 MAX_VIRTUAL_SOURCES = 64  # virtual sources listed per dataset
 MAX_RANK = 32  # libhdf5's own limit on dataspace rank
+# Links deeper than this many path components stop the walk (answer "truncated": "depth"). Keras nests a
+# few levels (layers/<model>/layers/<layer>/vars/0); each deeper level made paths, and so the walk,
+# grow quadratically (4,500 nested empty groups took libhdf5 a minute).
+MAX_GROUP_DEPTH = 64
 
 
 def text(raw: bytes | str) -> str:

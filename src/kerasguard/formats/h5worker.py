@@ -33,6 +33,7 @@ from kerasguard.formats.h5text import (
     MAX_ATTR_READ_BYTES,
     MAX_ATTRS_PER_OBJECT,
     MAX_EXTERNAL_FILES,
+    MAX_GROUP_DEPTH,
     MAX_SPLIT_PARTS,
     MAX_VIRTUAL_SOURCES,
     REPR_CHARS,
@@ -112,7 +113,7 @@ class Walker:
         self.objects: list[dict[str, Any]] = []
         self.errors: list[dict[str, str]] = []
         self.seen: dict[int, str] = {}
-        self.truncated: str | None = None  # why the walk stopped early: "objects" | "bytes"
+        self.truncated: str | None = None  # why the walk stopped early: "objects" | "depth" | "bytes"
 
     def run(self) -> dict[str, Any]:
         h5py = self.h5py
@@ -144,6 +145,9 @@ class Walker:
     def _visit(self, name: bytes, info: Any) -> object | None:
         if len(self.objects) >= self.max_objects:
             self.truncated = "objects"
+            return _STOP
+        if name.count(b"/") >= MAX_GROUP_DEPTH:
+            self.truncated = "depth"
             return _STOP
         path = "/" + text(name)
         try:

@@ -33,6 +33,7 @@ from kerasguard.formats.h5client import (
     parse_response,
 )
 from kerasguard.formats.h5plain import read_plain
+from kerasguard.formats.h5text import MAX_GROUP_DEPTH
 from kerasguard.formats.json_strict import parse_json_bytes
 from kerasguard.policy import Limits
 
@@ -189,6 +190,13 @@ def record(result: WalkResult, loc: Location, art: Artifact, limits: Limits, rol
     if result.truncated == "objects":
         art.problem(
             loc, "limit", f"more than h5_max_objects={limits.h5_max_objects} objects; the rest was not read"
+        )
+    elif result.truncated == "depth":
+        art.problem(
+            loc,
+            "limit",
+            f"groups nested deeper than {MAX_GROUP_DEPTH} levels; the rest was not read "
+            "(Keras never nests this deep; such nesting only makes readers slow)",
         )
     elif result.truncated == "bytes":
         art.problem(

@@ -60,14 +60,43 @@ def lambda_codes(ref: ObjRef, owner: ObjRef | None = None) -> Iterator[LambdaCod
     if ref.kind != "class" or not isinstance(cfg, dict):
         return
     name = ref.layer_name or ref.class_name
-    function = cfg.get("function")
+    function = unwrap_tuple(cfg.get("function"))
     if isinstance(function, list) or (isinstance(function, str) and cfg.get("function_type") == "lambda"):
         yield LambdaCode(f"{ref.pointer}/config/function", f"{ref.class_name} {name!r} function", function)
-    output_shape = cfg.get("output_shape")
+    elif is_lambda_layer(ref) and not _judged_elsewhere(function, cfg.get("function_type")):
+        # A function in an encoding this scanner does not know: Keras may still decode it. Code.
+        yield LambdaCode(f"{ref.pointer}/config/function", f"{ref.class_name} {name!r} function", function)
+    output_shape = unwrap_tuple(cfg.get("output_shape"))
     if cfg.get("output_shape_type") == "lambda" and isinstance(output_shape, list | str):
         yield LambdaCode(
             f"{ref.pointer}/config/output_shape", f"{ref.class_name} {name!r} output_shape", output_shape
         )
+
+
+def unwrap_tuple(value: Any) -> Any:
+    """tf.keras 2.x metadata writes tuples as ``{"class_name": "__tuple__", "items": [...]}``."""
+    if (
+        isinstance(value, dict)
+        and value.get("class_name") == "__tuple__"
+        and isinstance(value.get("items"), list)
+    ):
+        return value["items"]
+    return value
+
+
+def is_lambda_layer(ref: ObjRef) -> bool:
+    """A Lambda layer of any Keras (``Lambda``, ``keras.layers.Lambda``, a registered ``pkg>Lambda``)."""
+    return ref.class_name.rsplit(">", 1)[-1].rsplit(".", 1)[-1] == "Lambda"
+
+
+def _judged_elsewhere(function: Any, function_type: Any) -> bool:
+    """Lambda functions other rules judge: a named function (Keras 2 ``function_type: function``, KG2xx),
+    a Keras 3 reference or ``__lambda__`` (a ref of its own), a raw value that is not code, or none."""
+    if function is None:
+        return True
+    if isinstance(function, str):
+        return function_type in ("function", "raw", None)
+    return cw.as_ref(function) is not None
 
 
 def is_legacy_h5(art: Artifact, doc: JsonDocument) -> bool:
@@ -89,9 +118,15 @@ def check_kg101(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
             data = decode_code(found.code)
             summary = summarize(data) if data else MarshalSummary(layout=None, problem="no code string")
             cves = ("CVE-2025-9905",) if is_legacy_h5(art, doc) else ()
+            carries = (
+                "carries Python bytecode"
+                if data
+                else "holds a function in an encoding this scanner cannot decode, so it is treated as code "
+                f"({type(found.code).__name__}); Python bytecode"
+            )
             yield Hit(
                 cw.at(doc, found.pointer),
-                f"{found.owner} carries Python bytecode that runs when the model is loaded with "
+                f"{found.owner} {carries} that runs when the model is loaded with "
                 "safe_mode=False, by Keras < 2.13, by legacy .h5 loading before 3.11.3, by tf-keras, or by "
                 f"direct from_config calls before 3.12.3/3.15.0 ({_size(data)})",
                 evidence=summary.describe(),

@@ -317,14 +317,10 @@ def _judge_function(ref: ObjRef, policy: Policy, keras_version: str | None, api:
     reason = (
         f"Keras {keras_version} imports module {module!r} and returns the function"
         if old
-        else "the Keras version that will load the file is unknown (set keras_version in the policy); "
-        "Keras < 3.9 and tf-keras import the module and return the function"
+        else "the policy does not pin keras_version, so the file is judged for the worst Keras it could "
+        "meet: Keras < 3.9 and tf-keras import the module and return the function"
     )
-    return Judgement(
-        "foreign",
-        f"function {qualified} from outside Keras: {reason}",
-        severity=None if old else Severity.HIGH,
-    )
+    return Judgement("foreign", f"function {qualified} from outside Keras: {reason}")
 
 
 def _judge_class(ref: ObjRef, policy: Policy, api: KerasApi) -> Judgement:

@@ -38,7 +38,7 @@ def _judged(art: Artifact, ctx: RuleContext) -> Iterator[tuple[JsonDocument, Jud
     """Every reference with its judgement, computed once per document and rule context."""
     for doc in cw.config_documents(art):
         walked = cw.index(doc)
-        key = ("judged", id(ctx.policy), ctx.keras_version)
+        key = ("judged", id(ctx.policy))
         if key not in walked.cache:
             judged = [_judge(ref, ctx) for ref in walked.refs]
             judged += filter(None, (_lambda_function_ref(ref, ctx) for ref in walked.refs))
@@ -71,9 +71,12 @@ def _rules_by_id() -> dict[str, Rule]:
 
 
 def _judge(ref: ObjRef, ctx: RuleContext) -> Judged:
+    # Only a pinned Keras version may lower a judgement: the one installed beside the scanner is not
+    # necessarily the one that will load the file (decision 13).
+    version = ctx.policy.keras_version
     verdict = _allowlisted(
-        judge(ref, ctx.policy, ctx.keras_version),
-        lambda policy: judge(ref, policy, ctx.keras_version),
+        judge(ref, ctx.policy, version),
+        lambda policy: judge(ref, policy, version),
         ctx.policy,
     )
     # Evidence is shown only with a finding; "safe" and "other" (most references) never make one.
@@ -493,12 +496,13 @@ RULES: tuple[Rule, ...] = (
             "the attribute, so 'subprocess.run' or 'builtins.exec' ran at load time even with "
             "safe_mode=True; tf-keras still does. Custom model classes are reported by KG205 instead; "
             "this rule covers standard-library modules, functions named where a class belongs, and "
-            "functions from other packages."
+            "functions from other packages. Those are critical unless the policy pins keras_version to "
+            "3.9 or later: the Keras installed beside the scanner is not the one every copy will meet."
         ),
         remediation=(
             "Do not load the file. If the reference is your own registered code, allowlist it with a "
-            "reason (policy allow.functions / allow.modules) and load with a Keras >= 3.9 that resolves "
-            "only registered objects."
+            "reason (policy allow.functions / allow.modules), or pin keras_version in the policy, and "
+            "load with a Keras >= 3.9 that resolves only registered objects."
         ),
         check=check_kg201,
         example='{"module": "subprocess", "class_name": "run", "config": {...}} in config.layers',

@@ -13,6 +13,7 @@ from typing import Any
 
 from kerasguard.findings import Severity
 from kerasguard.formats.artifact import Artifact
+from kerasguard.formats.keras_graph import estimate
 from kerasguard.policy import Limits
 from kerasguard.rules import config_walk as cw
 from kerasguard.rules.base import Hit, Rule, RuleContext
@@ -53,6 +54,7 @@ SHAPE_KEYS = (
 )
 MAX_SHAPE_NESTING = 4
 _UNIT_SET = frozenset(UNIT_KEYS)
+_TABLE_SIDES = frozenset({"input_dim", "output_dim"})
 _SHAPE_SET = frozenset(SHAPE_KEYS)
 
 
@@ -117,7 +119,10 @@ def size_problems(ref: ObjRef, limits: Limits) -> list[str]:
     if not isinstance(cfg, dict):
         return []
     out: list[str] = []
-    for key in [k for k in cfg if k in _UNIT_SET]:
+    # A table's two sides are judged by their product (below, and the whole-model budget of KG505):
+    # Embedding(5_000_000, 1) is a 20 MB wide-and-deep feature table, not an attack.
+    paired = as_size(cfg.get("input_dim")) is not None and as_size(cfg.get("output_dim")) is not None
+    for key in [k for k in cfg if k in _UNIT_SET and not (paired and k in _TABLE_SIDES)]:
         value = cfg[key]
         sizes = [as_size(v) for v in value] if isinstance(value, list) else [as_size(value)]
         for size in sizes:
@@ -155,6 +160,60 @@ def check_kg501(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
                 f"the layer, before weights are read: {'; '.join(problems)}",
                 evidence="; ".join(problems),
             )
+
+
+# --- KG505 -----------------------------------------------------------------------------------------
+
+WEIGHT_ROLES = frozenset({"keras_weights", "legacy_model", "legacy_weights", "weights_shard"})
+# Bytes a config may declare beyond what the weights file stores before it counts as unbacked: real
+# files differ by optimizer slots, seed generators and counters, never by hundreds of MiB.
+UNBACKED_SLACK = 256 * 2**20
+BYTES_PER_ELEMENT = 4  # Keras variables are float32 unless a policy says otherwise
+
+
+def stored_weight_bytes(art: Artifact) -> int | None:
+    """Bytes the artifact's weights files store (None: no weights file was read, e.g. a bare config)."""
+    files = [h5 for h5 in art.h5_files if h5.role in WEIGHT_ROLES]
+    if not files and not art.npy_arrays:
+        return 0 if art.format == "keras" else None
+    stored = sum(d.stored_bytes or 0 for h5 in files for d in h5.datasets)
+    return stored + sum(a.stored_bytes for a in art.npy_arrays)  # model.weights.npz
+
+
+def check_kg505(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
+    budget = ctx.policy.limits.max_load_bytes
+    for doc in cw.config_documents(art):
+        if doc.role != "model_config" and not cw.looks_like_keras_config(doc.value):
+            continue
+        found = estimate(doc.value)
+        if found is None:
+            continue
+        declared = found.elements * BYTES_PER_ELEMENT
+        stored = stored_weight_bytes(art)
+        unbacked = stored is not None and declared > 2 * stored + UNBACKED_SLACK
+        over = declared > budget
+        if not (over or unbacked):
+            continue
+        biggest = ", ".join(f"{s.class_name} {s.name!r} {s.elements:,}" for s in found.largest())
+        parts = [
+            f"the config makes Keras allocate about {_mib(declared)} of variables when it builds the model"
+        ]
+        if over:
+            parts.append(f"over the policy's max_load_bytes ({_mib(budget)})")
+        if unbacked:
+            parts.append(
+                f"while its weights store only {_mib(stored or 0)}: a real model's weights hold them all"
+            )
+        yield Hit(
+            cw.at(doc, ""),
+            "; ".join(parts) + f" (largest: {biggest})",
+            evidence=f"{found.elements} elements, {len(found.layers)} layers sized, {found.unknown} unknown",
+            severity=Severity.CRITICAL if over and unbacked else Severity.HIGH,
+        )
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
 
 
 # --- KG502 -----------------------------------------------------------------------------------------
@@ -351,5 +410,26 @@ RULES: tuple[Rule, ...] = (
         ),
         remediation="Do not load the file with Keras < 3.12.2 / 3.14.1; obtain an intact copy.",
         check=check_kg502,
+    ),
+    Rule(
+        id="KG505",
+        name="memory-budget",
+        title="Config makes Keras allocate more than the weights store or the budget allows",
+        severity=Severity.HIGH,
+        cwe="CWE-789",
+        rationale=(
+            "Keras creates every variable of every layer when it builds the model from its config, before "
+            "it reads a weight. kerasguard propagates shapes from the Input layers through the whole "
+            "Sequential/Functional graph (Dense, Embedding, convolutions, recurrent and attention layers, "
+            "lora_rank, nested models...) and counts those variables. A model whose config declares far "
+            "more than its weights file stores (two Dense(20000) layers: gigabytes from a 1 KB config) "
+            "cannot be real: high, critical when it is also over the policy's max_load_bytes (default "
+            "2 GiB). A real model over the budget is high until the budget is raised."
+        ),
+        remediation=(
+            "Do not load the file unless its weights really are that large; then raise "
+            "limits.max_load_bytes in the policy and re-scan."
+        ),
+        check=check_kg505,
     ),
 )

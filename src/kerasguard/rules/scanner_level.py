@@ -18,6 +18,16 @@ def _problems(kinds: tuple[str, ...]) -> Check:
     return check
 
 
+# The problem kinds each rule reports; every ProblemKind has exactly one rule (tested).
+KINDS: dict[str, tuple[str, ...]] = {
+    "KG901": ("corrupt",),
+    "KG902": ("limit", "timeout"),
+    "KG903": ("unknown_format", "unsupported"),
+    "KG904": ("io",),
+    "KG905": ("crash",),
+    "KG906": ("internal",),
+}
+
 RULES: tuple[Rule, ...] = (
     Rule(
         id="KG901",
@@ -30,7 +40,7 @@ RULES: tuple[Rule, ...] = (
             "differently from scanners, so a file the scanner cannot read may still load and run."
         ),
         remediation="Do not load the file. Obtain a fresh copy from a trusted source and re-scan.",
-        check=_problems(("corrupt",)),
+        check=_problems(KINDS["KG901"]),
     ),
     Rule(
         id="KG902",
@@ -46,7 +56,7 @@ RULES: tuple[Rule, ...] = (
             "Treat the file as unsafe. If it is legitimately large, raise the limit in the policy "
             "([tool.kerasguard.limits]) and re-scan."
         ),
-        check=_problems(("limit", "timeout")),
+        check=_problems(KINDS["KG902"]),
     ),
     Rule(
         id="KG903",
@@ -59,7 +69,7 @@ RULES: tuple[Rule, ...] = (
             "An unknown file is never reported clean."
         ),
         remediation="Check what the file is; load only formats kerasguard can scan.",
-        check=_problems(("unknown_format", "unsupported")),
+        check=_problems(KINDS["KG903"]),
     ),
     Rule(
         id="KG904",
@@ -69,7 +79,7 @@ RULES: tuple[Rule, ...] = (
         cwe="CWE-703",
         rationale="An I/O error (permissions, a file changing or vanishing) stopped the scan.",
         remediation="Fix access to the file and re-scan; never load a file that was not scanned.",
-        check=_problems(("io",)),
+        check=_problems(KINDS["KG904"]),
     ),
     Rule(
         id="KG905",
@@ -82,6 +92,26 @@ RULES: tuple[Rule, ...] = (
             "resource-limited child. The same bytes may crash or exploit any loader that parses them."
         ),
         remediation="Do not open the file with h5py or Keras. Report it to your security team.",
-        check=_problems(("crash",)),
+        check=_problems(KINDS["KG905"]),
+    ),
+    Rule(
+        id="KG906",
+        name="scanner-error",
+        title="The scanner failed while judging this input",
+        severity=Severity.HIGH,
+        cwe="CWE-703",
+        rationale=(
+            "A reader, a rule, the advisory enrichment or the policy raised an unexpected error on this "
+            "file, so part of it was never judged. A file the scanner could not judge is never clean: "
+            "the scan is incomplete (exit code 2) whatever the severity thresholds or ignores say."
+        ),
+        remediation=(
+            "Do not load the file. Report the message to the kerasguard maintainers with the file if "
+            "you can share it, and re-scan with a fixed version."
+        ),
+        check=_problems(KINDS["KG906"]),
     ),
 )
+
+
+RULES_BY_KIND: dict[str, Rule] = {kind: rule for rule in RULES for kind in KINDS[rule.id]}

@@ -102,7 +102,7 @@ def test_policy_ignores_that_raise_suppress_nothing(
         files.append(tmp_path / f"config{i}.json")
         files[-1].write_bytes(CONFIG)
     report = scan_many(files, Policy(), jobs=jobs)
-    _assert_unjudged(report, files, "policy ignores raised KeyError")
+    _assert_unjudged(report, files, "policy step raised KeyError")
     assert all(f.suppressed == 0 for f in report.files)
     assert all(any(f.rule_id == "KG201" for f in r.findings) for r in report.files)
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from kerasguard.robustness.attacks import AttackOutcome, AttackSpec, choose_targets, run_attack
 from kerasguard.robustness.data import Dataset, load_dataset, make_dataset
+from kerasguard.robustness.detector_eval import DetectorReport, evaluate_detectors
+from kerasguard.robustness.detector_files import load_detectors, save_detectors
+from kerasguard.robustness.detectors import DetectorSet, KerasFeatures, SandboxedFeatures, fit_detectors
 from kerasguard.robustness.engines import as_classifier
 from kerasguard.robustness.errors import DetectorFileError, NoGradientError, RobustnessError
 from kerasguard.robustness.evaluate import RobustnessReport, evaluate
@@ -18,15 +21,23 @@ __all__ = [
     "AttackSpec",
     "Dataset",
     "DetectorFileError",
+    "DetectorReport",
+    "DetectorSet",
+    "KerasFeatures",
     "NoGradientError",
     "RobustnessError",
     "RobustnessReport",
+    "SandboxedFeatures",
     "TrainingReport",
     "adversarial_fit",
     "as_classifier",
     "choose_targets",
     "evaluate",
+    "evaluate_detectors",
+    "fit_detectors",
     "load_dataset",
+    "load_detectors",
     "make_dataset",
     "run_attack",
+    "save_detectors",
 ]

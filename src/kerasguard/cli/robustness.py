@@ -180,7 +180,7 @@ def evaluate_command(
 ) -> None:
     """Robust accuracy of MODEL on DATA under FGSM / PGD / Square at each epsilon."""
     with _exit_codes():
-        from kerasguard.robustness.data import load_dataset
+        from kerasguard.robustness.data import check_eps, load_dataset
         from kerasguard.robustness.errors import RobustnessError
         from kerasguard.robustness.evaluate import evaluate
         from kerasguard.robustness.report import plot_accuracy
@@ -197,6 +197,8 @@ def evaluate_command(
             )
         data = load_dataset(data_path, clip_min=clip_min, clip_max=clip_max).take(limit)
         epsilons = _floats(eps, "--eps") if names else []
+        for value in epsilons:  # before the model is loaded: fail fast
+            check_eps(value, data, "linf" if names == ["square"] else norm)
         with _loaded(model_path, policy_file, digest, in_process) as (model, _):
             report = evaluate(
                 model,

@@ -171,7 +171,7 @@ def _pgd_restarts(
         predicted = np.argmax(classifier.predict(pad_batch(candidate, batch_size))[:n], axis=1)
         succeeded = predicted == goal if goal is not None else predicted != labels
         if best is None:
-            best = candidate
+            best = np.array(candidate)  # a writable copy (a JAX result is read-only)
         else:
             take = succeeded & ~done
             best[take] = candidate[take]

@@ -311,21 +311,27 @@ class JaxClassifier:
         )
         return np.asarray(out)
 
-    def check_gradients(self, x: np.ndarray, labels: np.ndarray) -> None:
+    def _input_gradient(self, tv: Any, ntv: Any, x: Any, onehot: Any, *, kind: OutputKind) -> Any:
         import jax
         from keras import ops
+
+        def loss(xa: Any) -> Any:
+            return attack_loss(ops, self.forward(tv, ntv, xa), onehot, None, kind, "ce", 1.0)
+
+        return jax.grad(loss)(x)
+
+    def check_gradients(self, x: np.ndarray, labels: np.ndarray) -> None:
+        import jax
 
         if self._gradients_ok:
             return
         if not self._kind_known:
             self.predict(x[:1])
-
-        def loss(xa: Any) -> Any:
-            out = self.forward(self._tv, self._ntv, xa)
-            return attack_loss(ops, out, _onehot(labels, self.n_classes), None, self.output_kind, "ce", 1.0)
-
         try:
-            grad = np.asarray(jax.grad(loss)(x))
+            program = jax.jit(self._input_gradient, static_argnames=("kind",))
+            grad = np.asarray(
+                program(self._tv, self._ntv, x, _onehot(labels, self.n_classes), kind=self.output_kind)
+            )
         except Exception as exc:
             raise NoGradientError(
                 f"the model cannot be differentiated on the jax backend ({type(exc).__name__}: "

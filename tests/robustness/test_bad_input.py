@@ -1,4 +1,4 @@
-"""Bad data, parameters, detector files and models: a clear RobustnessError (CLI exit 2), never a traceback."""
+"""Bad data, parameters, detector files and models: a clear RobustnessError (CLI exit 2), no traceback."""
 
 from __future__ import annotations
 
@@ -181,7 +181,7 @@ def test_missing_or_foreign_detector_files(tmp_path: Path) -> None:
     with pytest.raises(DetectorFileError, match="cannot read"):
         load_detectors(tmp_path)
     (tmp_path / "detector.json").write_text('{"format": "something-else"}')
-    with pytest.raises(DetectorFileError, match="not a kerasguard.detector/1"):
+    with pytest.raises(DetectorFileError, match=r"not a kerasguard\.detector/1"):
         load_detectors(tmp_path)
     (tmp_path / "detector.json").write_text('{"format": "kerasguard.detector/1", "x": NaN}')
     with pytest.raises(DetectorFileError, match="not valid JSON"):

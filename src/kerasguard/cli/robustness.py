@@ -181,7 +181,8 @@ def evaluate_command(
     """Robust accuracy of MODEL on DATA under FGSM / PGD / Square at each epsilon."""
     with _exit_codes():
         from kerasguard.robustness.data import check_eps, load_dataset
-        from kerasguard.robustness.errors import RobustnessError
+        from kerasguard.robustness.engines import GRADIENT_FREE_HINT
+        from kerasguard.robustness.errors import NoGradientError, RobustnessError
         from kerasguard.robustness.evaluate import evaluate
         from kerasguard.robustness.report import plot_accuracy
 
@@ -194,6 +195,12 @@ def evaluate_command(
                 if bad
                 else f"unknown norm or target mode: {norm}, {target_mode}",
                 hint="--attack fgsm,pgd,square|none --norm linf|l2 --target-mode random|next",
+            )
+        if not in_process and any(n in ("fgsm", "pgd") for n in names):
+            raise NoGradientError(
+                "white-box attacks (fgsm, pgd) need input gradients, which a sandboxed model does not give"
+                " (only predictions cross the sandbox)",
+                hint=GRADIENT_FREE_HINT,
             )
         data = load_dataset(data_path, clip_min=clip_min, clip_max=clip_max).take(limit)
         epsilons = _floats(eps, "--eps") if names else []

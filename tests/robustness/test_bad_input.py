@@ -267,3 +267,18 @@ def test_cli_refused_model_exits_1(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1, result.output
     assert "refused" in result.output and "mismatch" in result.output
+
+
+def test_an_npy_header_declaring_a_huge_array_is_refused_before_allocation(tmp_path: Path) -> None:
+    """A 200-byte file whose header declares 1e12 float64s (8 TB) must not reach numpy's allocation."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("x.npy", header.getvalue())
+        zf.writestr("y.npy", header.getvalue())
+    with pytest.raises(RobustnessError, match="declare more than"):
+        load_dataset(path)

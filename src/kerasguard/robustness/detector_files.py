@@ -17,13 +17,15 @@ import json
 import math
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from kerasguard.robustness.data import check_npz_headers
 from kerasguard.robustness.detectors import KINDS, DetectorSet, Squeezers
-from kerasguard.robustness.errors import DetectorFileError
+from kerasguard.robustness.errors import DetectorFileError, RobustnessError
 
 FORMAT = "kerasguard.detector/1"
 JSON_NAME = "detector.json"
@@ -135,6 +137,8 @@ def _refuse_constant(name: str) -> Any:
 def _arrays(blob: bytes, doc: dict[str, Any]) -> dict[str, np.ndarray]:
     declared = doc["arrays"]
     try:
+        with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+            check_npz_headers(zf, MAX_ARRAY_BYTES, "detector arrays")
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
             if sorted(npz.files) != sorted(_ARRAYS):
                 raise DetectorFileError(
@@ -143,8 +147,10 @@ def _arrays(blob: bytes, doc: dict[str, Any]) -> dict[str, np.ndarray]:
             arrays = {name: npz[name] for name in _ARRAYS}
     except DetectorFileError:
         raise
-    except (OSError, ValueError, EOFError) as exc:
-        raise DetectorFileError(f"detector arrays are unreadable: {exc}") from None
+    except RobustnessError as exc:
+        raise DetectorFileError(exc.message) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
+        raise DetectorFileError(f"detector arrays are unreadable: {type(exc).__name__}: {exc}") from None
     for name, arr in arrays.items():
         want = declared[name]
         if (

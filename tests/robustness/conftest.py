@@ -83,7 +83,7 @@ def build_cnn() -> Any:
 @pytest.fixture(scope="session")
 def mlp(digits: Digits) -> Any:
     """Trained once; tests that change weights clone it first."""
-    return _fit(build_mlp(), digits.train, epochs=30)
+    return _fit(build_mlp(), digits.train, epochs=20)
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +91,7 @@ def cnn(digits: Digits) -> Any:
     from kerasguard.robustness import make_dataset
 
     images = make_dataset(digits.train.x.reshape(-1, 8, 8, 1), digits.train.y, clip_min=0.0, clip_max=1.0)
-    return _fit(build_cnn(), images, epochs=30)
+    return _fit(build_cnn(), images, epochs=20)
 
 
 @pytest.fixture(scope="session")

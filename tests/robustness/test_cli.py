@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kerasguard.cli import app
+from kerasguard.errors import KerasGuardError
 
 from .conftest import Digits
 
@@ -79,24 +80,18 @@ def test_evaluate_in_process_writes_json_plot_and_adversarial_sets(
     assert "| pgd-20 | linf | 0.1 |" in markdown.stdout and "below --fail-under" in markdown.output
 
 
-def test_sandboxed_model_runs_the_square_attack(
-    saved_mlp: Path, files: dict[str, Path], digits: Digits, mlp: Any, tmp_path: Path
-) -> None:
-    base = ["robustness", "evaluate", str(saved_mlp), str(files["data"]), "--policy", str(files["policy"])]
-    square = runner.invoke(
-        app, [*base, "--attack", "square", "--eps", "0.15", "--queries", "100", "-f", "json"]
-    )
-    assert square.exit_code == 0, square.output
-    doc = json.loads(square.stdout)
-    assert doc["backend"] == "sandbox" and doc["rows"][0]["robust_accuracy"] < doc["clean_accuracy"] - 0.15
-
-
-def test_detectors_fit_save_and_score_in_the_sandbox(
+def test_sandboxed_model_square_attack_and_detector_scoring(
     saved_mlp: Path, files: dict[str, Path], digits: Digits, mlp: Any, tmp_path: Path
 ) -> None:
     import kerasguard
     from kerasguard.policy import load_policy
-    from kerasguard.robustness import KerasFeatures, SandboxedFeatures, load_detectors
+    from kerasguard.robustness import (
+        KerasFeatures,
+        NoGradientError,
+        SandboxedFeatures,
+        evaluate,
+        load_detectors,
+    )
 
     out = tmp_path / "det"
     args = ["robustness", "detectors", str(saved_mlp), str(files["reference"]), "--in-process"]
@@ -110,8 +105,20 @@ def test_detectors_fit_save_and_score_in_the_sandbox(
     batch = digits.test.x[:40]
     expected = {k: detectors.bind(KerasFeatures(mlp)).score(batch, k) for k in detectors.kinds}
     with kerasguard.load_model(saved_mlp, policy=load_policy(files["policy"])) as sandboxed:
+        # only predictions cross the sandbox: the gradient-free attack still breaks the model
+        report = evaluate(
+            sandboxed, digits.test.take(120), attacks=("square",), eps=(0.15,), square_queries=100
+        )
+        assert report.backend == "sandbox"
+        assert report.rows[0].robust_accuracy < report.clean_accuracy - 0.15
+        with pytest.raises(NoGradientError, match="sandboxed model"):
+            evaluate(sandboxed, digits.test.take(10), attacks=("pgd",), eps=(0.1,))
+
         detectors.bind(SandboxedFeatures(sandboxed, detectors.head))
         for kind in detectors.kinds:
             np.testing.assert_allclose(detectors.score(batch, kind), expected[kind], rtol=1e-4, atol=1e-4)
         noise = np.random.default_rng(0).uniform(0, 1, (20, 64)).astype(np.float32)
         assert detectors.is_outlier(noise).mean() > 0.8
+        with pytest.raises(KerasGuardError, match="no_such_layer"):  # an answer, not a dead child
+            sandboxed.layer_input(batch, "no_such_layer")
+        assert sandboxed.layer_input(batch, detectors.head).shape == (40, 64)

@@ -133,7 +133,8 @@ def evaluate(
     )
     if classifier.backend == "sandbox":
         report.notes.append(
-            "sandboxed model: only the gradient-free Square Attack can run (no gradients over IPC)"
+            "sandboxed model: only predictions cross the sandbox, so only the gradient-free Square Attack"
+            " runs (or the scoring of a precomputed adversarial set with no attack)"
         )
     out_dir = Path(save_adversarial) if save_adversarial is not None else None
     if out_dir is not None:

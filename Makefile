@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := keras,sign,store,sandbox,ml,cleanlab,serve,docs,dev
+EXTRAS := keras,sign,store,sandbox,ml,cleanlab,serve,docs,torch,dev
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 export KERAS_BACKEND := jax
 export OPENBLAS_NUM_THREADS ?= 1

@@ -3,8 +3,9 @@
 Started by :mod:`kerasguard.sandbox.launcher` as ``python -I -c <bootstrap> ROOT READ_FD WRITE_FD``
 with a scrubbed environment. It reads its :class:`ChildConfig` from the control pipe, applies
 every layer it was asked for (or reports the failure and exits), then serves ``load``, ``predict``,
-``summary``, ``ping`` and ``close``. Its stdout and stderr are only logs for the parent; the
-protocol runs on the dedicated pipe descriptors.
+``layer_input`` (what one named layer receives: features for input detectors), ``summary``, ``ping``
+and ``close``. Its stdout and stderr are only logs for the parent; the protocol runs on the dedicated
+pipe descriptors.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class Server:
         self.keras = keras
         self.custom_objects = custom_objects
         self.model: Any = None
+        self._taps: dict[str, Any] = {}
 
     def handle(
         self, op: str, header: dict[str, Any], arrays: list[Array]
@@ -100,6 +102,7 @@ class Server:
         handlers: dict[str, Callable[[dict[str, Any], list[Array]], tuple[dict[str, Any], list[Array]]]] = {
             "load": self.load,
             "predict": self.predict,
+            "layer_input": self.layer_input,
             "summary": self.summary,
             "ping": lambda h, a: ({"ok": True}, []),
         }
@@ -108,7 +111,7 @@ class Server:
                 "ok": False,
                 "error": {"stage": op, "type": "ProtocolError", "message": f"unknown op {op!r}"},
             }, []
-        if op in ("predict", "summary") and self.model is None:
+        if op in ("predict", "layer_input", "summary") and self.model is None:
             return {
                 "ok": False,
                 "error": {"stage": op, "type": "ProtocolError", "message": "no model loaded"},
@@ -154,6 +157,21 @@ class Server:
         compute_s = time.perf_counter() - started
         structure, outputs = flatten(y)
         return {"ok": True, "structure": structure, "compute_s": compute_s}, outputs
+
+    def layer_input(self, header: dict[str, Any], arrays: list[Array]) -> tuple[dict[str, Any], list[Array]]:
+        """What one named layer receives (penultimate features for the robustness detectors)."""
+        layer = header.get("layer")
+        if not isinstance(layer, str) or not 0 < len(layer) <= 200:
+            raise ValueError("layer_input needs a layer name")
+        tap = self._taps.get(layer)
+        if tap is None:
+            tap = self.keras.Model(self.model.inputs, self.model.get_layer(layer).input)
+            self._taps[layer] = tap
+        x = unflatten(header.get("structure"), arrays)
+        batch_size = header.get("batch_size")
+        y = tap.predict(x, batch_size=batch_size if isinstance(batch_size, int) else None, verbose=0)
+        structure, outputs = flatten(y)
+        return {"ok": True, "structure": structure}, outputs
 
     def summary(self, header: dict[str, Any], arrays: list[Array]) -> tuple[dict[str, Any], list[Array]]:
         lines: list[str] = []

@@ -92,6 +92,20 @@ class SandboxedModel:
         reply, outputs = self._child.request("predict", header, [np.ascontiguousarray(a) for a in arrays])
         return unflatten(reply.get("structure"), outputs)
 
+    def layer_input(self, x: Any, layer: str, *, batch_size: int | None = None) -> Any:
+        """The input of the named layer for ``x``, computed in the child (features for input detectors)."""
+        if self.closed:
+            raise SandboxError("this SandboxedModel is closed", limit=None)
+        structure, arrays = flatten(x)
+        for arr in arrays:
+            check_dtype(arr.dtype)
+        self._check_shapes(arrays)
+        header: dict[str, Any] = {"structure": structure, "layer": str(layer)[:200]}
+        if batch_size is not None:
+            header["batch_size"] = int(batch_size)
+        reply, outputs = self._child.request("layer_input", header, [np.ascontiguousarray(a) for a in arrays])
+        return unflatten(reply.get("structure"), outputs)
+
     def _check_shapes(self, arrays: list[Any]) -> None:
         """Refuse inputs that cannot fit the model before they reach it (a failed call can leave
         Keras's predict function broken for later calls)."""

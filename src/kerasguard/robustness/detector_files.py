@@ -1,0 +1,211 @@
+"""Fitted detectors on disk: ``detector.json`` + ``detector.npz`` (plain arrays), never a pickle.
+
+The JSON holds the settings, thresholds, the array names, shapes and dtypes, the SHA-256 of the
+``.npz`` bytes and a SHA-256 over its own canonical form. Loading reads each file once, checks both
+digests and every array against the JSON before anything is used, and refuses object arrays: an
+edited or corrupted file is a :class:`DetectorFileError`, never a silently different detector. The
+digests detect edits and corruption, not a forger who rewrites them: keep the folder where only
+trusted writers can change it, or sign it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import math
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasguard.robustness.data import check_npz_headers
+from kerasguard.robustness.detectors import KINDS, DetectorSet, Squeezers
+from kerasguard.robustness.errors import DetectorFileError, RobustnessError
+
+FORMAT = "kerasguard.detector/1"
+JSON_NAME = "detector.json"
+ARRAYS_NAME = "detector.npz"
+MAX_JSON_BYTES = 1 << 20
+MAX_ARRAY_BYTES = 512 << 20
+_ARRAYS = ("kernel", "bias", "means", "precision")
+
+
+def _canonical(doc: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in doc.items() if k != "digest"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def save_detectors(detectors: DetectorSet, folder: str | os.PathLike[str]) -> Path:
+    """Write the two files into ``folder`` (created if needed), each atomically; returns the folder."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    arrays = {name: np.ascontiguousarray(getattr(detectors, name), np.float64) for name in _ARRAYS}
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **arrays)
+    blob = buffer.getvalue()
+    doc: dict[str, Any] = {
+        "format": FORMAT,
+        "model_sha256": detectors.model_sha256,
+        "head": detectors.head,
+        "input_shape": list(detectors.input_shape),
+        "n_classes": detectors.n_classes,
+        "clip_min": detectors.clip_min,
+        "clip_max": detectors.clip_max,
+        "target_fpr": detectors.target_fpr,
+        "primary": detectors.primary,
+        "thresholds": detectors.thresholds,
+        "calibration_fpr": detectors.calibration_fpr,
+        "squeeze": {"bits": detectors.squeezers.bits, "median": detectors.squeezers.median},
+        "arrays": {name: {"shape": list(a.shape), "dtype": str(a.dtype)} for name, a in arrays.items()},
+        "arrays_sha256": hashlib.sha256(blob).hexdigest(),
+    }
+    doc["digest"] = hashlib.sha256(_canonical(doc)).hexdigest()
+    _write_atomic(out / ARRAYS_NAME, blob)
+    _write_atomic(out / JSON_NAME, json.dumps(doc, indent=2, allow_nan=False).encode() + b"\n")
+    return out
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_bounded(path: Path, limit: int) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise DetectorFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise DetectorFileError(f"{path} is larger than {limit} bytes")
+    return data
+
+
+def load_detectors(folder: str | os.PathLike[str], *, model_sha256: str | None = None) -> DetectorSet:
+    """Read and check a saved detector; with ``model_sha256``, refuse one fitted on another model."""
+    base = Path(folder)
+    raw = _read_bounded(base / JSON_NAME, MAX_JSON_BYTES)
+    try:
+        doc = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DetectorFileError(f"{base / JSON_NAME} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise DetectorFileError(f"{base / JSON_NAME} is not a {FORMAT} file")
+    digest = doc.get("digest")
+    if not isinstance(digest, str) or not hmac.compare_digest(
+        digest, hashlib.sha256(_canonical(doc)).hexdigest()
+    ):
+        raise DetectorFileError(
+            f"{base / JSON_NAME} was changed after it was written (digest mismatch)",
+            hint="refit the detectors (kerasguard robustness detectors ... --out DIR)",
+        )
+    blob = _read_bounded(base / ARRAYS_NAME, MAX_ARRAY_BYTES)
+    if not hmac.compare_digest(str(doc.get("arrays_sha256")), hashlib.sha256(blob).hexdigest()):
+        raise DetectorFileError(
+            f"{base / ARRAYS_NAME} was changed after it was written (sha256 mismatch)",
+            hint="refit the detectors (kerasguard robustness detectors ... --out DIR)",
+        )
+    if model_sha256 is not None and doc.get("model_sha256") not in (None, model_sha256):
+        raise DetectorFileError(
+            f"the detectors in {base} were fitted on another model (sha256 {doc.get('model_sha256')})"
+        )
+    try:
+        return _build(doc, _arrays(blob, doc))
+    except DetectorFileError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DetectorFileError(f"{base / JSON_NAME} is malformed: {type(exc).__name__}: {exc}") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _arrays(blob: bytes, doc: dict[str, Any]) -> dict[str, np.ndarray]:
+    declared = doc["arrays"]
+    try:
+        with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+            check_npz_headers(zf, MAX_ARRAY_BYTES, "detector arrays")
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            if sorted(npz.files) != sorted(_ARRAYS):
+                raise DetectorFileError(
+                    f"detector arrays are {sorted(npz.files)}, expected {sorted(_ARRAYS)}"
+                )
+            arrays = {name: npz[name] for name in _ARRAYS}
+    except DetectorFileError:
+        raise
+    except RobustnessError as exc:
+        raise DetectorFileError(exc.message) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
+        raise DetectorFileError(f"detector arrays are unreadable: {type(exc).__name__}: {exc}") from None
+    for name, arr in arrays.items():
+        want = declared[name]
+        if (
+            list(arr.shape) != list(want["shape"])
+            or str(arr.dtype) != want["dtype"]
+            or arr.dtype != np.float64
+        ):
+            raise DetectorFileError(
+                f"detector array {name} is {arr.dtype} {arr.shape}, the JSON says otherwise"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise DetectorFileError(f"detector array {name} holds NaN or infinity")
+    return arrays
+
+
+def _build(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> DetectorSet:
+    kernel, bias, means, precision = (arrays[n] for n in _ARRAYS)
+    n_classes = int(doc["n_classes"])
+    width = kernel.shape[0] if kernel.ndim == 2 else -1
+    if (
+        kernel.shape != (width, n_classes)
+        or bias.shape != (n_classes,)
+        or means.shape != (n_classes, width)
+        or precision.shape != (width, width)
+    ):
+        raise DetectorFileError("detector arrays do not fit together (features, classes)")
+    thresholds = {str(k): float(v) for k, v in dict(doc["thresholds"]).items()}
+    if not thresholds or any(k not in KINDS or not math.isfinite(v) for k, v in thresholds.items()):
+        raise DetectorFileError(
+            f"detector thresholds must be finite numbers for known kinds ({', '.join(KINDS)})"
+        )
+    shape = doc["input_shape"]
+    if not isinstance(shape, list) or not all(d is None or (isinstance(d, int) and d > 0) for d in shape):
+        raise DetectorFileError("detector input_shape is malformed")
+    squeeze = dict(doc["squeeze"])
+    clip_min, clip_max = float(doc["clip_min"]), float(doc["clip_max"])
+    primary = str(doc["primary"])
+    bits = int(squeeze["bits"])
+    if primary not in thresholds or not 1 <= bits <= 16 or not clip_min < clip_max:
+        raise DetectorFileError("detector settings are inconsistent (primary, bits or range)")
+    sha = doc.get("model_sha256")
+    return DetectorSet(
+        head=str(doc["head"]),
+        input_shape=tuple(shape),
+        n_classes=n_classes,
+        clip_min=clip_min,
+        clip_max=clip_max,
+        kernel=kernel,
+        bias=bias,
+        means=means,
+        precision=precision,
+        squeezers=Squeezers(bits, bool(squeeze["median"]), clip_min, clip_max),
+        thresholds=thresholds,
+        target_fpr=float(doc["target_fpr"]),
+        calibration_fpr={str(k): float(v) for k, v in dict(doc["calibration_fpr"]).items()},
+        primary=primary,
+        model_sha256=sha if isinstance(sha, str) else None,
+    )

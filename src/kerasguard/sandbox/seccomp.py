@@ -1,10 +1,13 @@
 """A seccomp deny-list for the child, loaded after its trusted imports and before it opens the model.
 
 Default allow (Keras, XLA and NumPy use a wide and changing set of syscalls), then deny what a
-model never needs: new programs, new processes, other processes' memory, non-UNIX sockets,
+model never needs: new programs, new processes, other processes' memory, every socket (the child
+talks to its parent over inherited pipes only; with ``sandbox.network`` only AF_INET/AF_INET6),
 namespaces, mounts, kernel modules, BPF, io_uring (its operations bypass seccomp) and raising
 rlimits. Denied calls fail with an errno, so a payload sees an error instead of silently working,
-and the child reports it.
+and the child reports it. A system call of a foreign ABI (``int 0x80``, x32) kills the whole
+process at once: the filter cannot judge those numbers, and killing only the calling thread would
+leave the load hanging until the wall clock.
 """
 
 from __future__ import annotations
@@ -72,6 +75,11 @@ DENIED: tuple[str, ...] = (
     "setrlimit",
     "uselib",
 )
+# Socket calls: with no socket allowed these are unreachable, denied anyway in case a descriptor
+# was created before the filter (or inherited against expectations).
+SOCKET_CALLS: tuple[str, ...] = ("socketpair", "connect", "bind", "listen", "accept", "accept4")
+AF_MAX = 46  # families the kernel knows are below this; socket() refuses the rest with EAFNOSUPPORT
+NETWORK_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,7 @@ def install(*, allow_network: bool = False) -> SeccompReport:
     import pyseccomp as sc
 
     filt = sc.SyscallFilter(sc.ALLOW)
+    filt.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)
     filt.set_attr(sc.Attr.CTL_TSYNC, 1)  # every existing thread (XLA pools), not only this one
     # Without SPEC_ALLOW the kernel turns on the Speculative Store Bypass mitigation for any
     # seccomp-filtered task, which made predict 4-5x slower here. SSB leaks data inside one
@@ -123,8 +132,17 @@ def install(*, allow_network: bool = False) -> SeccompReport:
     # memory seccomp cannot read, so it reports ENOSYS and libc falls back to clone.
     rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_THREAD, 0))
     rule(sc.ERRNO(errno.ENOSYS), "clone3")
-    if not allow_network:
-        rule(sc.ERRNO(errno.EACCES), "socket", sc.Arg(0, sc.NE, socket.AF_UNIX))
+    if allow_network:
+        # The kernel reads the family as a 32-bit int: compare only the low half, or a caller could
+        # hide AF_UNIX behind set upper bits.
+        for family in range(AF_MAX):
+            if family not in NETWORK_FAMILIES:
+                rule(sc.ERRNO(errno.EACCES), "socket", sc.Arg(0, sc.MASKED_EQ, 0xFFFFFFFF, family))
+        rule(sc.ERRNO(errno.EACCES), "socketpair")
+    else:
+        rule(sc.ERRNO(errno.EACCES), "socket")
+        for name in SOCKET_CALLS:
+            rule(sc.ERRNO(errno.EACCES), name)
     rule(sc.ERRNO(errno.EPERM), "prlimit64", sc.Arg(2, sc.NE, 0))
     filt.load()
-    return SeccompReport(tuple(denied), tuple(unknown))
+    return SeccompReport(tuple(dict.fromkeys(denied)), tuple(unknown))

@@ -76,9 +76,11 @@ def noisy(x):  # type: ignore[no-untyped-def]
 
 
 def hang(x):  # type: ignore[no-untyped-def]
+    """Hang on real data (2 rows), in predict, not while Keras builds the model at load."""
     import time
 
-    time.sleep(3600)
+    if x.shape[0] == 2:
+        time.sleep(3600)
     return x
 
 

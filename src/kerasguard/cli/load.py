@@ -235,15 +235,25 @@ def sandbox_info(
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="text or json.")] = OutputFormat.text,
 ) -> None:
     """Report which sandbox layers are active on this machine and which are missing."""
-    from kerasguard.sandbox.capabilities import measure
+    from kerasguard.sandbox.capabilities import default_required, measure
 
     info = measure()
+    required = default_required()
+    refused = [name for name in required if not info.is_active(name)]
     if fmt is not OutputFormat.text:
-        stdout.print_json(json.dumps(info.to_dict()))
+        stdout.print_json(json.dumps({**info.to_dict(), "required": list(required), "refused_for": refused}))
         raise typer.Exit(EXIT_CLEAN)
     for layer in info.layers:
         mark = "active " if layer.active else "MISSING"
         stdout.print(f"{mark}  {layer.name:18} {layer.detail}", highlight=False, markup=False)
     if info.missing:
         stdout.print(f"\n{len(info.missing)} layer(s) missing: {', '.join(info.missing)}", highlight=False)
+    stdout.print(f"required by default for this user: {', '.join(required)}", highlight=False, markup=False)
+    if refused:
+        stdout.print(
+            f"loads with the default policy are REFUSED here (missing: {', '.join(refused)}); "
+            "see docs/sandbox.md for the fix or an explicit [sandbox] require opt-out",
+            highlight=False,
+            markup=False,
+        )
     raise typer.Exit(EXIT_CLEAN)

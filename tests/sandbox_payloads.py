@@ -121,7 +121,8 @@ def host_reach(x, unix_paths=(), abstract="", tcp_port=0, host_file="", fill_mib
     """Try every way out through sockets, look at the host's /run and /tmp, and fill scratch.
 
     Codes, in order: one per path in ``unix_paths`` (connect), the abstract socket ``abstract``,
-    TCP to 127.0.0.1:``tcp_port``, socketpair, listing /run, reading ``host_file``; then the MiB
+    TCP to 127.0.0.1:``tcp_port``, socketpair, listing /run, reading ``host_file``, signalling the
+    parent (signal 0), F_SETOWN to the parent; then the MiB
     found in scratch after writing up to ``fill_mib`` MiB into it (not an errno).
     """
     import os
@@ -170,6 +171,15 @@ def host_reach(x, unix_paths=(), abstract="", tcp_port=0, host_file="", fill_mib
     codes = [attempt(unix(p)) for p in unix_paths]
     codes.append(attempt(unix("\0" + abstract)))
     codes += [attempt(tcp), attempt(pair), attempt(listing("/run")), attempt(lambda: open(host_file).close())]
+    codes.append(attempt(lambda: os.kill(os.getppid(), 0)))  # signal 0: a permission check only
+
+    def set_owner():  # type: ignore[no-untyped-def]
+        import fcntl
+
+        fcntl.fcntl(1, fcntl.F_SETOWN, os.getppid())  # SIGIO/SIGURG of fd 1 would go to the parent
+        fcntl.fcntl(1, fcntl.F_SETOWN, 0)
+
+    codes.append(attempt(set_owner))
     scratch = os.environ["TMPDIR"]
     block = b"\1" * (1 << 20)
     for i in range(fill_mib):
@@ -202,6 +212,9 @@ def outlive_parent(x, marker=""):  # type: ignore[no-untyped-def]
             continue
 
     def forever():  # type: ignore[no-untyped-def]
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, marker.encode()[:15], 0, 0, 0)  # PR_SET_NAME: visible in /proc
         while True:
             time.sleep(0.5)
 

@@ -128,16 +128,18 @@ def test_payload_reaches_no_host_socket_and_fills_no_host_disk(
     )
     codes = [float(c) for c in run_payload(model, LAYERS[layer])[0]]
     paths = list(targets["unix_paths"])  # type: ignore[call-overload]
-    *path_codes, abstract, tcp, pair, run_dir, host_file, scratch_mib = codes
+    *path_codes, abstract, tcp, pair, run_dir, host_file, signal_parent, own_parent, scratch_mib = codes
     assert len(path_codes) == len(paths)
     names = [*paths, "abstract", "tcp", "socketpair"]
     by_target = dict(zip(names, [*path_codes, abstract, tcp, pair], strict=True))
     if layer == "all":
         assert payloads.SUCCEEDED not in by_target.values(), by_target
         assert run_dir == errno.ENOENT and host_file == errno.ENOENT
+        assert signal_parent == errno.EPERM and own_parent == errno.EPERM
         assert scratch_mib <= SCRATCH_MB
     elif layer == "seccomp":
         assert set(by_target.values()) == {errno.EACCES}, by_target  # socket() itself is refused
+        assert signal_parent == errno.EPERM and own_parent == errno.EPERM  # without Landlock's scoping
     else:  # a private root: no path under /run, no host /tmp, scratch is a small tmpfs
         assert all(by_target[p] == errno.ENOENT for p in paths), by_target
         assert run_dir == errno.ENOENT and host_file == errno.ENOENT

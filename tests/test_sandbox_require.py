@@ -72,7 +72,7 @@ def shared_model() -> Iterator[Path]:
 
 def run_script(prefix: list[str], model: Path, policies: list[dict[str, Any]]) -> list[dict[str, Any]]:
     env = {
-        "PATH": "/usr/bin:/bin",
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         "PYTHONPATH": f"{SRC}:{TESTS}",
         "KERAS_BACKEND": "jax",
         "HOME": "/tmp",

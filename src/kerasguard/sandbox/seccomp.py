@@ -3,17 +3,19 @@
 Default allow (Keras, XLA and NumPy use a wide and changing set of syscalls), then deny what a
 model never needs: new programs, new processes, other processes' memory, every socket (the child
 talks to its parent over inherited pipes only; with ``sandbox.network`` only AF_INET/AF_INET6),
-namespaces, mounts, kernel modules, BPF, io_uring (its operations bypass seccomp) and raising
-rlimits. Denied calls fail with an errno, so a payload sees an error instead of silently working,
-and the child reports it. A system call of a foreign ABI (``int 0x80``, x32) kills the whole
-process at once: the filter cannot judge those numbers, and killing only the calling thread would
-leave the load hanging until the wall clock.
+namespaces, mounts, kernel modules, BPF, io_uring (its operations bypass seccomp), raising
+rlimits, and signals to any other process (also through ``F_SETOWN``). Denied calls fail with an
+errno, so a payload sees an error instead of silently working, and the child reports it. A system
+call of a foreign ABI (``int 0x80``, x32) kills the whole process at once: the filter cannot judge
+those numbers, and killing only the calling thread would leave the load hanging until the wall
+clock.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import socket
 from dataclasses import dataclass
 
@@ -80,6 +82,12 @@ DENIED: tuple[str, ...] = (
 SOCKET_CALLS: tuple[str, ...] = ("socketpair", "connect", "bind", "listen", "accept", "accept4")
 AF_MAX = 46  # families the kernel knows are below this; socket() refuses the rest with EAFNOSUPPORT
 NETWORK_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+# Signals may only go to the child itself: a root child without Landlock's signal scoping could
+# otherwise kill its parent (same uid), directly or through F_SETOWN/FIOSETOWN and SIGIO.
+SIGNAL_TO_PID_ARG0 = ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
+SIGNAL_CALLS_DENIED = ("tkill", "pidfd_open", "pidfd_send_signal")
+F_SETOWN, F_SETOWN_EX = 8, 15
+FIOSETOWN, SIOCSPGRP = 0x8901, 0x8902
 
 
 @dataclass(frozen=True)
@@ -103,7 +111,7 @@ def available() -> tuple[bool, str]:
     return True, "pyseccomp + libseccomp"
 
 
-def install(*, allow_network: bool = False) -> SeccompReport:
+def install(*, allow_network: bool = False, own_pid: int | None = None) -> SeccompReport:
     """Load the filter into every thread of this process and all future ones. Irreversible."""
     import pyseccomp as sc
 
@@ -144,5 +152,14 @@ def install(*, allow_network: bool = False) -> SeccompReport:
         for name in SOCKET_CALLS:
             rule(sc.ERRNO(errno.EACCES), name)
     rule(sc.ERRNO(errno.EPERM), "prlimit64", sc.Arg(2, sc.NE, 0))
+    pid = os.getpid() if own_pid is None else own_pid
+    for name in SIGNAL_TO_PID_ARG0:  # kill(0) (own group) is refused too: the child needs neither
+        rule(sc.ERRNO(errno.EPERM), name, sc.Arg(0, sc.NE, pid))
+    for name in SIGNAL_CALLS_DENIED:
+        rule(sc.ERRNO(errno.EPERM), name)
+    for command in (F_SETOWN, F_SETOWN_EX):
+        rule(sc.ERRNO(errno.EPERM), "fcntl", sc.Arg(1, sc.EQ, command))
+    for request in (FIOSETOWN, SIOCSPGRP):
+        rule(sc.ERRNO(errno.EPERM), "ioctl", sc.Arg(1, sc.EQ, request))
     filt.load()
     return SeccompReport(tuple(dict.fromkeys(denied)), tuple(unknown))

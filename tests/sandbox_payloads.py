@@ -242,3 +242,19 @@ def spin_in_predict(x):  # type: ignore[no-untyped-def]
         while True:
             pass
     return x
+
+
+def fill_scratch(x, mib=0):  # type: ignore[no-untyped-def]
+    """Fill scratch with ``mib`` files of 1 MiB each (each below the per-file limit) and keep them."""
+    import os
+    import time
+
+    block = b"\1" * (1 << 20)
+    for i in range(mib):
+        try:
+            with open(os.path.join(os.environ["TMPDIR"], f"fill-{i}.bin"), "wb") as fh:
+                fh.write(block)
+        except OSError:
+            break
+    time.sleep(5)
+    return x

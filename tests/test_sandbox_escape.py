@@ -146,6 +146,20 @@ def test_payload_reaches_no_host_socket_and_fills_no_host_disk(
         assert 0 < scratch_mib <= SCRATCH_MB
 
 
+def test_without_the_mount_namespace_scratch_is_counted_and_the_child_killed(
+    tmp_path: Path, mlp_file: Path
+) -> None:
+    """The fallback when the mount namespace is opted out: the parent adds up scratch's disk usage."""
+    fill = payloads.fill_scratch
+    model = payloads.lambda_model(mlp_file, tmp_path / "fill.keras", fill, mib=3 * SCRATCH_MB)
+    child = spawn(model, limits(), layers=Layers(mount_namespace=False), safe_mode=False)
+    with pytest.raises(SandboxError) as err:
+        load_and_predict(child)
+    child.close()
+    assert err.value.limit == "files" and "scratch_mb" in err.value.message
+    assert not Path(child.config.scratch).exists()  # and the parent removed what it wrote
+
+
 @pytest.mark.skipif(not INFO.is_active("seccomp"), reason="needs seccomp")
 def test_foreign_abi_system_call_kills_the_child_at_once(tmp_path: Path, mlp_file: Path) -> None:
     """``int 0x80`` used to kill only the calling thread, and the load then hung until the wall clock."""

@@ -15,6 +15,7 @@ import pytest
 import sandbox_payloads as payloads
 from kerasguard.sandbox import bootstrap, cgroup
 from kerasguard.sandbox.capabilities import probe
+from kerasguard.sandbox.monitor import disk_usage
 
 INFO = probe()
 TESTS = Path(__file__).resolve().parent
@@ -35,6 +36,18 @@ def wait_gone(pid: int, timeout_s: float) -> bool:
     while running(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     return not running(pid)
+
+
+def test_scratch_disk_usage_counts_allocated_bytes_and_gives_up_on_file_floods(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.bin").write_bytes(b"\1" * (1 << 20))
+    with open(tmp_path / "sparse.bin", "wb") as fh:
+        fh.truncate(1 << 30)  # 1 GiB that occupies nothing
+    used = disk_usage(str(tmp_path))
+    assert used is not None and (1 << 20) <= used < (2 << 20)
+    for i in range(20):
+        (tmp_path / f"f{i}").touch()
+    assert disk_usage(str(tmp_path), max_entries=10) is None
 
 
 def test_a_child_whose_parent_is_already_gone_exits_before_running_anything() -> None:

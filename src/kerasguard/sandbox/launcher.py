@@ -193,6 +193,10 @@ class ChildProcess:
             pid,
             rss_limit=None if self._group is not None else self.limits.memory_bytes,
             on_exceeded=lambda rss: self.kill("memory"),
+            # Without the mount namespace's size-capped tmpfs, scratch is a host directory: count it.
+            scratch=None if self.config.layers.mount_namespace else self.config.scratch,
+            scratch_limit=self.limits.scratch_bytes,
+            on_scratch_exceeded=lambda used: self.kill("scratch"),
         )
         self._monitor.start(recording=True)
 
@@ -405,6 +409,11 @@ class ChildProcess:
             else:
                 how = "killed by the RSS monitor"
             return "memory", f"exceeded the memory limit of {mib} MiB ({how}; peak RSS {peak})"
+        if self._killed_for == "scratch":
+            return "files", (
+                f"wrote more than scratch_mb ({_mib(lim.scratch_bytes)}) to its scratch directory "
+                "(counted by the parent: no mount namespace); killed"
+            )
         if self._killed_for == "files":
             return (
                 "files",

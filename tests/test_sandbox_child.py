@@ -123,6 +123,11 @@ def test_sandboxed_mlp_predicts_like_in_process_keras(mlp_file: Path, mlp_expect
             assert os.readlink(f"/proc/{model.pid}/ns/net") != os.readlink("/proc/self/ns/net")
         if INFO.is_active("memory-cgroup"):
             assert "kerasguard-" in Path(f"/proc/{model.pid}/cgroup").read_text()
+        if INFO.is_active("mount-namespace"):  # its own root: read-only, with /proc read-only too
+            mountinfo = Path(f"/proc/{model.pid}/mountinfo").read_text().splitlines()
+            mounts = {f[4]: f[5] for f in (line.split() for line in mountinfo)}
+            assert mounts["/"].startswith("ro,") and mounts["/proc"].startswith("ro,")
+            assert "/run" not in mounts and mounts[child.config.scratch].startswith("rw,")
         # A wrong input is Keras's error, reported without killing the child.
         with pytest.raises(ModelError):
             model.predict(np.ones((2, 5), "float32"))

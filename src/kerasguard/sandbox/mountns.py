@@ -3,7 +3,7 @@
 Run by the child after ``unshare(CLONE_NEWNS)`` (with ``CLONE_NEWUSER`` when not root) and before it
 drops its capabilities. The new root is an empty tmpfs, made read-only once populated, holding at
 their usual paths only: the system's read-only library trees, the interpreter and its packages,
-CPU topology, four harmless device nodes, ``/proc``, the model copy (read-only) and the scratch
+CPU topology, four harmless device nodes, ``/proc`` (read-only), the model copy and the scratch
 directory, a fresh tmpfs of a fixed size. There is no ``/run``, ``/var``, ``/home``, host ``/tmp`` or
 ``/etc`` beyond the loader cache, so no path-named socket of the host exists in the child's world,
 and what it writes to scratch lives in memory charged to its own cgroup and vanishes with it.
@@ -120,8 +120,7 @@ def build(plan: MountPlan, new_root: str) -> str:
         if os.path.exists(device):
             point = _make_point(new_root, device, directory=False)
             _linux.mount(device, point, None, _linux.MS_BIND)
-    proc = _make_point(new_root, "/proc", directory=True)
-    _linux.mount("/proc", proc, None, _linux.MS_BIND | _linux.MS_REC)
+    _bind(new_root, "/proc")  # read-only: a root child may not write /proc/sys, even without Landlock
     _bind(new_root, plan.model)
     scratch = _make_point(new_root, plan.scratch, directory=True)
     _linux.mount(

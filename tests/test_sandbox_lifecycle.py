@@ -7,14 +7,18 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 import sandbox_payloads as payloads
+from kerasguard.policy import Sandbox as SandboxPolicy
 from kerasguard.sandbox import bootstrap, cgroup
 from kerasguard.sandbox.capabilities import probe
+from kerasguard.sandbox.config import ChildLimits, Layers
+from kerasguard.sandbox.launcher import ChildProcess, spawn
 from kerasguard.sandbox.monitor import disk_usage
 
 INFO = probe()
@@ -48,6 +52,54 @@ def test_scratch_disk_usage_counts_allocated_bytes_and_gives_up_on_file_floods(t
     for i in range(20):
         (tmp_path / f"f{i}").touch()
     assert disk_usage(str(tmp_path), max_entries=10) is None
+
+
+# A protocol-speaking stand-in for the child that, like the real bootstrap, first asks for SIGKILL
+# when its parent (thread) dies, then answers every request with {"ok": true}.
+FAKE_CHILD = """\
+#!{python}
+import ctypes, json, os, struct, sys
+ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)
+read_fd, write_fd = int(sys.argv[-2]), int(sys.argv[-1])
+def read(n):
+    data = b""
+    while len(data) < n:
+        chunk = os.read(read_fd, n - len(data))
+        if not chunk:
+            sys.exit(0)
+        data += chunk
+    return data
+while True:
+    magic, json_len, payload_len = struct.unpack("<4sIQ", read(16))
+    read(json_len + payload_len)
+    body = json.dumps({{"ok": True, "layers": {{}}, "arrays": []}}).encode()
+    os.write(write_fd, struct.pack("<4sIQ", b"KGS1", len(body), 0) + body)
+"""
+
+
+def test_a_child_started_from_a_short_lived_thread_outlives_that_thread(tmp_path: Path) -> None:
+    """The parent-death signal fires when the forking *thread* exits; children are forked by a
+    long-lived spawner thread, so a caller's worker thread ending does not kill its model."""
+    fake = tmp_path / "fake-python"
+    fake.write_text(FAKE_CHILD.format(python=sys.executable))
+    fake.chmod(0o755)
+    lim = ChildLimits.from_policy(SandboxPolicy(memory_mb=1024))
+    none = Layers(
+        network_namespace=False, mount_namespace=False, capabilities=False, landlock=False, seccomp=False
+    )
+    started: list[ChildProcess] = []
+
+    def start() -> None:
+        started.append(spawn("/dev/null", lim, layers=none, use_cgroup=False, python=str(fake)))
+
+    worker = threading.Thread(target=start)
+    worker.start()
+    worker.join()
+    (child,) = started
+    with child:
+        time.sleep(0.5)  # a parent-death signal would have arrived by now
+        assert running(child.stats.pid)
+        child.request("ping")
 
 
 def test_a_child_whose_parent_is_already_gone_exits_before_running_anything() -> None:

@@ -14,6 +14,7 @@ import errno
 import logging
 import math
 import os
+import queue
 import resource
 import shutil
 import signal
@@ -22,7 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -150,21 +151,17 @@ class ChildProcess:
         try:
             # From a thread that lives as long as this process: the kernel sends the parent-death
             # signal when the *thread* that forked the child exits, and a caller's worker thread may.
-            self._popen = (
-                _spawner()
-                .submit(
-                    subprocess.Popen,
-                    bootstrap.command("child", str(p2c_r), str(c2p_w), python=self._python),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    cwd=scratch,
-                    env=child_env(scratch),
-                    pass_fds=(p2c_r, c2p_w),
-                    start_new_session=True,
-                )
-                .result()
-            )
+            self._popen = _spawn_from_long_lived_thread(
+                subprocess.Popen,
+                bootstrap.command("child", str(p2c_r), str(c2p_w), python=self._python),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=scratch,
+                env=child_env(scratch),
+                pass_fds=(p2c_r, c2p_w),
+                start_new_session=True,
+            ).result()
         except OSError as exc:
             os.close(p2c_w)
             os.close(c2p_r)
@@ -514,17 +511,36 @@ class ChildProcess:
 
 KerasErrorLike = SandboxError | ModelError
 
-_spawner_pool: ThreadPoolExecutor | None = None
+_SpawnRequest = tuple[Future[Any], Any, tuple[Any, ...], dict[str, Any]]
+_spawn_requests: queue.SimpleQueue[_SpawnRequest] = queue.SimpleQueue()
+_spawner: threading.Thread | None = None
 _spawner_lock = threading.Lock()
 
 
-def _spawner() -> ThreadPoolExecutor:
-    """One long-lived thread that forks every child (see the parent-death signal above)."""
-    global _spawner_pool
+def _spawn_from_long_lived_thread(fn: Any, *args: Any, **kwargs: Any) -> Future[Any]:
+    """Run ``fn`` (Popen) on one daemon thread that lives as long as the process.
+
+    The kernel sends the parent-death signal when the thread that forked the child exits. A daemon
+    thread is never joined at interpreter shutdown (a ThreadPoolExecutor's worker is, before the
+    caller's own non-daemon threads finish), so children die only with the process.
+    """
+    global _spawner
+    future: Future[Any] = Future()
     with _spawner_lock:
-        if _spawner_pool is None:
-            _spawner_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kerasguard-spawner")
-        return _spawner_pool
+        if _spawner is None or not _spawner.is_alive():
+            _spawner = threading.Thread(target=_serve_spawns, name="kerasguard-spawner", daemon=True)
+            _spawner.start()
+    _spawn_requests.put((future, fn, args, kwargs))
+    return future
+
+
+def _serve_spawns() -> None:
+    while True:
+        future, fn, args, kwargs = _spawn_requests.get()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to the caller, who raises it
+            future.set_exception(exc)
 
 
 def spawn(

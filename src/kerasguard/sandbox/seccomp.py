@@ -123,6 +123,8 @@ def install(*, allow_network: bool = False, own_pid: int | None = None) -> Secco
     # process; the untrusted code already runs in this process, so the mitigation buys nothing.
     with contextlib.suppress(OSError, ValueError, RuntimeError):  # libseccomp < 2.5.0
         filt.set_attr(sc.Attr.CTL_SSB, 1)
+    with contextlib.suppress(OSError, ValueError, RuntimeError):  # libseccomp < 2.5.0
+        filt.set_attr(sc.Attr.CTL_OPTIMIZE, 2)  # a binary tree of syscall numbers, not a linear list
     denied: list[str] = []
     unknown: list[str] = []
 

@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := keras,sign,store,sandbox,ml,cleanlab,dev
+EXTRAS := keras,sign,store,sandbox,ml,cleanlab,serve,docs,dev
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 export KERAS_BACKEND := jax
 export OPENBLAS_NUM_THREADS ?= 1
@@ -30,12 +30,15 @@ typecheck: setup
 
 docs: setup
 	$(PY) -m kerasguard.rules.docs > docs/rules.md
+	$(PY) -m kerasguard.policy_reference > docs/policy.md
 
 check-docs: setup
 	$(PY) -m kerasguard.rules.docs | diff -u docs/rules.md - || (echo "docs/rules.md is stale: run 'make docs'"; exit 1)
+	$(PY) -m kerasguard.policy_reference | diff -u docs/policy.md - || (echo "docs/policy.md is stale: run 'make docs'"; exit 1)
 
+# Branch coverage is reported (kerasguard in this process; sandbox and scan-worker children are not traced).
 test: lint typecheck check-docs
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --cov --cov-report=term
 
 # The edit loop: everything but the tests marked slow (Keras children, training, servers).
 test-fast: lint typecheck check-docs

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from kerasguard.policy import Policy, Store, Trust
-from kerasguard.store import MasterKey, ModelStore
+from kerasguard.store import MasterKey, ModelStore, audit
 from kerasguard.store.db import ModelRow
 from kerasguard.store.records import seal
 
@@ -136,12 +136,23 @@ def bench_list(work: Path, count: int) -> dict[str, object]:
                 stage="production", filename="model.keras", digest="sha256:" + f"{i:064x}", size=1 << 20,
                 source="https://bench.example/models", signer=None, blob_id=f"{i:032x}",
                 wrapped_key=os.urandom(61), key_id=master.key_id, created_at=now, created_by="bench",
-                updated_at=now, reason=None, details_digest="sha256:" + "0" * 64, row_mac="", list_mac="",
+                updated_at=now, reason=None, details_digest="sha256:" + "0" * 64, revision=1,
+                row_mac="", list_mac="",
             )  # fmt: skip
             seal(row, master.mac_key)
             rows.append(row)
         with store.transaction() as session:
             session.add_all(rows)
+            for row in rows:  # the admission entries that record each row's revision (what push writes)
+                audit.append(
+                    session,
+                    audit.Event(
+                        actor="bench", action="push", result="admitted", namespace=row.namespace,
+                        model=row.name, version=row.version, digest=row.digest,
+                        subject=audit.model_subject(row.namespace, row.name, row.version), revision=1,
+                    ),
+                    store.audit_key,
+                )  # fmt: skip
         timings, cpu = [], []
         for _ in range(9):
             start, start_cpu = time.perf_counter(), time.process_time()

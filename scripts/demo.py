@@ -1,7 +1,8 @@
 """Demo: save a benign model and craft malicious ones with real Keras, then scan them all.
 
 Run by `make demo`. Exits 0 when kerasguard judges every file as expected (benign clean, attacks caught).
-The malicious files are built from the mechanisms in shared/reference/keras-vulns.md; nothing is loaded.
+The malicious files are built from the published mechanisms of the Keras loading advisories
+(docs/rules.md); nothing is loaded.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Malicious Keras artifacts built in code from the mechanisms in shared/reference/keras-vulns.md.
+"""Malicious Keras artifacts built in code from the published mechanisms of the Keras loading advisories.
 
 Shared by the end-to-end tests and the benchmark. Each builder writes one file (or directory) derived
 from a real model saved by real Keras and returns its path. Nothing here loads a model.

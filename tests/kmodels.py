@@ -1,8 +1,8 @@
 """Real Keras models saved by real Keras (JAX backend), for tests. Import only in tests that need keras.
 
 Every builder returns the built model; ``save_all`` writes it in every format kerasguard reads.
-Malicious artifacts are built by the test modules that need them, from the mechanisms in
-shared/reference/keras-vulns.md, never downloaded.
+Malicious artifacts are built by the test modules that need them, from the published
+mechanisms of the Keras loading advisories (docs/rules.md), never downloaded.
 """
 
 from __future__ import annotations

@@ -68,3 +68,17 @@ def test_importing_kerasguard_loads_neither_keras_nor_the_sandbox() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_child_stats_keep_a_memory_summary_and_the_curve_only_on_request() -> None:
+    from kerasguard.policy import policy_from_mapping
+    from kerasguard.sandbox.launcher import ChildStats
+    from kerasguard.sandbox.monitor import Sample
+
+    stats = ChildStats(peak_rss_bytes=300, samples=[Sample(0.01 * i, 100 + i) for i in range(1000)])
+    short = stats.to_dict()
+    assert "memory_samples" not in short
+    assert short["memory"] == {"peak_rss_bytes": 1099, "samples": 1000, "duration_s": 9.99}
+    assert len(json.dumps(short)) < 500  # was ~20 KB per load event
+    assert len(stats.to_dict(samples=True)["memory_samples"]) == 1000
+    assert policy_from_mapping({"sandbox": {"memory_samples": True}}).sandbox.memory_samples is True

@@ -66,6 +66,21 @@ def perturb_weights(model_path: Path, delta: float) -> None:
     model.save(model_path)
 
 
+def in_process(model_path: Path) -> golden.Predictor:
+    """The model's predict in this process, for tests of recording and comparing rather than of loading
+    (those go through the sandboxed loader in the tests marked slow)."""
+    import keras
+
+    model = keras.saving.load_model(model_path, safe_mode=True)
+
+    def predict(inputs: list[np.ndarray]) -> list[np.ndarray]:
+        out = model.predict(inputs[0] if len(inputs) == 1 else inputs, verbose=0)
+        return [np.asarray(o) for o in (out if isinstance(out, list) else [out])]
+
+    return predict
+
+
+@pytest.mark.slow
 def test_identical_stack_passes(workdir: dict[str, Path]) -> None:
     result = runner.invoke(app, ["golden", "record", str(workdir["mlp"]), "--inputs", str(workdir["x"])])
     assert result.exit_code == 0, result.output
@@ -78,6 +93,7 @@ def test_identical_stack_passes(workdir: dict[str, Path]) -> None:
     assert check.stdout.startswith("PASS")
 
 
+@pytest.mark.slow
 def test_changed_weights_flip_the_verdict(workdir: dict[str, Path]) -> None:
     golden.record(workdir["mlp"], workdir["x"])
     perturb_weights(workdir["mlp"], 0.05)
@@ -96,12 +112,13 @@ def test_changed_weights_flip_the_verdict(workdir: dict[str, Path]) -> None:
 
 
 def test_tiny_drift_within_tolerance_passes(workdir: dict[str, Path]) -> None:
-    golden.record(workdir["mlp"], workdir["x"], atol=1e-3, rtol=0)
+    golden.record(workdir["mlp"], workdir["x"], atol=1e-3, rtol=0, predictor=in_process(workdir["mlp"]))
     perturb_weights(workdir["mlp"], 1e-6)
-    result = golden.check(workdir["mlp"], allow_changed_model=True)
+    result = golden.check(workdir["mlp"], allow_changed_model=True, predictor=in_process(workdir["mlp"]))
     assert result.passed and result.model_changed and result.outputs[0].max_abs > 0
 
 
+@pytest.mark.slow
 def test_multi_input_multi_output(workdir: dict[str, Path]) -> None:
     folder = golden.record(workdir["two"], workdir["ab"])
     assert (folder / "inputs.npz").is_file() and (folder / "outputs.npz").is_file()
@@ -112,11 +129,12 @@ def test_multi_input_multi_output(workdir: dict[str, Path]) -> None:
 
 
 def test_recorded_outputs_are_compared_not_trusted(workdir: dict[str, Path]) -> None:
-    folder = golden.record(workdir["mlp"], workdir["x"])
+    predictor = in_process(workdir["mlp"])
+    folder = golden.record(workdir["mlp"], workdir["x"], predictor=predictor)
     outputs = np.load(folder / "outputs.npy")
     outputs[2, 1] += 0.5  # what a changed stack computing differently looks like
     np.save(folder / "outputs.npy", outputs)
-    result = golden.check(workdir["mlp"])
+    result = golden.check(workdir["mlp"], predictor=predictor)
     assert not result.passed and result.exit_code() == 1
     worst = result.worst[0]
     assert (worst.output, worst.index) == (0, (2, 1)) and worst.abs_diff == pytest.approx(0.5, rel=1e-5)
@@ -124,14 +142,15 @@ def test_recorded_outputs_are_compared_not_trusted(workdir: dict[str, Path]) -> 
 
 
 def test_missing_and_malformed_records(workdir: dict[str, Path]) -> None:
+    predictor = in_process(workdir["mlp"])
     with pytest.raises(GoldenError, match="no golden record"):
-        golden.check(workdir["mlp"])
-    folder = golden.record(workdir["mlp"], workdir["x"])
+        golden.check(workdir["mlp"], predictor=predictor)
+    folder = golden.record(workdir["mlp"], workdir["x"], predictor=predictor)
     with pytest.raises(GoldenError, match="already exists"):
-        golden.record(workdir["mlp"], workdir["x"])
+        golden.record(workdir["mlp"], workdir["x"], predictor=predictor)
     (folder / "meta.json").write_text(json.dumps({"schema": "kerasguard-golden/1", "model": "m"}))
     with pytest.raises(GoldenError, match="invalid golden metadata"):
-        golden.check(workdir["mlp"])
+        golden.check(workdir["mlp"], predictor=predictor)
     meta = {
         "schema": "kerasguard-golden/1",
         "model": "m",
@@ -145,7 +164,7 @@ def test_missing_and_malformed_records(workdir: dict[str, Path]) -> None:
     }
     (folder / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(GoldenError, match=r"plain \.npy/\.npz name"):
-        golden.check(workdir["mlp"])
+        golden.check(workdir["mlp"], predictor=predictor)
     (folder / "meta.json").write_text("{broken")
     result = runner.invoke(app, ["golden", "check", str(workdir["mlp"])])
     assert result.exit_code == 2 and "unreadable golden metadata" in result.stderr
@@ -169,11 +188,12 @@ def test_a_file_the_scanner_refuses_is_never_loaded(workdir: dict[str, Path], tm
 
 
 def test_model_digest_mismatch_is_an_integrity_error(workdir: dict[str, Path]) -> None:
-    golden.record(workdir["mlp"], workdir["x"])
+    predictor = in_process(workdir["mlp"])
+    golden.record(workdir["mlp"], workdir["x"], predictor=predictor)
     with workdir["mlp"].open("ab") as fh:
         fh.write(b"\0")
     with pytest.raises(IntegrityError, match="differs from the recorded"):
-        golden.check(workdir["mlp"])
+        golden.check(workdir["mlp"], predictor=predictor)
 
 
 def test_compare_edge_cases() -> None:

@@ -87,3 +87,28 @@ def test_store_section() -> None:
         policy_from_mapping({"store": {"stages": ["dev"], "default_stage": "staging"}})
     with pytest.raises(PolicyError, match="at least one stage"):
         policy_from_mapping({"store": {"stages": [], "default_stage": "staging"}})
+
+
+def test_keras_version_must_be_a_version(tmp_path: Path) -> None:
+    bad = tmp_path / "kerasguard.toml"
+    bad.write_text('keras_version = "banana"\n')
+    with pytest.raises(PolicyError, match=r"'keras_version'.*'banana'"):
+        load_policy(bad)
+    bad.write_text('keras_version = "3.15.1"\n')
+    assert load_policy(bad).keras_version == "3.15.1"
+
+
+def test_kerasguard_toml_accepts_the_pyproject_table(tmp_path: Path) -> None:
+    """The README's [tool.kerasguard] snippet pasted into kerasguard.toml works as it is."""
+    toml = tmp_path / "kerasguard.toml"
+    toml.write_text('[tool.kerasguard]\nfail_on = "medium"\n[tool.kerasguard.limits]\nmax_members = 5\n')
+    for policy in (load_policy(toml), load_policy(search_from=tmp_path)):
+        assert policy.fail_on is Severity.MEDIUM and policy.limits.max_members == 5
+    toml.write_text('fail_on = "low"\n[tool.kerasguard]\nfail_on = "medium"\n')
+    with pytest.raises(PolicyError) as mixed:
+        load_policy(toml)
+    assert "both bare" in mixed.value.message and mixed.value.hint
+    toml.write_text("[tool.black]\nline-length = 100\n")
+    with pytest.raises(PolicyError) as other:
+        load_policy(toml)
+    assert "unknown policy key 'tool'" in other.value.message and "[tool.kerasguard]" in str(other.value.hint)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from kerasguard import scan_workers
-from kerasguard.findings import FileReport, Finding, Location, ScanReport, Severity
+from kerasguard.findings import FileReport, Finding, Location, ScanReport, Severity, Suppression
 from kerasguard.formats.artifact import ProblemKind
 from kerasguard.formats.context import ReadContext
 from kerasguard.policy import Limits, Policy
@@ -30,6 +30,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # Keras (JAX) is loaded in this process to build the corpus; JAX warns at every fork. The workers never
 # call into JAX (the scan path never imports it), so its threads' locks are never waited on.
 pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
+
+
+@pytest.fixture
+def fork_despite_jax(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker tests below test the workers, not the guard: JAX's threads (this process built the
+    corpus with Keras) would make ``can_fork`` refuse. The guard is tested in a fresh interpreter."""
+    monkeypatch.setattr(scan_workers, "os_threads", lambda: 1)
 
 
 def comparable(report: ScanReport) -> dict[str, Any]:
@@ -88,7 +95,7 @@ def worker_pids() -> list[int]:
 
 
 @pytest.mark.keras
-def test_two_workers_give_the_sequential_report(corpus: Path) -> None:
+def test_two_workers_give_the_sequential_report(corpus: Path, fork_despite_jax: None) -> None:
     assert scan_workers.can_fork()
     one = scan_many([corpus], Policy(), jobs=1)
     seen: list[str] = []
@@ -119,7 +126,7 @@ def test_cli_jobs_two_and_auto_match_jobs_one(corpus: Path, tmp_path: Path) -> N
 
 
 @pytest.mark.keras
-def test_workers_killed_mid_run_turn_their_files_into_findings(corpus: Path) -> None:
+def test_workers_killed_mid_run_turn_their_files_into_findings(corpus: Path, fork_despite_jax: None) -> None:
     one = comparable(scan_many([corpus], Policy(), jobs=1))
     killed: list[int] = []
 
@@ -229,7 +236,19 @@ def full_report() -> FileReport:
         cwe=None,
         remediation="r",
     )
-    return FileReport("a.keras", "keras", (finding,), complete=False, size=3, duration_s=0.1234567891)
+    suppressions = (
+        Suppression(finding, "ignore", "why", "/repo/kerasguard.toml", applied=False),
+        Suppression(finding, "severity", "[severity] sets it to low", "p.toml", True, Severity.LOW),
+    )
+    return FileReport(
+        "a.keras",
+        "keras",
+        (finding,),
+        complete=False,
+        size=3,
+        duration_s=0.1234567891,
+        suppressions=suppressions,
+    )
 
 
 def test_wire_form_round_trips_exactly() -> None:
@@ -249,6 +268,10 @@ def test_wire_form_round_trips_exactly() -> None:
         (lambda d: d["findings"][0]["location"].update(file=None), "'file' must be a string"),
         (lambda d: d["findings"][0].update(cves="CVE-1"), "'cves'"),
         (lambda d: d.update(duration_s=float("nan")), "finite"),
+        (lambda d: d["suppressions"][0].update(kind="forget"), "unknown suppression kind"),
+        (lambda d: d["suppressions"][0].update(applied="yes"), "'applied'"),
+        (lambda d: d["suppressions"][1].update(new_severity="none"), "unknown severity"),
+        (lambda d: d["suppressions"][0]["finding"].update(rule_id="KG999"), "unknown rule id"),
     ],
 )
 def test_wire_form_is_checked_field_by_field(edit: Any, error: str) -> None:
@@ -278,15 +301,65 @@ def test_auto_jobs_needs_enough_targets_and_caps_at_eight(monkeypatch: pytest.Mo
     assert scan_workers.auto_jobs(165) == 2
 
 
-def test_no_fork_while_another_thread_runs() -> None:
-    import threading
+GUARD_SCRIPT = """
+import _thread, threading, time
+from kerasguard import scan_workers
 
-    stop = threading.Event()
-    thread = threading.Thread(target=stop.wait)
-    thread.start()
-    try:
-        assert not scan_workers.can_fork()
-    finally:
-        stop.set()
-        thread.join()
-    assert scan_workers.can_fork()
+def settle():
+    for _ in range(300):  # a joined thread is gone for Python before the kernel has reaped it
+        if scan_workers.os_threads() == 1:
+            return
+        time.sleep(0.01)
+
+assert scan_workers.os_threads() == 1 and scan_workers.can_fork()
+
+# A thread the threading module does not know (as JAX/XLA, BLAS or an embedding program start) counts.
+release, done = _thread.allocate_lock(), _thread.allocate_lock()
+release.acquire(); done.acquire()
+def native():
+    release.acquire(); done.release()
+_thread.start_new_thread(native, ())
+assert threading.active_count() == 1 and scan_workers.os_threads() == 2
+assert not scan_workers.can_fork()
+release.release(); done.acquire(); settle()
+assert scan_workers.can_fork()
+
+stop = threading.Event()
+thread = threading.Thread(target=stop.wait)
+thread.start()
+assert not scan_workers.can_fork()
+stop.set(); thread.join(); settle()
+assert scan_workers.can_fork()
+print("ok")
+"""
+
+
+def run_fresh(script: str) -> str:
+    """A fresh interpreter: this test process may already run JAX's threads."""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_no_fork_while_any_other_thread_runs() -> None:
+    assert run_fresh(GUARD_SCRIPT).strip() == "ok"
+
+
+@pytest.mark.keras
+def test_no_fork_once_jax_has_started_its_threads() -> None:
+    """decision 27 measured the wrong thing: JAX starts native threads that threading never sees."""
+    script = (
+        "import os, threading\nos.environ['KERAS_BACKEND'] = 'jax'\n"
+        "import jax.numpy as jnp\njnp.ones(4).sum().block_until_ready()\n"
+        "from kerasguard import scan_workers\n"
+        "print(threading.active_count(), scan_workers.os_threads(), scan_workers.can_fork())\n"
+    )
+    python_threads, os_threads, can_fork = run_fresh(script).split()
+    assert python_threads == "1" and int(os_threads) > 1 and can_fork == "False"

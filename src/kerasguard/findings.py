@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: suppressions
 
 
 class Severity(IntEnum):
@@ -111,6 +111,35 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class Suppression:
+    """A finding the policy ignored (``kind="ignore"``) or downgraded (``kind="severity"``).
+
+    ``finding`` is as the rules reported it. ``applied`` is False when the policy was not allowed to
+    suppress it (a code-execution finding and a policy found upwards, not given explicitly): the finding
+    then stays in the report at its own severity.
+    """
+
+    finding: Finding
+    kind: str  # "ignore" | "severity"
+    reason: str
+    policy: str
+    applied: bool = True
+    new_severity: Severity | None = None  # kind "severity": what the policy set
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule_id": self.finding.rule_id,
+            "kind": self.kind,
+            "applied": self.applied,
+            "reason": self.reason,
+            "policy": self.policy,
+            "severity": str(self.finding.severity),
+            "new_severity": None if self.new_severity is None else str(self.new_severity),
+            "finding": self.finding.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
 class FileReport:
     """The result for one scanned artifact (a file or a model directory)."""
 
@@ -120,7 +149,8 @@ class FileReport:
     complete: bool = True
     size: int = 0
     duration_s: float = 0.0
-    suppressed: int = 0
+    suppressed: int = 0  # findings removed by ignores (the applied "ignore" suppressions)
+    suppressions: tuple[Suppression, ...] = ()
 
     @property
     def max_severity(self) -> Severity | None:
@@ -135,6 +165,7 @@ class FileReport:
             "duration_s": round(self.duration_s, 6),
             "suppressed": self.suppressed,
             "findings": [f.to_dict() for f in self.findings],
+            "suppressions": [s.to_dict() for s in self.suppressions],
         }
 
 
@@ -155,6 +186,10 @@ class ScanReport:
     @property
     def complete(self) -> bool:
         return not self.errors and all(r.complete for r in self.files)
+
+    @property
+    def suppressions(self) -> tuple[Suppression, ...]:
+        return tuple(s for report in self.files for s in report.suppressions)
 
     @property
     def max_severity(self) -> Severity | None:
@@ -183,6 +218,7 @@ class ScanReport:
                 "findings": len(self.findings),
                 "by_severity": counts,
                 "skipped": len(self.skipped),
+                "suppressed": sum(1 for s in self.suppressions if s.applied),
             },
             "errors": list(self.errors),
             "skipped": list(self.skipped),

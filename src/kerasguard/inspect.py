@@ -88,6 +88,11 @@ class Inspection:
     assets: list[tuple[str, int, str]]
     weights: list[WeightGroup]
     report: FileReport
+    # sha256 of the file (or of a directory's canonical manifest), as `kerasguard hash` and `verify --digest`.
+    digest: str | None = None
+    digest_error: str | None = None
+    # The Keras version the file says saved it (metadata.json or the HDF5 root attribute): a claim, not proof.
+    claimed_keras_version: str | None = None
 
     @property
     def total_parameters(self) -> int:
@@ -97,6 +102,9 @@ class Inspection:
         return {
             "path": self.path,
             "format": self.format,
+            "digest": self.digest,
+            "digest_error": self.digest_error,
+            "claimed_keras_version": self.claimed_keras_version,
             "layers": [layer.to_dict() for layer in self.layers],
             "references": [r.__dict__ for r in self.references],
             "assets": [{"name": n, "size": s, "kind": k} for n, s, k in self.assets],
@@ -235,9 +243,35 @@ def _attach_parameters(layers: list[LayerNode], counts: dict[str, int]) -> None:
         _attach_parameters(layer.children, counts)
 
 
+def _claimed_keras_version(art: Artifact) -> str | None:
+    """What the file claims about the Keras that saved it (bounded: it is the file's own word)."""
+    for doc in art.json_docs:
+        if doc.role == "metadata" and isinstance(doc.value, dict):
+            version = doc.value.get("keras_version")
+            if isinstance(version, str):
+                return version[:64]
+    for h5 in art.h5_files:
+        version = h5.root_attrs.get("keras_version")
+        if version:
+            return version[:64]
+    return None
+
+
+def _digest(path: str | os.PathLike[str]) -> tuple[str | None, str | None]:
+    """(digest, None) or (None, why not): a file that cannot be hashed is reported, not fatal."""
+    from kerasguard.errors import KerasGuardError
+    from kerasguard.integrity.manifest import compute_manifest
+
+    try:
+        return compute_manifest(path, "sha256").digest(), None
+    except (KerasGuardError, OSError) as exc:
+        return None, str(getattr(exc, "message", None) or exc)
+
+
 def inspect_model(path: str | os.PathLike[str], policy: Policy | None = None) -> Inspection:
     """Review one model file or directory without loading it."""
     art, report = analyse(path, policy)
+    digest, digest_error = _digest(path)
     layers: list[LayerNode] = []
     for doc in art.model_configs:
         layers += _layer_tree(doc.value, "")
@@ -256,4 +290,7 @@ def inspect_model(path: str | os.PathLike[str], policy: Policy | None = None) ->
         assets=assets,
         weights=weights,
         report=report,
+        digest=digest,
+        digest_error=digest_error,
+        claimed_keras_version=_claimed_keras_version(art),
     )

@@ -191,6 +191,7 @@ def _verify(
         or trust.require == "signature"
         or bool(trust.keys)
         or bool(trust.cert_chains)
+        or bool(trust.models)  # pinned models: every load must show a pinned name, signer and version
     )
     if trust.require == "digest" and digest is None and not wants_signature:
         raise IntegrityError(
@@ -375,9 +376,9 @@ def _load_sandboxed(
         model = SandboxedModel(child, reply, on_close=copy.remove)
     except BaseException:
         child.close()
-        event.child = child.stats.to_dict()
+        event.child = child.stats.to_dict(samples=policy.sandbox.memory_samples)
         raise
-    event.child = child.refresh_stats().to_dict()
+    event.child = child.refresh_stats().to_dict(samples=policy.sandbox.memory_samples)
     return model
 
 

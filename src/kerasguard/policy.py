@@ -118,11 +118,32 @@ class TrustedKey:
 
 @dataclass(frozen=True)
 class PinnedModel:
-    """A model name (glob) and version (glob) that only ``signers`` may sign."""
+    """A model name (glob) and version (glob) that only ``signers`` may sign, from ``min_version`` on.
+
+    Pins are a closed list: once the policy has any, a signature for a model no pin names is refused,
+    so a validly signed *other* model cannot stand in for a pinned one, and a pinned model signed for
+    a version older than ``min_version`` (PEP 440) cannot be rolled back to.
+    """
 
     name: str
     signers: tuple[str, ...]
     version: str = "*"
+    min_version: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise PolicyError("'name' must not be empty")
+        if any(not s.strip() for s in self.signers):
+            raise PolicyError(f"pin {self.name!r}: 'signers' has an empty name")
+        if self.min_version is not None:
+            from packaging.version import InvalidVersion, Version  # only policies that pin versions pay
+
+            try:
+                Version(self.min_version)
+            except InvalidVersion:
+                raise PolicyError(
+                    f"pin {self.name!r}: 'min_version' {self.min_version!r} is not a PEP 440 version"
+                ) from None
 
 
 @dataclass(frozen=True)
@@ -152,14 +173,14 @@ class Sandbox:
     cpu_seconds: int = 120  # per request (predict, summary)
     wall_seconds: float = 120.0  # per request
     startup_cpu_seconds: int = 300  # start-up (interpreter, Keras, backend) and the model load together
-    startup_wall_seconds: float = 300.0
-    max_file_mb: int = 256
+    startup_wall_seconds: float = 300.0  # start-up and the model load together
+    max_file_mb: int = 256  # largest single file the child may write (RLIMIT_FSIZE)
     scratch_mb: int = 512  # total size of the child's scratch (a tmpfs in its mount namespace)
     max_open_files: int = 256
     network: bool = False
     allow_unsafe_in_process: bool = False
-    # Isolation layers a load refuses to go without; None: every layer this kernel family offers to
-    # the current user (docs/sandbox.md). Listing fewer is an opt-out, logged at every load.
+    memory_samples: bool = False  # the child's whole memory curve in the load event (else peak and count)
+    # Layers a load refuses to go without; unset: all the machine offers this user; fewer: a logged opt-out
     require: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -244,6 +265,20 @@ class Policy:
     audit: Audit = field(default_factory=Audit)
     store: Store = field(default_factory=Store)
     source: str = "<default>"
+    # True for a policy found upwards from the working directory rather than given: it cannot suppress
+    # code-execution findings (kerasguard.suppressions). Never read from a file.
+    found_implicitly: bool = False
+
+    def __post_init__(self) -> None:
+        if self.keras_version is not None:
+            from packaging.version import InvalidVersion, Version
+
+            try:
+                Version(self.keras_version)
+            except InvalidVersion:
+                raise PolicyError(
+                    f"policy key 'keras_version': {self.keras_version!r} is not a version (e.g. \"3.15.1\")"
+                ) from None
 
     def severity_for(self, rule_id: str, default: Severity) -> Severity:
         return self.severity.get(rule_id, default)
@@ -308,6 +343,9 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
     raise PolicyError(f"policy key {key!r}: unsupported type {annotation!r}")
 
 
+_NOT_FROM_FILES = frozenset({"source", "found_implicitly"})
+
+
 def from_mapping(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
     hints = typing.get_type_hints(cls)
@@ -316,8 +354,8 @@ def from_mapping(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     for raw_key, value in data.items():
         name = raw_key.replace("-", "_")
         key = f"{prefix}.{raw_key}" if prefix else raw_key
-        if name not in fields or name == "source":
-            known = ", ".join(sorted(f for f in fields if f != "source"))
+        if name not in fields or name in _NOT_FROM_FILES:
+            known = ", ".join(sorted(f for f in fields if f not in _NOT_FROM_FILES))
             raise PolicyError(f"unknown policy key {key!r} (known keys here: {known})")
         kwargs[name] = _convert(value, hints[name], key)
     missing = [
@@ -347,25 +385,54 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def load_policy(path: str | Path | None = None, *, search_from: str | Path | None = None) -> Policy:
     """Load a policy from ``path``, or find ``kerasguard.toml`` / ``pyproject.toml`` upwards.
 
-    ``pyproject.toml`` counts only when it has a ``[tool.kerasguard]`` table. No file: defaults.
+    ``pyproject.toml`` counts only when it has a ``[tool.kerasguard]`` table; ``kerasguard.toml`` holds the
+    keys bare or, as pasted from a pyproject.toml, under ``[tool.kerasguard]``. No file: defaults. A policy
+    found upwards is marked ``found_implicitly`` (it cannot suppress code-execution findings).
     """
     if path is not None:
         p = Path(path)
         data = _read_toml(p)
         if p.name == "pyproject.toml":
             data = data.get("tool", {}).get("kerasguard", {})
+        else:
+            data = _policy_table(data, p)
         return policy_from_mapping(data, source=str(p))
     start = Path(search_from or Path.cwd()).resolve()
     for folder in (start, *start.parents):
         candidate = folder / "kerasguard.toml"
         if candidate.is_file():
-            return policy_from_mapping(_read_toml(candidate), source=str(candidate))
+            data = _policy_table(_read_toml(candidate), candidate)
+            return _found(policy_from_mapping(data, source=str(candidate)))
         pyproject = folder / "pyproject.toml"
         if pyproject.is_file():
             tool = _read_toml(pyproject).get("tool", {})
             if "kerasguard" in tool:
-                return policy_from_mapping(tool["kerasguard"], source=str(pyproject))
+                return _found(policy_from_mapping(tool["kerasguard"], source=str(pyproject)))
     return Policy()
+
+
+def _found(policy: Policy) -> Policy:
+    return dataclasses.replace(policy, found_implicitly=True)
+
+
+def _policy_table(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The policy keys of a kerasguard.toml: bare, or under ``[tool.kerasguard]`` as in pyproject.toml."""
+    tool = data.get("tool")
+    if tool is None:
+        return data
+    if not isinstance(tool, dict) or set(tool) != {"kerasguard"} or not isinstance(tool["kerasguard"], dict):
+        raise PolicyError(
+            f"{path}: unknown policy key 'tool'",
+            hint="in kerasguard.toml write the keys bare, or all of them under [tool.kerasguard]",
+        )
+    if len(data) > 1:
+        others = ", ".join(sorted(k for k in data if k != "tool"))
+        raise PolicyError(
+            f"{path}: policy keys both bare ({others}) and under [tool.kerasguard]",
+            hint="use one form: bare keys, or all of them under [tool.kerasguard]",
+        )
+    table: dict[str, Any] = tool["kerasguard"]
+    return table
 
 
 def policy_from_mapping(data: Mapping[str, Any], *, source: str = "<mapping>") -> Policy:

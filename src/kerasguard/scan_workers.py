@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from kerasguard.findings import FileReport, Finding, Location, Severity
+from kerasguard.findings import FileReport, Finding, Location, Severity, Suppression
 from kerasguard.formats.artifact import ProblemKind
 from kerasguard.formats.context import ReadContext
 from kerasguard.policy import Limits
@@ -61,10 +61,29 @@ def auto_jobs(n_targets: int) -> int:
     return max(1, min(usable_cpus(), AUTO_MAX_WORKERS))
 
 
+def os_threads() -> int | None:
+    """Threads of this process as the kernel counts them (``Threads:`` in /proc/self/status), or None.
+
+    ``threading.active_count()`` sees only threads started by :mod:`threading`; native threads (JAX/XLA
+    starts about 17, BLAS pools, an embedding program's) count too: any of them may hold a lock.
+    """
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Threads:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def can_fork() -> bool:
-    """Whether workers can be forked safely: Linux, and no other Python thread that could hold a lock
-    (stdio, logging, a progress bar's) the worker would then wait on forever."""
-    return sys.platform.startswith("linux") and hasattr(os, "fork") and threading.active_count() == 1
+    """Whether workers can be forked safely: Linux, and no other thread at all (Python or native) that
+    could hold a lock (stdio, logging, malloc, a progress bar's) the worker would then wait on forever.
+    Unknown thread count: no fork (the scan runs in this process)."""
+    if not (sys.platform.startswith("linux") and hasattr(os, "fork")):
+        return False
+    return threading.active_count() == 1 and os_threads() == 1
 
 
 # ---------------------------------------------------------------- the wire form
@@ -83,25 +102,37 @@ def encode_report(report: FileReport) -> dict[str, Any]:
         "size": report.size,
         "duration_s": report.duration_s,
         "suppressed": report.suppressed,
-        "findings": [
+        "findings": [_encode_finding(f) for f in report.findings],
+        "suppressions": [
             {
-                "rule_id": f.rule_id,
-                "severity": f.severity.name,
-                "title": f.title,
-                "message": f.message,
-                "location": {
-                    "file": f.location.file,
-                    "member": f.location.member,
-                    "pointer": f.location.pointer,
-                    "h5path": f.location.h5path,
-                },
-                "evidence": f.evidence,
-                "cves": list(f.cves),
-                "cwe": f.cwe,
-                "remediation": f.remediation,
+                "finding": _encode_finding(s.finding),
+                "kind": s.kind,
+                "reason": s.reason,
+                "policy": s.policy,
+                "applied": s.applied,
+                "new_severity": None if s.new_severity is None else s.new_severity.name,
             }
-            for f in report.findings
+            for s in report.suppressions
         ],
+    }
+
+
+def _encode_finding(f: Finding) -> dict[str, Any]:
+    return {
+        "rule_id": f.rule_id,
+        "severity": f.severity.name,
+        "title": f.title,
+        "message": f.message,
+        "location": {
+            "file": f.location.file,
+            "member": f.location.member,
+            "pointer": f.location.pointer,
+            "h5path": f.location.h5path,
+        },
+        "evidence": f.evidence,
+        "cves": list(f.cves),
+        "cwe": f.cwe,
+        "remediation": f.remediation,
     }
 
 
@@ -128,7 +159,10 @@ def _count(raw: dict[str, Any], key: str) -> int:
     return int(value)
 
 
-_REPORT_KEYS = frozenset({"path", "format", "complete", "size", "duration_s", "suppressed", "findings"})
+_REPORT_KEYS = frozenset(
+    {"path", "format", "complete", "size", "duration_s", "suppressed", "findings", "suppressions"}
+)
+_SUPPRESSION_KEYS = frozenset({"finding", "kind", "reason", "policy", "applied", "new_severity"})
 _FINDING_KEYS = frozenset(
     {"rule_id", "severity", "title", "message", "location", "evidence", "cves", "cwe", "remediation"}
 )
@@ -161,6 +195,22 @@ def _finding(raw: Any) -> Finding:
     )
 
 
+def _suppression(raw: Any) -> Suppression:
+    s = _fields(raw, _SUPPRESSION_KEYS, "suppression")
+    _expect(s["kind"] in ("ignore", "severity"), f"unknown suppression kind {s['kind']!r}")
+    _expect(isinstance(s["applied"], bool), "'applied' must be true or false")
+    new = s["new_severity"]
+    _expect(new is None or new in _SEVERITIES, f"unknown severity {new!r}")
+    return Suppression(
+        finding=_finding(s["finding"]),
+        kind=s["kind"],
+        reason=_str(s, "reason"),
+        policy=_str(s, "policy"),
+        applied=s["applied"],
+        new_severity=None if new is None else _SEVERITIES[new],
+    )
+
+
 def decode_report(raw: Any) -> FileReport:
     """The inverse of :func:`encode_report`; raises :class:`InvalidResult` on anything else."""
     r = _fields(raw, _REPORT_KEYS, "report")
@@ -171,6 +221,7 @@ def decode_report(raw: Any) -> FileReport:
         "'duration_s' must be a finite number",
     )
     _expect(isinstance(r["findings"], list), "'findings' must be a list")
+    _expect(isinstance(r["suppressions"], list), "'suppressions' must be a list")
     return FileReport(
         path=_str(r, "path"),
         format=_str(r, "format"),
@@ -179,6 +230,7 @@ def decode_report(raw: Any) -> FileReport:
         size=_count(r, "size"),
         duration_s=max(0.0, float(duration)),
         suppressed=_count(r, "suppressed"),
+        suppressions=tuple(_suppression(s) for s in r["suppressions"]),
     )
 
 

@@ -19,13 +19,22 @@ from packaging.version import InvalidVersion, Version
 from kerasguard._version import __version__
 from kerasguard.advisories.enrich import enrich_findings
 from kerasguard.errors import PolicyError
-from kerasguard.findings import FileReport, Finding, Location, ScanReport, Severity, sort_findings
+from kerasguard.findings import (
+    FileReport,
+    Finding,
+    Location,
+    ScanReport,
+    Severity,
+    Suppression,
+    sort_findings,
+)
 from kerasguard.formats.artifact import Artifact, ProblemKind
 from kerasguard.formats.context import ReadContext
 from kerasguard.formats.dispatch import artifact_format, open_artifact
 from kerasguard.formats.sniff import is_candidate_name, sniff
 from kerasguard.policy import Policy
 from kerasguard.rules import RULES, Rule, RuleContext
+from kerasguard.suppressions import apply_policy
 
 ProgressCallback = Callable[[str], None]
 
@@ -65,11 +74,15 @@ def installed_keras_version() -> str | None:
     return installed_version("keras")
 
 
-def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Target], list[str], list[str]]:
+def discover(
+    paths: Iterable[str | os.PathLike[str]], *, only_models: bool = False
+) -> tuple[list[Target], list[str], list[str]]:
     """Expand paths into artifacts. Returns (targets, skipped, errors).
 
     Directories are walked without following symlinks out of the tree; a model directory
-    (Keras or SavedModel) is one artifact. Files found by walking are picked by name or magic.
+    (Keras or SavedModel) is one artifact. Files found by walking are picked by name or magic; so are
+    explicit files when ``only_models`` (a pre-commit hook passes every staged file: a model renamed
+    ``model.bin`` is still picked by its magic bytes), else every explicit file is scanned.
     """
     targets: list[Target] = []
     skipped: list[str] = []
@@ -81,6 +94,8 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Target], lis
             continue
         if path.is_dir() and artifact_format(path) is None:
             _walk(path, targets, skipped, errors)
+        elif only_models and path.is_file() and not path.is_symlink() and not _is_model_file(path):
+            skipped.append(f"{path}: not a model file")
         else:
             targets.append(Target(path, str(path)))
     return targets, skipped, errors
@@ -113,10 +128,14 @@ def _walk(root: Path, targets: list[Target], skipped: list[str], errors: list[st
                 if not inside:
                     skipped.append(f"{file}: symlink leads out of the scanned tree")
                     continue
-            if is_candidate_name(name) or _has_model_magic(file):
+            if _is_model_file(file):
                 targets.append(Target(file, str(file)))
             else:
                 skipped.append(f"{file}: not a model file")
+
+
+def _is_model_file(file: Path) -> bool:
+    return is_candidate_name(file.name) or _has_model_magic(file)
 
 
 def _has_model_magic(file: Path) -> bool:
@@ -128,9 +147,11 @@ def _has_model_magic(file: Path) -> bool:
     return sniff(head, "") in ("zip", "hdf5", "pickle", "npy")
 
 
-def run_rules(art: Artifact, ctx: RuleContext, rules: Sequence[Rule] = RULES) -> tuple[list[Finding], int]:
+def run_rules(
+    art: Artifact, ctx: RuleContext, rules: Sequence[Rule] = RULES
+) -> tuple[list[Finding], list[Suppression]]:
     """All findings for one artifact, tied to the advisories they trigger on the Keras that will load it,
-    after policy ignores; returns (findings, suppressed)."""
+    after the policy's severity overrides and ignores; returns (findings, suppressions)."""
     produced_all: list[Finding] = []
     for rule in rules:
         try:
@@ -149,8 +170,7 @@ def run_rules(art: Artifact, ctx: RuleContext, rules: Sequence[Rule] = RULES) ->
     enriched = enrich_findings(
         produced_all, ctx.keras_version, artifact_format=art.format, policy=ctx.policy, db=ctx.advisories
     )
-    found = [f for f in enriched if not ctx.policy.ignored(f.rule_id, art.path)]
-    return found, len(enriched) - len(found)
+    return apply_policy(enriched, ctx.policy, art.path)
 
 
 def scan_target(target: Target, read_ctx: ReadContext, rule_ctx: RuleContext) -> FileReport:
@@ -169,7 +189,7 @@ def analyse_target(
     except Exception as exc:  # a reader bug: report, never crash the run
         art = Artifact(path=target.display, format="unknown", location=Location(target.display))
         art.problem(art.location, "crash", f"reader failed: {type(exc).__name__}: {exc}")
-    findings, suppressed = run_rules(art, rule_ctx)
+    findings, suppressions = run_rules(art, rule_ctx)
     return art, FileReport(
         path=target.display,
         format=art.format,
@@ -177,7 +197,8 @@ def analyse_target(
         complete=not art.problems,
         size=art.size,
         duration_s=time.perf_counter() - started,
-        suppressed=suppressed,
+        suppressed=_ignored(suppressions),
+        suppressions=tuple(suppressions),
     )
 
 
@@ -185,14 +206,19 @@ def failed_report(target: Target, kind: ProblemKind, message: str, rule_ctx: Rul
     """The report of a file nobody could read (its scan worker died, say): KG9xx, never clean."""
     art = Artifact(path=target.display, format="unknown", location=Location(target.display))
     art.problem(art.location, kind, message)
-    findings, suppressed = run_rules(art, rule_ctx)
+    findings, suppressions = run_rules(art, rule_ctx)
     return FileReport(
         path=target.display,
         format=art.format,
         findings=sort_findings(findings),
         complete=False,
-        suppressed=suppressed,
+        suppressed=_ignored(suppressions),
+        suppressions=tuple(suppressions),
     )
+
+
+def _ignored(suppressions: Sequence[Suppression]) -> int:
+    return sum(1 for s in suppressions if s.applied and s.kind == "ignore")
 
 
 def scan_many(
@@ -202,16 +228,17 @@ def scan_many(
     jobs: int | Literal["auto"] = 1,
     progress: ProgressCallback | None = None,
     on_targets: Callable[[int], None] | None = None,
+    only_models: bool = False,
 ) -> ScanReport:
     """Scan files and directories; see :func:`scan`.
 
     ``jobs`` > 1 scans in that many forked worker processes (Linux, no other thread running; else in
     this process); ``"auto"`` picks one per usable CPU, at most 8, for 8 targets or more. The report is
-    the same whatever ``jobs`` is.
+    the same whatever ``jobs`` is. ``only_models``: see :func:`discover`.
     """
     policy = policy or Policy()
     rule_context(policy, files=False)  # a bad policy fails before the walk
-    targets, skipped, errors = discover(paths)
+    targets, skipped, errors = discover(paths, only_models=only_models)
     rule_ctx = rule_context(policy, files=bool(targets))
     keras_version = rule_ctx.keras_version
     if on_targets:

@@ -103,6 +103,14 @@ def test_renderers(make_site: SiteFactory) -> None:
     assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].endswith(
         "keras-3.13.1.dist-info"
     )
+    relative = json.loads(render_audit_sarif(report, base=site))["runs"][0]
+    hit = next(r for r in relative["results"] if r["ruleId"] == "CVE-2026-1462")
+    assert hit["locations"][0]["physicalLocation"]["artifactLocation"] == {
+        "uri": "keras-3.13.1.dist-info",
+        "uriBaseId": "%SRCROOT%",
+    }
+    prints = [json.dumps(r["partialFingerprints"]) for r in run["results"]]
+    assert len(prints) == len(set(prints))
 
 
 def test_incomplete_audit_is_exit_2_and_says_so(tmp_path: Path) -> None:

@@ -166,6 +166,21 @@ def test_we_verify_model_signing_cli_signature_and_its_ignored_git_folder(
         verify(model, key=keys.public("bob"))
 
 
+def test_unsigned_manifest_added_to_a_model_signing_directory_is_an_extra_file(
+    saved: SavedModels, keys: Keys, tmp_path: Path
+) -> None:
+    """model_signing neither signs nor ignores a kerasguard.manifest.json added after signing."""
+    model = copy_model(saved.directory, tmp_path)
+    for name in ("model.sig", "kerasguard.manifest.json"):
+        (model / name).unlink()
+    ms_sign_key(model, model / "model.sig", keys.private("bob"))
+    assert verify(model, key=keys.public("bob")).checks == ("signature",)
+    (model / "kerasguard.manifest.json").write_text('{"schema": "whatever the attacker wants"}')
+    with pytest.raises(ManifestMismatchError, match=r"extra.*kerasguard\.manifest\.json") as info:
+        verify(model, key=keys.public("bob"))
+    assert info.value.diff.extra == ("kerasguard.manifest.json",)
+
+
 def test_we_verify_model_signing_certificate_signatures(tmp_path: Path, pki: Pki) -> None:
     model = tmp_path / "model"
     model.mkdir()

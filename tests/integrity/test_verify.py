@@ -288,12 +288,19 @@ def test_directory_signature_does_not_fit_a_file(saved: SavedModels, keys: Keys)
         verify(saved.file, key=keys.public("alice"), signature=saved.directory / "model.sig")
 
 
-def test_signature_lies_about_unsigned_files(saved: SavedModels, keys: Keys, tmp_path: Path) -> None:
-    # kerasguard.manifest.json sits beside the model unsigned; editing it must not matter, and
-    # it must not be mistaken for a model file.
+def test_edited_unsigned_manifest_in_a_signed_directory_is_an_extra_file(
+    saved: SavedModels, keys: Keys, tmp_path: Path
+) -> None:
+    # kerasguard's signature leaves kerasguard.manifest.json out (ignore_paths: it cannot hold its own
+    # digest). The one save_model wrote, the manifest of the signed files, verifies; any other content
+    # is an unsigned file that a reader of the manifest would trust, so it is reported as extra.
     model = copy_model(saved.directory, tmp_path)
-    (model / "kerasguard.manifest.json").write_text("{}")
     assert verify(model, key=keys.public("alice")).checks == ("signature",)
+    for content in ("{}", (model / "kerasguard.manifest.json").read_text().replace("config.json", "x.json")):
+        (model / "kerasguard.manifest.json").write_text(content)
+        with pytest.raises(ManifestMismatchError, match=r"extra.*kerasguard\.manifest\.json") as info:
+            verify(model, key=keys.public("alice"))
+        assert info.value.diff.extra == ("kerasguard.manifest.json",)
 
 
 # --- digests and manifests -----------------------------------------------------------------------

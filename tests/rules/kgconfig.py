@@ -128,12 +128,8 @@ def keras_ref(
     return ref
 
 
-def scan_e2e(path: Path, policy: Policy | None = None, reader: str = "zip") -> list[Finding] | None:
-    """Findings of the whole scanner on ``path``, or None while ``reader`` is still a stub on this branch."""
+def scan_e2e(path: Path, policy: Policy | None = None) -> list[Finding]:
+    """Findings of the whole scanner on ``path``."""
     from kerasguard.scanner import scan
 
-    report = scan(path, policy)
-    found = list(report.findings)
-    if any(f"{reader} reader not implemented" in f.message for f in found):
-        return None
-    return found
+    return list(scan(path, policy).findings)

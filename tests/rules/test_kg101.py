@@ -165,15 +165,11 @@ def test_scan_of_a_config_json_file_end_to_end(tmp_path: Path) -> None:
 
 def test_scan_of_the_keras_archive_end_to_end() -> None:
     found = scan_e2e(attack("lambda_bytecode"))
-    if found is None:
-        pytest.skip("the zip reader is not on this branch yet")
     assert any(f.rule_id == "KG101" and f.severity is Severity.CRITICAL for f in found)
 
 
 def test_scan_of_the_legacy_h5_end_to_end() -> None:
-    found = scan_e2e(attack_h5(), reader="HDF5")
-    if found is None:
-        pytest.skip("the HDF5 reader is not on this branch yet")
+    found = scan_e2e(attack_h5())
     hits = [f for f in found if f.rule_id == "KG101"]
     assert len(hits) == 1 and "CVE-2025-9905" in hits[0].cves
 

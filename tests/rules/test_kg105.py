@@ -23,12 +23,6 @@ def kg105(report: ScanReport) -> list[Finding]:
     return [f for f in report.findings if f.rule_id == "KG105"]
 
 
-def skip_without_zip_reader(report: ScanReport) -> None:
-    """.npz and .keras need the zip reader (another module); skip until it is merged, never pass."""
-    if any("zip reader not implemented" in f.message for f in report.findings):
-        pytest.skip("zip reader not merged yet")
-
-
 def test_object_array_npy_is_critical_for_keras_before_3_9(tmp_path: Path) -> None:
     path = tmp_path / "w.npy"
     np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
@@ -81,17 +75,12 @@ def test_object_array_inside_an_npz(tmp_path: Path) -> None:
     path = tmp_path / "arrays.npz"
     np.savez(path, ok=np.ones(3), bad=np.array([1, "x"], dtype=object))
     report = scan(path, OLD_KERAS)
-    skip_without_zip_reader(report)
     [finding] = kg105(report)
     assert "bad.npy" in str(finding.location)
 
 
 @pytest.mark.keras
 def test_keras_archive_with_a_pickled_model_weights_npz(tmp_path: Path) -> None:
-    probe = tmp_path / "probe.zip"
-    with zipfile.ZipFile(probe, "w") as zf:
-        zf.writestr("a.txt", "x")
-    skip_without_zip_reader(scan(probe))
     import kmodels
 
     good = tmp_path / "good.keras"

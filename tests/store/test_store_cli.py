@@ -72,15 +72,25 @@ def test_cli_lifecycle(cli: Cli, model: Path, tmp_path: Path) -> None:
 
     pushed = json.loads(
         cli("push", str(model), "--name", "m", "--version", "1", "--source", "https://huggingface.co/acme/m",
-            "--provenance", '{"commit": "abc123"}', "--json", *pol, token=pub)
+            "--provenance", '{"commit": "abc123"}', "--format", "json", *pol, token=pub)
     )  # fmt: skip
     assert pushed["status"] == "admitted"
     assert pushed["provenance"]["client"] == {"commit": "abc123"}
 
-    listed = json.loads(cli("list", "--json", *pol, token=reader))
+    listed = json.loads(cli("list", "-f", "json", *pol, token=reader))
     assert [(m["name"], m["version"]) for m in listed] == [("m", "1")]
-    shown = json.loads(cli("show", "m", "1", "--json", *pol, token=reader))
+    shown = json.loads(cli("show", "m", "1", "--json", *pol, token=reader))  # deprecated alias still works
     assert shown["digest"] == pushed["digest"]
+    assert "--json" not in cli.runner.invoke(app, ["store", "show", "-h"]).stdout  # hidden
+
+    # A folder destination: an existing one, or one written with a trailing slash, gets the file inside.
+    serving = tmp_path / "serving"
+    cli("pull", "m", "1", f"{serving}/", *pol, token=reader)
+    assert (serving / "m.keras").read_bytes() == model.read_bytes()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    cli("pull", "m", "1", str(existing), *pol, token=reader)
+    assert [p.name for p in existing.iterdir()] == ["m.keras"]
 
     out = tmp_path / "pulled.keras"
     cli("pull", "m", "1", str(out), "--expect-digest", pushed["digest"], *pol, token=reader)

@@ -165,7 +165,7 @@ def enrich_findings(
         out.append(
             Finding(
                 rule_id=RULE_ID,
-                severity=policy.severity_for(RULE_ID, adv.severity),
+                severity=adv.severity,  # the policy's [severity] overrides: kerasguard.suppressions
                 title=TITLE,
                 message=f"on {package} {version} this file triggers {adv.id} ({adv.summary}); {fix}",
                 location=Location(file),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-# h5py manylinux wheel -> bundled HDF5, read from each wheel's library (shared/reference/keras-vulns.md s7).
+# h5py manylinux wheel -> bundled HDF5, read off each released wheel's own library.
 WHEEL_HDF5: dict[str, str] = {
     "3.10.0": "1.14.2",
     "3.11.0": "1.14.2",

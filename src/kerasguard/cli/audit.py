@@ -10,14 +10,16 @@ import typer
 
 from kerasguard.cli.app import (
     EXIT_ERROR,
+    FailOn,
     OutputFormat,
+    TextOrJson,
     app,
-    console,
     handle_errors,
+    print_error,
     stdout,
     write_output,
 )
-from kerasguard.cli.scan import resolve_policy
+from kerasguard.cli.scan import IsolatedOption, resolve_policy
 
 if TYPE_CHECKING:
     from kerasguard.advisories.audit import AuditReport
@@ -65,11 +67,12 @@ def audit(
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.text,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here.")] = None,
     fail_on: Annotated[
-        str | None, typer.Option(help="Exit 1 at this severity or above (default: policy, else high).")
+        FailOn | None, typer.Option(help="Exit 1 at this severity or above (default: policy, else high).")
     ] = None,
     policy_file: Annotated[
         Path | None, typer.Option("--policy", help="Policy file (kerasguard.toml or pyproject.toml).")
     ] = None,
+    isolated: IsolatedOption = False,
 ) -> None:
     """Audit keras, tf-keras, tensorflow and h5py (and any package with imported advisories).
 
@@ -79,14 +82,8 @@ def audit(
     from kerasguard.advisories.audit import audit_environment
     from kerasguard.findings import Severity
 
-    policy = resolve_policy(policy_file)
-    threshold = None
-    if fail_on:
-        try:
-            threshold = Severity.parse(fail_on)
-        except ValueError as exc:
-            console.print(f"[red]error:[/] --fail-on: {exc}")
-            raise typer.Exit(EXIT_ERROR) from None
+    policy = resolve_policy(policy_file, isolated=isolated)
+    threshold = Severity.parse(fail_on.value) if fail_on else None
     report = audit_environment(
         python=python,
         requirements=requirement or (),
@@ -94,20 +91,20 @@ def audit(
         policy=policy,
     )
     color = output is None and fmt is OutputFormat.text and stdout.is_terminal
-    write_output(_render(report, fmt, color), str(output) if output else None)
+    write_output(_render(report, fmt, color), output, styled=fmt is OutputFormat.text)
     raise typer.Exit(report.exit_code(threshold))
 
 
 def _print_warnings(db: "AdvisoryDatabase") -> None:
     for warning in db.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False, markup=True)
+        print_error(warning, label="warning", style="yellow")
 
 
 @advisories_app.command("list")
 @handle_errors
 def list_advisories(
     package: Annotated[str | None, typer.Option("--package", "-p", help="Only this package.")] = None,
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.text,
+    fmt: Annotated[TextOrJson, typer.Option("--format", "-f")] = TextOrJson.text,
 ) -> None:
     """List advisories with severity, affected ranges and origin (shipped or imported)."""
     from kerasguard.advisories.database import load_database
@@ -115,7 +112,7 @@ def list_advisories(
     db = load_database()
     _print_warnings(db)
     rows = [a for a in db.advisories if package is None or a.package(package) is not None]
-    if fmt is not OutputFormat.text:
+    if fmt is TextOrJson.json:
         data = [
             {
                 "id": a.id,
@@ -180,7 +177,7 @@ def _show_text(a: "Advisory") -> str:
 @handle_errors
 def show_advisory(
     ident: Annotated[str, typer.Argument(help="Advisory id or alias (CVE, GHSA, PYSEC, KGSA).")],
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.text,
+    fmt: Annotated[TextOrJson, typer.Option("--format", "-f")] = TextOrJson.text,
 ) -> None:
     """Show one advisory as kerasguard judges it, with its corrections and sources."""
     from kerasguard.advisories.database import load_database
@@ -190,9 +187,9 @@ def show_advisory(
     _print_warnings(db)
     adv = db.get(ident)
     if adv is None:
-        console.print(f"[red]error:[/] no advisory {ident!r}; see `kerasguard advisories list`")
+        print_error(f"no advisory {ident!r}; see `kerasguard advisories list`")
         raise typer.Exit(EXIT_ERROR)
-    if fmt is OutputFormat.text:
+    if fmt is TextOrJson.text:
         write_output(_show_text(adv), None)
     else:
         write_output(json.dumps(to_osv(adv), indent=2), None)
@@ -205,7 +202,7 @@ def update_advisories(
         Path, typer.Option("--from", help="OSV JSON file or list, a directory of them, or an OSV zip export.")
     ],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate; write nothing.")] = False,
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.text,
+    fmt: Annotated[TextOrJson, typer.Option("--format", "-f")] = TextOrJson.text,
 ) -> None:
     """Import OSV records offline. Shipped corrections stay unless a newer record says otherwise.
 
@@ -214,7 +211,7 @@ def update_advisories(
     from kerasguard.advisories.importer import import_records
 
     report = import_records(source, dry_run=dry_run)
-    if fmt is not OutputFormat.text:
+    if fmt is TextOrJson.json:
         write_output(json.dumps(report.to_dict(), indent=2), None)
         raise typer.Exit(report.exit_code())
     out = [

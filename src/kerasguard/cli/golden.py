@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from kerasguard.cli.app import OutputFormat, app, handle_errors, write_output
+from kerasguard.cli.app import TextOrJson, app, handle_errors, write_output
 from kerasguard.cli.scan import resolve_policy
 
 golden_app = typer.Typer(
@@ -64,7 +64,7 @@ def check(
         bool, typer.Option("--allow-changed-model", help="Compare even if the model file changed (re-saved).")
     ] = False,
     top: Annotated[int, typer.Option(min=1, max=1000, help="How many worst differences to print.")] = 10,
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.text,
+    fmt: Annotated[TextOrJson, typer.Option("--format", "-f")] = TextOrJson.text,
     policy_file: PolicyOption = None,
 ) -> None:
     """Reload MODEL under the current stack and compare with its golden record.
@@ -77,7 +77,7 @@ def check(
     result = golden.check(
         model, policy=policy, atol=atol, rtol=rtol, allow_changed_model=allow_changed_model, top=top
     )
-    if fmt is OutputFormat.text:
+    if fmt is TextOrJson.text:
         write_output(golden.render_result(result), None)
     else:
         write_output(json.dumps(result.to_dict(), indent=2), None)

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from kerasguard.cli.app import OutputFormat, app, handle_errors, stdout, write_output
-from kerasguard.cli.scan import PolicyOption, resolve_policy
+from kerasguard.cli.app import TextOrJson, app, handle_errors, stdout, write_output
+from kerasguard.cli.scan import IsolatedOption, PolicyOption, resolve_policy
+from kerasguard.render.safe_text import markup_safe as escape
 
 if TYPE_CHECKING:
     from rich.tree import Tree
@@ -18,8 +19,6 @@ if TYPE_CHECKING:
 
 
 def _add_layers(tree: "Tree", layers: "list[LayerNode]") -> None:
-    from rich.markup import escape
-
     for layer in layers:
         label = f"[bold]{escape(layer.class_name)}[/] {escape(layer.name)}"
         if layer.details:
@@ -32,22 +31,34 @@ def _add_layers(tree: "Tree", layers: "list[LayerNode]") -> None:
 
 
 def _render(ins: "Inspection") -> None:
-    from rich.markup import escape
     from rich.tree import Tree
 
     from kerasguard.render.text import COLOURS
 
     report = ins.report
     root = Tree(f"[bold]{escape(ins.path)}[/] " + escape(f"[{ins.format}]"))
+    root.add(
+        f"digest: {escape(ins.digest)}"
+        if ins.digest
+        else f"digest: [red]not computed[/] ({escape(ins.digest_error or 'unknown reason')})"
+    )
+    claimed = ins.claimed_keras_version
+    root.add(
+        f"saved by Keras {escape(claimed)} [dim](claimed by the file)[/]"
+        if claimed
+        else "saved by Keras: [dim]not recorded in the file[/]"
+    )
     _add_layers(root.add("architecture"), ins.layers)
     refs = root.add(f"references ({len(ins.references)})")
     for ref in ins.references:
         where = f"{ref.module}." if ref.module else ""
         extra = f" registered as {ref.registered_name}" if ref.kind == "registered" else ""
-        refs.add(f"{ref.kind}: {escape(where + ref.name)}{escape(extra)} [dim]{escape(ref.pointer)}[/]")
+        refs.add(
+            f"{escape(ref.kind)}: {escape(where + ref.name)}{escape(extra)} [dim]{escape(ref.pointer)}[/]"
+        )
     assets = root.add(f"assets and other members ({len(ins.assets)})")
     for name, size, kind in ins.assets:
-        assets.add(f"{escape(name)} ({size:,} bytes, {kind})")
+        assets.add(f"{escape(name)} ({size:,} bytes, {escape(kind)})")
     data = ins.to_dict()["weights"]
     weights = root.add(
         f"weights: {data['datasets']} datasets, {data['parameters']:,} parameters, "
@@ -61,7 +72,7 @@ def _render(ins: "Inspection") -> None:
     findings = root.add(f"findings ({len(report.findings)})" + ("" if report.complete else " INCOMPLETE"))
     for f in report.findings:
         findings.add(
-            f"[{COLOURS[f.severity]}]{str(f.severity).upper()}[/] {f.rule_id} {escape(f.title)}: "
+            f"[{COLOURS[f.severity]}]{str(f.severity).upper()}[/] {escape(f.rule_id)} {escape(f.title)}: "
             f"{escape(f.message)} [dim]at {escape(str(f.location))}[/]"
         )
     stdout.print(root, highlight=False)
@@ -71,8 +82,9 @@ def _render(ins: "Inspection") -> None:
 @handle_errors
 def inspect(
     path: Annotated[Path, typer.Argument(help="Model file or directory to review.")],
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.text,
+    fmt: Annotated[TextOrJson, typer.Option("--format", "-f")] = TextOrJson.text,
     policy_file: PolicyOption = None,
+    isolated: IsolatedOption = False,
 ) -> None:
     """Review an untrusted model without loading it: architecture, references, assets, weights, findings.
 
@@ -80,9 +92,9 @@ def inspect(
     """
     from kerasguard.inspect import inspect_model
 
-    policy = resolve_policy(policy_file)
+    policy = resolve_policy(policy_file, isolated=isolated)
     ins = inspect_model(path, policy)
-    if fmt is OutputFormat.text:
+    if fmt is TextOrJson.text:
         _render(ins)
     else:
         write_output(json.dumps(ins.to_dict(), indent=2), None)

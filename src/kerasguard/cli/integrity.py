@@ -23,10 +23,13 @@ from kerasguard.cli.app import (
     app,
     console,
     handle_errors,
+    print_error,
+    say,
     write_output,
 )
 from kerasguard.cli.scan import PolicyOption, resolve_policy
 from kerasguard.errors import IntegrityError, KerasGuardError
+from kerasguard.render.safe_text import markup_safe
 
 if TYPE_CHECKING:
     from kerasguard.integrity.manifest import Manifest
@@ -85,7 +88,7 @@ def _progress(enabled: bool | None, verb: str) -> Iterator[Callable[[str, int, i
         task = bar.add_task("", total=None)
 
         def update(name: str, done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total, description=name[-40:])
+            bar.update(task, completed=done, total=total, description=markup_safe(name[-40:]))
 
         yield update
 
@@ -129,12 +132,16 @@ def hash_command(
         manifest = compute_manifest(path, algorithm.value, callback)
     if fmt is HashFormat.text:
         if algorithm is not Algorithm.sha256:
-            console.print("[yellow]note:[/] text lines hold BLAKE3 digests; `sha256sum -c` cannot check them")
+            print_error(
+                "text lines hold BLAKE3 digests; `sha256sum -c` cannot check them",
+                label="note",
+                style="yellow",
+            )
         text = _hash_text(manifest, path)
     else:
         text = manifest.to_json()
-    write_output(text, str(output) if output else None)
-    console.print(f"digest: {manifest.digest()}", highlight=False, markup=False)
+    write_output(text, output)
+    say(f"digest: {manifest.digest()}")
 
 
 @app.command()
@@ -155,7 +162,7 @@ def keygen(
     from kerasguard.integrity.keys import generate_keypair
 
     hint = generate_keypair(private_key, public_key, password=_password(password_env), overwrite=force)
-    console.print(f"wrote {private_key} (private, 0600) and {public_key}; key id {hint}", highlight=False)
+    say(f"wrote {private_key} (private, 0600) and {public_key}; key id {hint}")
 
 
 @app.command()
@@ -200,7 +207,7 @@ def sign(
             algorithm=algorithm.value,
             progress=callback,
         )
-    console.print(f"signed {path}: wrote {written}", highlight=False)
+    say(f"signed {path}: wrote {written}")
 
 
 @app.command()
@@ -255,7 +262,7 @@ def verify(
         if fmt is VerifyFormat.json:
             doc = {"verified": False, "path": str(path), "reason": type(exc).__name__, "error": exc.message}
             write_output(json.dumps(doc, indent=2), None)
-        console.print(f"[bold red]verification failed:[/] {exc.diagnostics()}", highlight=False)
+        print_error(exc, label="verification failed")
         raise typer.Exit(EXIT_FAILED) from None
     if fmt is VerifyFormat.json:
         out: dict[str, Any] = {

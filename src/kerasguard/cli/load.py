@@ -9,11 +9,28 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from kerasguard.cli.app import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, OutputFormat, app, console, stdout
-from kerasguard.cli.scan import PolicyOption, resolve_policy
+from kerasguard.cli.app import (
+    EXIT_CLEAN,
+    EXIT_ERROR,
+    EXIT_FINDINGS,
+    TextOrJson,
+    app,
+    print_error,
+    say,
+    write_output,
+)
+from kerasguard.cli.scan import IsolatedOption, PolicyOption, resolve_policy
 from kerasguard.errors import KerasGuardError
+from kerasguard.render.safe_text import printable
 
 VERDICT_EXIT = {"loaded": EXIT_CLEAN, "refused": EXIT_FINDINGS, "failed": EXIT_ERROR}
+
+
+class _EscapingFormatter(logging.Formatter):
+    """Log lines carry names from the model and replies from the child: escaped before the terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record), keep_newlines=True)
 
 
 class _EventCatcher(logging.Handler):
@@ -102,31 +119,41 @@ def load(
     events: Annotated[
         Path | None, typer.Option("--events", help="Append the JSON load event here (default: stderr).")
     ] = None,
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="text or json (sarif: json).")] = (
-        OutputFormat.text
-    ),
+    fmt: Annotated[TextOrJson, typer.Option("--format", "-f")] = TextOrJson.text,
+    isolated: IsolatedOption = False,
+    memory_samples: Annotated[
+        bool,
+        typer.Option(
+            "--memory-samples",
+            help="Keep the child's whole memory curve in the load event (default: peak and count only).",
+        ),
+    ] = False,
 ) -> None:
     """Verify, scan and load a model in the sandbox, then optionally predict.
 
     Exit codes: 0 loaded (and predicted), 1 refused by the policy, verification or findings, 2 error
     (including a sandbox limit broken by the model).
     """
+    import dataclasses
+
     from kerasguard.events import JsonEventFormatter
     from kerasguard.loader import load_model
 
     try:
-        policy = resolve_policy(policy_file)
+        policy = resolve_policy(policy_file, isolated=isolated)
         inputs = _read_inputs(predict) if predict is not None else None
     except KerasGuardError as exc:
-        console.print(f"[bold red]error:[/] {exc.diagnostics()}", highlight=False)
+        print_error(exc)
         raise typer.Exit(EXIT_ERROR) from None
+    if memory_samples:
+        policy = dataclasses.replace(policy, sandbox=dataclasses.replace(policy.sandbox, memory_samples=True))
     catcher = _EventCatcher()
     sink: IO[str] | None = events.open("a", encoding="utf-8") if events else None
     printer = logging.StreamHandler(sink) if sink else logging.StreamHandler()
     printer.setFormatter(JsonEventFormatter())
     warnings = logging.StreamHandler()
     warnings.setLevel(logging.WARNING)
-    warnings.setFormatter(logging.Formatter("kerasguard: %(levelname)s: %(message)s"))
+    warnings.setFormatter(_EscapingFormatter("kerasguard: %(levelname)s: %(message)s"))
     event_log = logging.getLogger("kerasguard.events")
     loaders = [logging.getLogger(n) for n in ("kerasguard.loader", "kerasguard.sandbox")]
     event_log.addHandler(catcher)
@@ -154,7 +181,7 @@ def load(
             info = _model_info(model)
             if summary:
                 text = model.summary() if hasattr(model, "close") else _in_process_summary(model)
-                stdout.print(text, highlight=False, markup=False)
+                say(text, err=False)
             if inputs is not None:
                 result = (
                     model.predict(inputs) if hasattr(model, "close") else model.predict(inputs, verbose=0)
@@ -166,7 +193,7 @@ def load(
                 model.close()
     except KerasGuardError as exc:
         verdict = "error" if loaded else _verdict(catcher)  # after loading, only errors remain
-        console.print(f"[bold red]{verdict}:[/] {exc.diagnostics()}", highlight=False, markup=True)
+        print_error(exc, label=verdict)
         raise typer.Exit(VERDICT_EXIT.get(verdict, EXIT_ERROR)) from None
     finally:
         event_log.removeHandler(catcher)
@@ -203,36 +230,36 @@ def _in_process_summary(model: Any) -> str:
 
 
 def _report(
-    path: Path, info: dict[str, Any], result: Any, output: Path | None, fmt: OutputFormat, event: Any
+    path: Path, info: dict[str, Any], result: Any, output: Path | None, fmt: TextOrJson, event: Any
 ) -> None:
-    if fmt is not OutputFormat.text:
+    if fmt is TextOrJson.json:
         doc: dict[str, Any] = {"path": str(path), "verdict": "loaded", "model": info}
         if event:
             doc["sha256"] = event.get("sha256")
         if result is not None:
             doc["prediction"] = {"written_to": str(output)} if output else {"text": _describe(result)}
-        stdout.print_json(json.dumps(doc, default=str))
+        write_output(json.dumps(doc, indent=2, default=str), None)
         return
     where = "in process (no sandbox)" if info.get("in_process") else "in the sandbox"
-    stdout.print(f"loaded {path} ({info.get('name', '')}) {where}", highlight=False, markup=False)
+    lines = [f"loaded {printable(path)} ({printable(info.get('name', ''))}) {where}"]
     for spec in info.get("inputs", []):
-        stdout.print(
-            f"  input  {spec['name']}: {spec['shape']} {spec['dtype']}", highlight=False, markup=False
+        lines.append(
+            f"  input  {printable(spec['name'])}: {printable(spec['shape'])} {printable(spec['dtype'])}"
         )
     for spec in info.get("outputs", []):
-        stdout.print(
-            f"  output {spec['name']}: {spec['shape']} {spec['dtype']}", highlight=False, markup=False
+        lines.append(
+            f"  output {printable(spec['name'])}: {printable(spec['shape'])} {printable(spec['dtype'])}"
         )
     if result is not None:
-        if output is not None:
-            stdout.print(f"predictions written to {output}", highlight=False, markup=False)
-        else:
-            stdout.print(_describe(result), highlight=False, markup=False)
+        lines.append(
+            f"predictions written to {printable(output)}" if output is not None else _describe(result)
+        )
+    say("\n".join(lines), err=False)
 
 
 @app.command("sandbox-info")
 def sandbox_info(
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="text or json.")] = OutputFormat.text,
+    fmt: Annotated[TextOrJson, typer.Option("--format", "-f")] = TextOrJson.text,
 ) -> None:
     """Report which sandbox layers are active on this machine and which are missing."""
     from kerasguard.sandbox.capabilities import default_required, measure
@@ -240,20 +267,21 @@ def sandbox_info(
     info = measure()
     required = default_required()
     refused = [name for name in required if not info.is_active(name)]
-    if fmt is not OutputFormat.text:
-        stdout.print_json(json.dumps({**info.to_dict(), "required": list(required), "refused_for": refused}))
+    if fmt is TextOrJson.json:
+        doc = {**info.to_dict(), "required": list(required), "refused_for": refused}
+        write_output(json.dumps(doc, indent=2), None)
         raise typer.Exit(EXIT_CLEAN)
+    lines = []
     for layer in info.layers:
         mark = "active " if layer.active else "MISSING"
-        stdout.print(f"{mark}  {layer.name:18} {layer.detail}", highlight=False, markup=False)
+        lines.append(f"{mark}  {layer.name:18} {layer.detail}")
     if info.missing:
-        stdout.print(f"\n{len(info.missing)} layer(s) missing: {', '.join(info.missing)}", highlight=False)
-    stdout.print(f"required by default for this user: {', '.join(required)}", highlight=False, markup=False)
+        lines.append(f"\n{len(info.missing)} layer(s) missing: {', '.join(info.missing)}")
+    lines.append(f"required by default for this user: {', '.join(required)}")
     if refused:
-        stdout.print(
+        lines.append(
             f"loads with the default policy are REFUSED here (missing: {', '.join(refused)}); "
-            "see docs/sandbox.md for the fix or an explicit [sandbox] require opt-out",
-            highlight=False,
-            markup=False,
+            "see docs/sandbox.md for the fix or an explicit [sandbox] require opt-out"
         )
+    say("\n".join(lines), err=False)
     raise typer.Exit(EXIT_CLEAN)

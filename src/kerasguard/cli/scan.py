@@ -10,13 +10,18 @@ import typer
 
 from kerasguard.cli.app import (
     EXIT_ERROR,
+    FailOn,
     OutputFormat,
+    TextOrJson,
     app,
     console,
     handle_errors,
+    print_error,
     stdout,
     write_output,
 )
+from kerasguard.errors import KerasGuardError
+from kerasguard.render.safe_text import markup_safe
 
 if TYPE_CHECKING:
     from kerasguard.findings import ScanReport
@@ -29,18 +34,29 @@ PolicyOption = Annotated[
     Path | None,
     typer.Option("--policy", help="Policy file (kerasguard.toml or pyproject.toml)."),
 ]
+IsolatedOption = Annotated[
+    bool,
+    typer.Option(
+        "--isolated",
+        help="Use the default policy: ignore any kerasguard.toml or pyproject.toml found upwards.",
+    ),
+]
 
 
-def resolve_policy(policy_file: Path | None) -> "Policy":
-    """An explicit --policy, else kerasguard.toml / [tool.kerasguard] found from the cwd upwards."""
-    from kerasguard.policy import load_policy
+def resolve_policy(policy_file: Path | None, *, isolated: bool = False) -> "Policy":
+    """An explicit --policy, else (unless ``isolated``) kerasguard.toml / [tool.kerasguard] found upwards."""
+    from kerasguard.policy import Policy, load_policy
 
     if policy_file is not None:
+        if isolated:
+            raise KerasGuardError("--isolated and --policy exclude each other")
         return load_policy(policy_file)
+    if isolated:
+        return Policy(source="<defaults: --isolated>")
     return load_policy(search_from=Path.cwd())
 
 
-def render(report: "ScanReport", fmt: OutputFormat, *, color: bool = False) -> str:
+def render(report: "ScanReport", fmt: OutputFormat, *, color: bool = False, quiet: bool = False) -> str:
     if fmt is OutputFormat.json:
         from kerasguard.render.json import render_json
 
@@ -51,7 +67,7 @@ def render(report: "ScanReport", fmt: OutputFormat, *, color: bool = False) -> s
         return render_sarif(report)
     from kerasguard.render.text import render_text
 
-    return render_text(report, color=color)
+    return render_text(report, color=color, quiet=quiet)
 
 
 def parse_jobs(value: str) -> int | Literal["auto"]:
@@ -74,7 +90,8 @@ def scan(
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.text,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here.")] = None,
     fail_on: Annotated[
-        str | None, typer.Option(help="Exit 1 at this severity or above (default: high).")
+        FailOn | None,
+        typer.Option(help="Exit 1 at this severity or above (default: the policy's fail_on, else high)."),
     ] = None,
     jobs: Annotated[
         str,
@@ -89,6 +106,17 @@ def scan(
         str | None, typer.Option(help="Judge for this Keras version (default: installed).")
     ] = None,
     progress: Annotated[bool | None, typer.Option(help="Progress bar (default: on a TTY).")] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Text: print only files with findings, and the summary.")
+    ] = False,
+    isolated: IsolatedOption = False,
+    only_models: Annotated[
+        bool,
+        typer.Option(
+            "--only-models",
+            help="Skip explicit files that are not models by content (pre-commit hooks pass every file).",
+        ),
+    ] = False,
 ) -> None:
     """Scan model files statically; never loads or runs them.
 
@@ -99,16 +127,10 @@ def scan(
     from kerasguard.findings import Severity
     from kerasguard.scanner import scan_many
 
-    policy = resolve_policy(policy_file)
+    policy = resolve_policy(policy_file, isolated=isolated)
     if keras_version:
         policy = dataclasses.replace(policy, keras_version=keras_version)
-    threshold = policy.fail_on
-    if fail_on:
-        try:
-            threshold = Severity.parse(fail_on)
-        except ValueError as exc:
-            console.print(f"[red]error:[/] --fail-on: {exc}")
-            raise typer.Exit(EXIT_ERROR) from None
+    threshold = Severity.parse(fail_on.value) if fail_on else policy.fail_on
     workers = parse_jobs(jobs)
     show_bar = console.is_terminal if progress is None else progress
     if show_bar:
@@ -130,7 +152,7 @@ def scan(
             drawn = [0.0]
 
             def advance(name: str) -> None:
-                bar.update(task, advance=1, description=name[-40:])
+                bar.update(task, advance=1, description=markup_safe(name[-40:]))
                 if time.monotonic() - drawn[0] >= 0.1:
                     drawn[0] = time.monotonic()
                     bar.refresh()
@@ -139,24 +161,32 @@ def scan(
                 bar.update(task, total=n)
                 bar.refresh()
 
-            report = scan_many(paths, policy, jobs=workers, on_targets=set_total, progress=advance)
+            report = scan_many(
+                paths,
+                policy,
+                jobs=workers,
+                on_targets=set_total,
+                progress=advance,
+                only_models=only_models,
+            )
     else:
-        report = scan_many(paths, policy, jobs=workers)
+        report = scan_many(paths, policy, jobs=workers, only_models=only_models)
     color = output is None and fmt is OutputFormat.text and stdout.is_terminal
-    write_output(render(report, fmt, color=color), str(output) if output else None)
+    text = render(report, fmt, color=color, quiet=quiet)
+    write_output(text, output, styled=fmt is OutputFormat.text)
     raise typer.Exit(report.exit_code(threshold))
 
 
 @app.command("rules")
 def list_rules(
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.text,
+    fmt: Annotated[TextOrJson, typer.Option("--format", "-f")] = TextOrJson.text,
 ) -> None:
     """List every rule with its ID, severity and title."""
     import json
 
     from kerasguard.rules import RULES
 
-    if fmt is not OutputFormat.text:
+    if fmt is TextOrJson.json:
         rows = [
             {
                 "id": r.id,
@@ -171,7 +201,7 @@ def list_rules(
         write_output(json.dumps(rows, indent=2), None)
         return
     for r in RULES:
-        stdout.print(f"{r.id}  {r.severity!s:8}  {r.name:32}  {r.title}", highlight=False)
+        stdout.print(f"{r.id}  {r.severity!s:8}  {r.name:32}  {r.title}", markup=False)
 
 
 @app.command("rule")
@@ -182,6 +212,6 @@ def show_rule(rule_id: Annotated[str, typer.Argument(help="Rule ID, e.g. KG101."
 
     rule = RULES_BY_ID.get(rule_id.upper())
     if rule is None:
-        console.print(f"[red]error:[/] no rule {rule_id!r}; see `kerasguard rules`")
+        print_error(f"no rule {rule_id!r}; see `kerasguard rules`")
         raise typer.Exit(EXIT_ERROR)
     write_output(rule_markdown(rule), None)

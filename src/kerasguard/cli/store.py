@@ -18,21 +18,32 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from kerasguard.cli.app import EXIT_ERROR, EXIT_FINDINGS, app, console, handle_errors, stdout, write_output
+from kerasguard.cli.app import (
+    EXIT_ERROR,
+    EXIT_FINDINGS,
+    TextOrJson,
+    app,
+    handle_errors,
+    print_error,
+    say,
+    stdout,
+    write_output,
+)
 from kerasguard.cli.scan import resolve_policy
 from kerasguard.errors import StoreError
+from kerasguard.render.safe_text import printable
 
 if TYPE_CHECKING:
     from kerasguard.store import ModelInfo, ModelStore
 
 store_app = typer.Typer(
     name="store",
-    help="Model store: admission (scan + signature), encryption at rest, RBAC, hash-chained audit log.",
+    help="Model store: admission (scan + signature), encryption at rest, RBAC, keyed witnessed audit log.",
     no_args_is_help=True,
 )
 token_app = typer.Typer(name="token", help="Create, list and revoke API tokens.", no_args_is_help=True)
 audit_app = typer.Typer(
-    name="audit", help="Verify or export the hash-chained audit log.", no_args_is_help=True
+    name="audit", help="Verify (against its witness) or export the keyed audit log.", no_args_is_help=True
 )
 store_app.add_typer(token_app)
 store_app.add_typer(audit_app)
@@ -55,7 +66,15 @@ Namespace = Annotated[str | None, typer.Option("--namespace", "-n", help="Namesp
 PolicyFile = Annotated[
     Path | None, typer.Option("--policy", help="Policy file (kerasguard.toml or pyproject.toml).")
 ]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+Format = Annotated[TextOrJson, typer.Option("--format", "-f")]
+# Before --format, store commands took --json; it still works (hidden, deprecated).
+AsJson = Annotated[bool, typer.Option("--json", hidden=True, help="Deprecated: use --format json.")]
+
+
+def _json_wanted(fmt: TextOrJson, as_json: bool) -> bool:
+    if as_json:
+        print_error("--json is deprecated; use --format json", label="warning", style="yellow")
+    return as_json or fmt is TextOrJson.json
 
 
 def _store() -> ModuleType:
@@ -86,14 +105,15 @@ def _print_info(info: "ModelInfo", as_json: bool) -> None:
     if as_json:
         _print_json(info.to_dict())
         return
+    lines = []
     for key, value in info.to_dict().items():
         if key in ("scan_report", "provenance", "admission"):
             continue
-        stdout.print(f"{key:14} {value}", highlight=False)
+        lines.append(f"{key:14} {value}")
     if info.admission is not None:
-        stdout.print(f"{'checks':14} {info.admission.get('checks')}", highlight=False)
-        for reason in info.admission.get("reasons", []):
-            stdout.print(f"{'reason':14} {reason}", highlight=False)
+        lines.append(f"{'checks':14} {info.admission.get('checks')}")
+        lines += [f"{'reason':14} {reason}" for reason in info.admission.get("reasons", [])]
+    say("\n".join(lines), err=False)
 
 
 @store_app.command("keygen")
@@ -101,9 +121,7 @@ def _print_info(info: "ModelInfo", as_json: bool) -> None:
 def keygen(path: Annotated[Path, typer.Argument(help="Key file to create (0600).")]) -> None:
     """Create a new master key file."""
     key = _store().write_key_file(path)
-    console.print(
-        f"wrote master key {key.key_id} to {path} (mode 0600); keep a backup: without it, no model opens"
-    )
+    say(f"wrote master key {key.key_id} to {path} (mode 0600); keep a backup: without it, no model opens")
 
 
 @store_app.command("init")
@@ -120,14 +138,26 @@ def init(
     reader_group: Annotated[
         str | None, typer.Option(help="Group allowed to read the store (files 0640).")
     ] = None,
+    witness: Annotated[
+        str | None,
+        typer.Option(
+            help="Where every audit head is also written: file:/path (appended) or redis://host:port/db"
+            "?stream=NAME (default: file audit-witness.jsonl in the store folder)."
+        ),
+    ] = None,
 ) -> None:
     """Create a store and print its first admin token (shown once)."""
     lib = _store()
     opened, token = lib.ModelStore.init(
-        store, lib.load_master_key(key_file), db_url=db_url, blob_url=blob_url, reader_group=reader_group
+        store,
+        lib.load_master_key(key_file),
+        db_url=db_url,
+        blob_url=blob_url,
+        reader_group=reader_group,
+        witness=witness,
     )
     opened.close()
-    console.print(f"initialised store at {opened.root}; admin token for every namespace (shown once):")
+    say(f"initialised store at {opened.root}; admin token for every namespace (shown once):")
     sys.stdout.write(token + "\n")
 
 
@@ -149,6 +179,7 @@ def push(
     provenance: Annotated[str | None, typer.Option(help="Extra provenance as a JSON object.")] = None,
     key_file: KeyFile = None,
     policy_file: PolicyFile = None,
+    fmt: Format = TextOrJson.text,
     as_json: AsJson = False,
 ) -> None:
     """Admit a model: hash, signature per policy, scan, encrypt. Exit 1 if it was quarantined."""
@@ -173,9 +204,9 @@ def push(
             provenance=extra,
             stage=stage,
         )
-    _print_info(info, as_json)
+    _print_info(info, _json_wanted(fmt, as_json))
     if info.status != "admitted":
-        console.print(f"[bold yellow]quarantined:[/] {info.reason}", highlight=False)
+        print_error(str(info.reason), label="quarantined", style="bold yellow")
         raise typer.Exit(EXIT_FINDINGS)
 
 
@@ -184,7 +215,10 @@ def push(
 def pull(
     name: Annotated[str, typer.Argument()],
     version: Annotated[str, typer.Argument()],
-    dest: Annotated[Path, typer.Argument(help="File to write, or a folder to write into.")],
+    dest: Annotated[
+        str,
+        typer.Argument(help="File to write, or a folder to write into (existing, or ending with '/')."),
+    ],
     store: StoreDir,
     token: Token,
     namespace: Namespace = None,
@@ -206,7 +240,7 @@ def pull(
             expect_digest=expect_digest,
             allow_quarantined=allow_quarantined,
         )
-    console.print(f"wrote {target}")
+    say(f"wrote {target}")
 
 
 @store_app.command("list")
@@ -220,6 +254,7 @@ def list_models(
     quarantined: Annotated[bool, typer.Option(help="Admins: include quarantined models.")] = False,
     key_file: KeyFile = None,
     policy_file: PolicyFile = None,
+    fmt: Format = TextOrJson.text,
     as_json: AsJson = False,
 ) -> None:
     """List servable models (and quarantined ones with --quarantined)."""
@@ -227,14 +262,16 @@ def list_models(
         infos = opened.list(
             token, namespace=namespace, name=name, stage=stage, include_quarantined=quarantined
         )
-    if as_json:
+    if _json_wanted(fmt, as_json):
         _print_json([i.to_dict() for i in infos])
         return
     from rich.table import Table
+    from rich.text import Text
 
     table = Table("name", "version", "stage", "status", "digest", "size", "source")
     for i in infos:
-        table.add_row(i.name, i.version, i.stage, i.status, (i.digest or "")[:19], str(i.size), i.source)
+        cells = (i.name, i.version, i.stage, i.status, (i.digest or "")[:19], str(i.size), i.source)
+        table.add_row(*(Text(printable(c)) for c in cells))
     stdout.print(table)
 
 
@@ -248,12 +285,13 @@ def show(
     namespace: Namespace = None,
     key_file: KeyFile = None,
     policy_file: PolicyFile = None,
+    fmt: Format = TextOrJson.text,
     as_json: AsJson = False,
 ) -> None:
-    """Show a model's metadata, admission checks and (with --json) its scan report."""
+    """Show a model's metadata, admission checks and (with --format json) its scan report."""
     with _opened(store, key_file, policy_file) as opened:
         info = opened.show(token, name, version, namespace=namespace)
-    _print_info(info, as_json)
+    _print_info(info, _json_wanted(fmt, as_json))
 
 
 Reason = Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log).")]
@@ -274,7 +312,7 @@ def promote(
     """Move an admitted model to another stage."""
     with _opened(store, key_file, policy_file) as opened:
         info = opened.promote(token, name, version, stage, namespace=namespace)
-    console.print(f"{info.ref} is now in stage {info.stage}")
+    say(f"{info.ref} is now in stage {info.stage}")
 
 
 def _state_command(verb: str, doc: str) -> None:
@@ -290,7 +328,7 @@ def _state_command(verb: str, doc: str) -> None:
     ) -> None:
         with _opened(store, key_file, policy_file) as opened:
             info = getattr(opened, verb)(token, name, version, reason, namespace=namespace)
-        console.print(f"{info.ref}: {info.status}")
+        say(f"{info.ref}: {info.status}")
 
     command.__doc__ = doc
     store_app.command(verb)(handle_errors(command))
@@ -314,7 +352,7 @@ def rotate_key(
     new_key = _store().load_master_key(new_key_file)
     with _opened(store, key_file, policy_file) as opened:
         count = opened.rotate_key(token, new_key)
-    console.print(f"rewrapped {count} data keys; the store now needs key {new_key.key_id}")
+    say(f"rewrapped {count} data keys; the store now needs key {new_key.key_id}")
 
 
 @token_app.command("create")
@@ -350,7 +388,7 @@ def token_revoke(
     """Revoke a token."""
     with _opened(store, key_file, policy_file) as opened:
         opened.revoke_token(token, token_id)
-    console.print(f"revoked token {token_id}")
+    say(f"revoked token {token_id}")
 
 
 @token_app.command("list")
@@ -382,21 +420,32 @@ def audit_verify(
     token: Token,
     key_file: KeyFile = None,
     policy_file: PolicyFile = None,
+    witness: Annotated[
+        str | None,
+        typer.Option(help="Compare with this witness instead of the store's (file:/path or redis://...)."),
+    ] = None,
 ) -> None:
-    """Verify the audit chain. Exit 1 names the first edited, deleted or reordered entry."""
+    """Verify the keyed audit chain against its witness.
+
+    Exit 1 names the first edited, deleted or reordered entry, or the entries cut off the end that
+    the witness saw; exit 2 when the witness cannot be read (the log is then not vouched for).
+    """
     from kerasguard.errors import KerasGuardError
 
     try:
         with _opened(store, key_file, policy_file) as opened:
-            result = opened.audit_verify(token)
+            result = opened.audit_verify(token, witness=witness)
     except KerasGuardError as exc:
         if _is_tampered(exc):
-            console.print(f"[bold red]audit log tampered:[/] {exc.diagnostics()}", highlight=False)
+            print_error(exc, label="audit log tampered")
             raise typer.Exit(EXIT_FINDINGS) from None
-        console.print(f"[bold red]error:[/] {exc.diagnostics()}", highlight=False)
+        print_error(exc)
         raise typer.Exit(EXIT_ERROR) from None
     head = f"head #{result.head_seq} {result.head_hash}"
-    sys.stdout.write(f"audit log intact: {result.entries} entries, {head}\n")
+    sys.stdout.write(
+        f"audit log intact: {result.entries} entries, {head}; "
+        f"witness {printable(result.witness)} confirms #{result.witnessed_seq}\n"
+    )
 
 
 @audit_app.command("export")
@@ -419,4 +468,4 @@ def audit_export(
         fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             count = opened.audit_export(token, fh, namespace=namespace)
-    console.print(f"wrote {count} entries to {output}")
+    say(f"wrote {count} entries to {output}")

@@ -18,7 +18,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from kerasguard.errors import IntegrityError
 from kerasguard.integrity.bundle import MAX_BUNDLE_BYTES, Bundle, Statement
 from kerasguard.integrity.certs import load_certificates, verify_chain
-from kerasguard.integrity.errors import KeyMaterialError, SignatureError, UntrustedSignerError
+from kerasguard.integrity.errors import (
+    KeyMaterialError,
+    ManifestMismatchError,
+    SignatureError,
+    UntrustedSignerError,
+)
 from kerasguard.integrity.fsutil import read_regular_file
 from kerasguard.integrity.hashing import parse_digest
 from kerasguard.integrity.keys import key_hint, load_public_key
@@ -26,9 +31,11 @@ from kerasguard.integrity.manifest import (
     DEFAULT_EXCLUDES,
     MANIFEST_NAME,
     Manifest,
+    ManifestDiff,
     Progress,
     check,
     compute_manifest,
+    diff,
 )
 from kerasguard.integrity.signing import (
     Signer,
@@ -219,17 +226,88 @@ def _check_model_pins(
         raise UntrustedSignerError(
             f"{source}: the signature claims signer {statement.signer!r}, but was made by {signer.name!r}"
         )
-    version = statement.model_version or ""
-    for pin in trust.models:
-        applies = fnmatch.fnmatchcase(statement.model_name, pin.name) and fnmatch.fnmatchcase(
-            version, pin.version
+    _check_pins(statement, signer, trust, source)
+
+
+def _check_pins(statement: Statement, signer: Signer, trust: Trust, source: str) -> None:
+    """``trust.models`` is a closed list: the signed name and version must be pinned, by this signer.
+
+    The caller need not say which model it expects: a signature for a model no pin names (another
+    model signed by the same key) is refused, and so is a pinned model signed for a version below the
+    pin's ``min_version`` (a rollback to an older, validly signed release).
+    """
+    if not trust.models:
+        return
+    name, version = statement.model_name, statement.model_version or ""
+    named = [pin for pin in trust.models if fnmatch.fnmatchcase(name, pin.name)]
+    if not named:
+        pinned = ", ".join(repr(pin.name) for pin in trust.models)
+        raise UntrustedSignerError(
+            f"{source}: the signature is for model {name!r}, which no trust.models pin of the policy "
+            f"names (pinned: {pinned}); another model's signature cannot stand in for a pinned one",
         )
-        if applies and signer.name not in pin.signers:
+    applies = [pin for pin in named if fnmatch.fnmatchcase(version, pin.version)]
+    if not applies:
+        raise UntrustedSignerError(
+            f"{source}: model {name!r} is pinned, but no pin covers its signed version "
+            f"{version or '(none)'!r} (pinned versions: {', '.join(repr(p.version) for p in named)})"
+        )
+    for pin in applies:
+        if signer.name not in pin.signers:
             raise UntrustedSignerError(
-                f"{source}: model {statement.model_name!r} version {version or '(none)'!r} may only be "
+                f"{source}: model {name!r} version {version or '(none)'!r} may only be "
                 f"signed by {', '.join(pin.signers) or 'nobody'} (policy pin {pin.name!r}), "
                 f"but was signed by {signer.name!r}"
             )
+        if pin.min_version is not None:
+            _check_min_version(name, statement.model_version, pin.min_version, pin.name, source)
+
+
+def _check_min_version(name: str, signed: str | None, minimum: str, pin: str, source: str) -> None:
+    from packaging.version import InvalidVersion, Version
+
+    if not signed:
+        raise UntrustedSignerError(
+            f"{source}: the signature of model {name!r} names no version, but the policy pin {pin!r} "
+            f"requires version {minimum} or newer",
+            hint="sign with --model-version",
+        )
+    try:
+        older = Version(signed) < Version(minimum)
+    except InvalidVersion:
+        raise UntrustedSignerError(
+            f"{source}: model {name!r} is signed for version {signed!r}, which is not a PEP 440 version, "
+            f"so it cannot be compared with the minimum {minimum} of policy pin {pin!r}"
+        ) from None
+    if older:
+        raise UntrustedSignerError(
+            f"{source}: model {name!r} is signed for version {signed!r}, older than the minimum "
+            f"{minimum} of policy pin {pin!r} (a rollback to an older signed release?)"
+        )
+
+
+def _check_manifest_beside(model: Path, verified: Manifest) -> None:
+    """A ``kerasguard.manifest.json`` the signature leaves out must be the manifest of what it signs.
+
+    kerasguard's own signatures list the manifest in ``ignore_paths`` (it cannot contain its own
+    digest), so its content is not signed. Anything but exactly the manifest of the verified files
+    (what ``save_model`` writes) is reported as an extra file: a reader that trusts that file must
+    never see content the signer did not vouch for.
+    """
+    path = model / MANIFEST_NAME
+    if not (path.exists() or path.is_symlink()):
+        return
+    try:
+        same = diff(Manifest.read(path), verified).ok
+    except IntegrityError:
+        same = False
+    if not same:
+        problem = ManifestDiff(extra=(MANIFEST_NAME,))
+        raise ManifestMismatchError(
+            f"{model}: integrity check failed\n{problem.describe(str(model), against='the signature')}"
+            " (not signed, and not the manifest of the signed files)",
+            diff=problem,
+        )
 
 
 def _read_bundle(sig_path: Path) -> Bundle:
@@ -270,16 +348,19 @@ def verify(
     policy = policy or Policy()
     trust = policy.trust
     material = _resolve_trust(trust, policy, key, cert_chain, identity)
-    wants_signature = material.any or signature is not None or trust.require == "signature"
+    wants_signature = (
+        material.any or signature is not None or trust.require == "signature" or bool(trust.models)
+    )
     if not (wants_signature or digest or manifest):
         raise IntegrityError(
             f"nothing to verify {model} against",
             hint="give a public key (--key), a certificate chain (--cert-chain), "
             "a digest (--digest) or a manifest (--manifest)",
         )
-    if trust.require == "signature" and not material.any:
+    if (trust.require == "signature" or trust.models) and not material.any:
+        why = "requires a signature" if trust.require == "signature" else "pins model signers"
         raise UntrustedSignerError(
-            f"{policy.source} requires a signature but names no trusted key or certificate chain",
+            f"{policy.source} {why} but names no trusted key or certificate chain",
             hint="list keys under trust.keys or roots under trust.cert-chains",
         )
 
@@ -311,14 +392,16 @@ def verify(
             raise IntegrityError(
                 f"{source} covers {what}, but {model} is {'a file' if model.is_file() else 'a directory'}"
             )
+        # Only what the signature itself leaves out (its ignore_paths) and the signature file are not
+        # compared: an unsigned kerasguard.manifest.json is an extra file like any other.
         excludes = statement.ignore_paths
         inside = relative_inside(model, sig_path)
         if inside:
             excludes += (inside,)
-        if MANIFEST_NAME not in {n for n, _ in statement.resources}:
-            excludes += (MANIFEST_NAME,)
         result_manifest = actual(statement.algorithm, tuple(dict.fromkeys(excludes)))
         check(statement.manifest(model.name), result_manifest, str(model), against="the signature")
+        if model.is_dir() and MANIFEST_NAME in statement.ignore_paths and inside != MANIFEST_NAME:
+            _check_manifest_beside(model, result_manifest)
         checks.append("signature")
     if digest is not None:
         algorithm, want = parse_digest(digest)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 
 from kerasguard.advisories.audit import AuditReport, Vulnerability
 from kerasguard.findings import Severity
-from kerasguard.render.sarif import INFO_URI, LEVELS, SARIF_SCHEMA, SECURITY_SEVERITY
+from kerasguard.render.safe_text import markup_safe as escape
+from kerasguard.render.sarif import INFO_URI, LEVELS, SARIF_SCHEMA, SECURITY_SEVERITY, ArtifactLocations
 from kerasguard.render.text import COLOURS
 
 _MAX_RELATED = 6
@@ -58,7 +60,7 @@ def render_audit_text(report: AuditReport, *, color: bool = False, width: int = 
             + "\n"
             f"           trigger: {escape(v.advisory.trigger or 'see the advisory')}\n"
             f"           {escape(v.fix_text())}"
-            + (f"; all fixes: {', '.join(v.fixed)}" if len(v.fixed) > 1 else "")
+            + (f"; all fixes: {escape(', '.join(v.fixed))}" if len(v.fixed) > 1 else "")
         )
         if v.advisory.corrections:
             con.print(
@@ -122,7 +124,9 @@ def _rule(v: Vulnerability) -> dict[str, Any]:
     }
 
 
-def render_audit_sarif(report: AuditReport) -> str:
+def render_audit_sarif(report: AuditReport, *, base: str | os.PathLike[str] | None = None) -> str:
+    """SARIF 2.1.0; package sources (requirement files, metadata folders) relative to ``%SRCROOT%``."""
+    artifacts = ArtifactLocations(Path(base) if base is not None else Path.cwd())
     rules: dict[str, dict[str, Any]] = {}
     for v in report.vulnerabilities:
         rules.setdefault(v.advisory.id, _rule(v))
@@ -142,7 +146,7 @@ def render_audit_sarif(report: AuditReport) -> str:
                 "locations": [
                     {
                         "physicalLocation": {
-                            "artifactLocation": {"uri": pkg.source},
+                            "artifactLocation": artifacts.location(pkg.source),
                             "region": {"startLine": pkg.line or 1},
                         },
                         "logicalLocations": [
@@ -150,7 +154,9 @@ def render_audit_sarif(report: AuditReport) -> str:
                         ],
                     }
                 ],
-                "partialFingerprints": {"kerasguard/v1": f"{v.advisory.id}:{pkg.key}:{pkg.version}"},
+                "partialFingerprints": {
+                    "kerasguard/v2": f"{v.advisory.id}:{pkg.key}:{pkg.version}:{pkg.source}:{pkg.line or 0}"
+                },
                 "properties": {
                     "severity": str(v.severity),
                     "security-severity": SECURITY_SEVERITY[v.severity],
@@ -176,6 +182,7 @@ def render_audit_sarif(report: AuditReport) -> str:
                         "rules": list(rules.values()),
                     }
                 },
+                "originalUriBaseIds": artifacts.original_uri_base_ids(),
                 "results": results,
                 "invocations": [
                     {"executionSuccessful": report.complete, "toolExecutionNotifications": notifications}

@@ -63,7 +63,7 @@ class Rule:
             cves = tuple(dict.fromkeys((*self.cves, *hit.cves)))
             yield Finding(
                 rule_id=self.id,
-                severity=ctx.policy.severity_for(self.id, default),
+                severity=default,  # the policy's [severity] overrides: kerasguard.suppressions
                 title=self.title,
                 message=hit.message,
                 location=hit.location,

@@ -22,7 +22,8 @@ from kerasguard.policy import GiB, MiB
 from kerasguard.rules.base import Hit, Rule, RuleContext
 from kerasguard.rules.weight_shapes import ExpectedVar, expected_elements, expected_vars, shape_fits
 
-# Keras versions affected, from shared/reference/keras-vulns.md section 1 ("||" separates ranges).
+# Keras versions affected, checked against released Keras wheels (the records in advisories/data carry
+# the sources; "||" separates ranges).
 AFFECTED: dict[str, str] = {
     "CVE-2026-0897": ">=3.0.0,<3.12.1 || >=3.13.0,<3.13.2",
     "CVE-2026-1669": ">=3.0.0,<3.12.1 || >=3.13.0,<3.13.2",

@@ -100,17 +100,25 @@ class ChildStats:
     exit_status: str | None = None
     failure: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, *, samples: bool = False) -> dict[str, Any]:
+        """The event's view; the memory curve (up to 1000 points, ~20 KB) only with ``samples``."""
+        out: dict[str, Any] = {
             "pid": self.pid,
             "layers": dict(self.layers),
             "startup_s": None if self.startup_s is None else round(self.startup_s, 3),
             "peak_rss_bytes": self.peak_rss_bytes,
             "cgroup_peak_bytes": self.cgroup_peak_bytes,
-            "memory_samples": [[s.t_s, s.rss_bytes] for s in self.samples],
+            "memory": {
+                "peak_rss_bytes": max((s.rss_bytes for s in self.samples), default=self.peak_rss_bytes),
+                "samples": len(self.samples),
+                "duration_s": self.samples[-1].t_s if self.samples else None,
+            },
             "exit_status": self.exit_status,
             "failure": self.failure,
         }
+        if samples:
+            out["memory_samples"] = [[s.t_s, s.rss_bytes] for s in self.samples]
+        return out
 
 
 class ChildProcess:

@@ -135,7 +135,7 @@ def admit(
     elif policy.trust.require == "digest":
         reasons.append("policy requires an expected digest and none was given")
         checks["digest"] = "missing"
-    if policy.trust.require == "signature" or signature is not None:
+    if policy.trust.require == "signature" or policy.trust.models or signature is not None:
         if signature is None:
             reasons.append("policy requires a signature and the push has none")
             checks["signature"] = "missing"

@@ -24,6 +24,7 @@ class StoreConfig:
     db_url: str
     blob_url: str | None = None
     reader_group: str | None = None
+    witness: str | None = None  # audit head witness URL; None: audit-witness.jsonl in the store folder
 
     def modes(self) -> Modes:
         if not self.reader_group:
@@ -49,6 +50,8 @@ def write_config(root: Path, config: StoreConfig, modes: Modes) -> None:
         lines.append(f"blob_url = {_quote(config.blob_url)}")
     if config.reader_group:
         lines.append(f"reader_group = {_quote(config.reader_group)}")
+    if config.witness:
+        lines.append(f"witness = {_quote(config.witness)}")
     fd = create_file(root / CONFIG_NAME, modes)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write("# kerasguard model store settings (no secrets here)\n" + "\n".join(lines) + "\n")
@@ -69,7 +72,7 @@ def read_config(root: Path) -> StoreConfig:
         raise StoreError(f"cannot read {path}: {exc}") from None
     if data.get("format") != FORMAT:
         raise StoreError(f"{path}: unsupported store format {data.get('format')!r}")
-    unknown = set(data) - {"format", "db_url", "blob_url", "reader_group"}
+    unknown = set(data) - {"format", "db_url", "blob_url", "reader_group", "witness"}
     if unknown:
         raise StoreError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
     db_url = data.get("db_url")
@@ -81,4 +84,9 @@ def read_config(root: Path) -> StoreConfig:
         raise StoreError(f"{path}: blob_url must be a string")
     if group is not None and not isinstance(group, str):
         raise StoreError(f"{path}: reader_group must be a string")
-    return StoreConfig(db_url=db_url, blob_url=blob_url or None, reader_group=group or None)
+    witness = data.get("witness")
+    if witness is not None and (not isinstance(witness, str) or not witness):
+        raise StoreError(f"{path}: witness must be a non-empty URL string (file:/path or redis://...)")
+    return StoreConfig(
+        db_url=db_url, blob_url=blob_url or None, reader_group=group or None, witness=witness or None
+    )

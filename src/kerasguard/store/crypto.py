@@ -80,6 +80,11 @@ class MasterKey:
         """Key of the metadata MACs (rows, tokens), derived so it is never the wrapping key itself."""
         return self._derive(b"kerasguard store row mac v1")
 
+    @cached_property
+    def audit_key(self) -> bytes:
+        """Key of the audit chain's HMACs: rewriting the log needs the master key, not only the database."""
+        return self._derive(b"kerasguard store audit chain v1")
+
     @classmethod
     def generate(cls) -> MasterKey:
         return cls(os.urandom(KEY_BYTES))

@@ -29,7 +29,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from kerasguard.errors import StoreError
 
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 
 
 class Base(DeclarativeBase):
@@ -65,6 +65,8 @@ class ModelRow(Base):
     updated_at: Mapped[str] = mapped_column(String(40))
     reason: Mapped[str | None] = mapped_column(Text)  # why quarantined / released / deleted (latest)
     details_digest: Mapped[str | None] = mapped_column(String(80))
+    # Raised by every state change and recorded in its audit entry: an older copy of the row is refused.
+    revision: Mapped[int] = mapped_column(BigInteger, default=0)
     row_mac: Mapped[str] = mapped_column(String(64))  # MAC of every column above
     list_mac: Mapped[str] = mapped_column(String(64))  # MAC of the columns ``list`` shows
 
@@ -94,11 +96,16 @@ class TokenRow(Base):
     created_at: Mapped[str] = mapped_column(String(40))
     created_by: Mapped[str] = mapped_column(String(128))
     revoked_at: Mapped[str | None] = mapped_column(String(40))
+    revision: Mapped[int] = mapped_column(BigInteger, default=0)  # as for models: 1 created, 2 revoked
     row_mac: Mapped[str] = mapped_column(String(64))
 
 
 class AuditRow(Base):
     __tablename__ = "audit"
+    __table_args__ = (
+        Index("ix_audit_subject_seq", "subject", "seq"),
+        Index("ix_audit_namespace_subject", "namespace", "subject", "revision"),
+    )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     time: Mapped[str] = mapped_column(String(40))
@@ -111,6 +118,8 @@ class AuditRow(Base):
     source: Mapped[str | None] = mapped_column(Text)
     result: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(String(300))  # model:<ns>/<name>:<version> | token:<id>
+    revision: Mapped[int | None] = mapped_column(BigInteger)  # the subject's revision after this entry
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 

@@ -28,6 +28,19 @@ if TYPE_CHECKING:
     from kerasguard.store.service import ModelStore
 
 
+def pull_destination(dest: str | os.PathLike[str]) -> Path:
+    """Where ``pull`` writes: inside ``dest`` when it is a folder, or written as one (``./serving/``:
+    created if missing), else the file ``dest`` itself."""
+    text = os.fspath(dest)
+    path = Path(text)
+    if text.endswith(("/", os.sep)) and not path.is_dir():
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder {text}: {exc.strerror or exc}") from None
+    return path
+
+
 def write_model(store: ModelStore, row: ModelRow, details: ModelDetails, dest: Path) -> Path:
     name = ref(row.namespace, row.name, row.version)
     target = dest / row.filename if dest.is_dir() else dest

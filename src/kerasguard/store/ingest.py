@@ -171,6 +171,7 @@ def push_model(
             updated_at=now,
             reason=store.pending_mark,
             details_digest=None,
+            revision=0,
             row_mac="",
             list_mac="",
         )
@@ -348,6 +349,7 @@ def admit_upload(
         current.reason = None if decision.admitted else "; ".join(decision.reasons)
         current.updated_at = audit.now()
         current.details_digest = details_digest(details)
+        current.revision = 1
         seal(current, store.master.mac_key)
         audit.append(
             s,
@@ -356,7 +358,10 @@ def admit_upload(
                 result=status,
                 digest=result.digest,
                 detail="admitted" if decision.admitted else "; ".join(decision.reasons),
+                subject=audit.model_subject(current.namespace, current.name, current.version),
+                revision=current.revision,
             ),
+            store.audit_key,
         )
         info = info_from_row(current, details)
     return info

@@ -3,8 +3,11 @@
 Tokens look like ``kgs_<id>_<secret>``: the id is public (it names the actor in the audit log), the
 secret is 32 random bytes. Only ``sha256(salt | secret)`` is stored, and each token row carries a MAC
 under a key derived from the master key, so someone who can write the database still cannot mint a
-token or raise a token's role. A namespace is a tenant; only an admin token may have the ``*``
-namespace (every tenant), and a token never acts outside its namespace.
+token or raise a token's role. The MAC covers the row's revision (1 created, 2 revoked), which the
+audit log records too: the store refuses a token row older than its latest audit entry, so putting
+back the row from before a revocation does not bring the token back. A namespace is a tenant; only
+an admin token may have the ``*`` namespace (every tenant), and a token never acts outside its
+namespace.
 """
 
 from __future__ import annotations
@@ -104,7 +107,7 @@ def token_mac(key: bytes, row: TokenRow) -> str:
     return crypto.mac(
         key,
         [
-            "token-v1",
+            "token-v2",
             row.id,
             row.salt,
             row.hash,
@@ -113,6 +116,7 @@ def token_mac(key: bytes, row: TokenRow) -> str:
             row.label,
             row.created_at,
             row.revoked_at,
+            row.revision,
         ],
     )
 
@@ -137,6 +141,7 @@ def new_token(
         created_at=created_at,
         created_by=created_by[:128],
         revoked_at=None,
+        revision=1,
         row_mac="",
     )
     row.row_mac = token_mac(mac_key, row)

@@ -1,8 +1,10 @@
 """What the store records about a model: statuses, names, the public ``ModelInfo``, and row integrity.
 
 A model row's MAC covers every column (under a key derived from the master key), so a row edited
-outside kerasguard is refused; the large documents in ``model_details`` are bound to the row by their
-digest. A blob is bound to its model by the encryption context (namespace, name, version, blob id).
+outside kerasguard is refused; the MAC covers the row's revision, which every state change raises and
+records in the audit log, so an older copy of the row put back is refused too. The large documents
+in ``model_details`` are bound to the row by their digest. A blob is bound to its model by the
+encryption context (namespace, name, version, blob id).
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ class RowLike(Protocol):
     updated_at: str
     reason: str | None
     details_digest: str | None
+    revision: int
     row_mac: str
 
 
@@ -122,6 +125,7 @@ LIST_COLUMNS = (
     ModelRow.source,
     ModelRow.created_at,
     ModelRow.reason,
+    ModelRow.revision,
     ModelRow.list_mac,
 )
 
@@ -149,7 +153,7 @@ class ModelSummary:
         return {f: getattr(self, f) for f in self.__slots__}
 
 
-def list_mac(key: bytes, row: ModelSummary | RowLike) -> str:
+def list_mac(key: bytes, row: RowLike) -> str:
     return list_mac_of(
         key,
         (
@@ -163,13 +167,14 @@ def list_mac(key: bytes, row: ModelSummary | RowLike) -> str:
             row.source,
             row.created_at,
             row.reason,
+            row.revision,
         ),
     )
 
 
 def list_mac_of(key: bytes, values: tuple[str | int | None, ...]) -> str:
     """The list MAC of values in ``LIST_COLUMNS`` order (without the MAC column itself)."""
-    return crypto.mac(key, ["model-list-v1", *values])
+    return crypto.mac(key, ["model-list-v2", *values])
 
 
 def seal(row: ModelRow, key: bytes) -> None:
@@ -182,7 +187,7 @@ def model_mac(key: bytes, row: RowLike) -> str:
     return crypto.mac(
         key,
         [
-            "model-v1",
+            "model-v2",
             row.namespace,
             row.name,
             row.version,
@@ -201,6 +206,7 @@ def model_mac(key: bytes, row: RowLike) -> str:
             row.updated_at,
             row.reason,
             row.details_digest,
+            row.revision,
         ],
     )
 

@@ -11,7 +11,10 @@ removes (it can tell a dead push from a live one by the push's file lock).
 
 Model rows and tokens carry a MAC under a key derived from the master key, and each blob is bound to
 its model by the encryption's associated data, so an edited row, a swapped blob or a wrong key is
-refused with the model named rather than served.
+refused with the model named rather than served. Each row also carries a revision that every state
+change raises and records in the (keyed) audit log; a row older than its latest audit entry is a
+replayed copy and is refused too. Every committed audit head is written to a witness outside the
+database, which ``audit verify`` compares with the log to detect a cut-off tail.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from kerasguard.errors import KerasGuardError, StoreError
 from kerasguard.policy import Policy
-from kerasguard.store import audit, crypto, rbac
+from kerasguard.store import audit, crypto, rbac, upgrade
 from kerasguard.store.blobs import BlobStore
 from kerasguard.store.config import StoreConfig, default_db_url, read_config, write_config
 from kerasguard.store.crypto import CryptoError, MasterKey
@@ -48,7 +51,7 @@ from kerasguard.store.db import (
     redact,
     sessions,
 )
-from kerasguard.store.egress import write_model
+from kerasguard.store.egress import pull_destination, write_model
 from kerasguard.store.ingest import push_model, with_
 from kerasguard.store.perms import Modes, check_tree, create_file, make_dir
 from kerasguard.store.rbac import Action, Principal, Role
@@ -70,6 +73,7 @@ from kerasguard.store.records import (
     ref,
     seal,
 )
+from kerasguard.store.witness import Head, Witness, WitnessError, open_witness, summarize
 
 
 class AccessDenied(StoreError):
@@ -80,7 +84,13 @@ class ModelStore:
     """A model store rooted at a local folder (settings, temporary files, and blobs unless remote)."""
 
     def __init__(
-        self, root: Path, config: StoreConfig, engine: Engine, master: MasterKey, policy: Policy
+        self,
+        root: Path,
+        config: StoreConfig,
+        engine: Engine,
+        master: MasterKey,
+        policy: Policy,
+        store_id: str,
     ) -> None:
         self.root = root
         self.config = config
@@ -93,6 +103,8 @@ class ModelStore:
         # Pending pushes are recorded with the node that runs them: only that node can tell (by its local
         # push locks) whether they are still alive, so recovery never touches another node's pushes.
         self.node = f"{socket.gethostname()}:{root}"
+        self.store_id = store_id
+        self.witness: Witness = open_witness(config.witness, root, store_id)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -107,15 +119,26 @@ class ModelStore:
         reader_group: str | None = None,
         policy: Policy | None = None,
         admin_label: str = "initial admin",
+        witness: str | None = None,
     ) -> tuple[ModelStore, str]:
-        """Create a store and return it with its first admin token (for every namespace), shown once."""
+        """Create a store and return it with its first admin token (for every namespace), shown once.
+
+        ``witness`` (``file:/path`` or ``redis://...``) receives every audit head; by default a file
+        in the store folder (see docs/store.md for a witness on another machine).
+        """
         path = Path(root).absolute()
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise StoreError(
                 f"{path} exists and is not an empty folder; refusing to initialise a store there"
             )
+        store_id = secrets.token_hex(16)
+        if witness is not None:  # reachable before anything is created: every change will be witnessed
+            next(iter(open_witness(witness, path, store_id).heads()), None)
         config = StoreConfig(
-            db_url=db_url or default_db_url(path), blob_url=blob_url, reader_group=reader_group
+            db_url=db_url or default_db_url(path),
+            blob_url=blob_url,
+            reader_group=reader_group,
+            witness=witness,
         )
         modes = config.modes()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,19 +149,30 @@ class ModelStore:
             os.close(create_file(path / "store.db", modes))
         engine = make_engine(config.db_url)
         migrate(engine)
-        store = cls(path, config, engine, master_key, policy or Policy())
+        store = cls(path, config, engine, master_key, policy or Policy(), store_id)
         with store.transaction() as s:
             if s.get(MetaRow, "key_id") is not None:
                 raise StoreError(f"the database at {redact(config.db_url)} already holds a store")
             s.add(MetaRow(key="key_id", value=master_key.key_id))
-            s.add(MetaRow(key="store_id", value=secrets.token_hex(16)))
+            s.add(MetaRow(key="store_id", value=store.store_id))
             s.add(MetaRow(key="created_at", value=audit.now()))
+            s.add(MetaRow(key=upgrade.FORMAT_KEY, value=str(upgrade.FORMAT)))
             token, row = rbac.new_token(
                 Role.admin, rbac.ALL_NAMESPACES, admin_label, "store init", audit.now(), master_key.mac_key
             )
             s.add(row)
             audit.append(
-                s, audit.Event(actor="store init", action="init", result="ok", detail=f"admin token {row.id}")
+                s,
+                audit.Event(
+                    actor="store init",
+                    action="init",
+                    result="ok",
+                    namespace=rbac.ALL_NAMESPACES,
+                    detail=f"admin token {row.id}",
+                    subject=audit.token_subject(row.id),
+                    revision=row.revision,
+                ),
+                store.audit_key,
             )
         return store, token
 
@@ -155,20 +189,31 @@ class ModelStore:
         check_tree(path, modes)
         engine = make_engine(config.db_url)
         migrate(engine)
-        store = cls(path, config, engine, master_key, policy or Policy())
-        with store.transaction() as s:
+        with sessions(engine).begin() as s:
             meta = s.get(MetaRow, "key_id")
-            if meta is None:
+            store_id = s.get(MetaRow, "store_id")
+            current = s.get(MetaRow, upgrade.FORMAT_KEY) is not None
+            if meta is None or store_id is None:
+                engine.dispose()
                 raise StoreError(
                     f"the database at {redact(config.db_url)} holds no store (was it initialised?)"
                 )
             if meta.value != master_key.key_id:
+                engine.dispose()
                 raise StoreError(
                     f"wrong master key: this store was encrypted under key id {meta.value}, "
                     f"the key given has id {master_key.key_id}",
                     hint="use the store's key file or $KERASGUARD_MASTER_KEY",
                 )
-        store.recover()
+            ident = store_id.value
+        store = cls(path, config, engine, master_key, policy or Policy(), ident)
+        try:
+            if not current:  # checked again under the lock: another node may be upgrading it now
+                upgrade.ensure_current(store)
+            store.recover()
+        except BaseException:
+            store.close()
+            raise
         return store
 
     @property
@@ -184,14 +229,36 @@ class ModelStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def audit_key(self) -> bytes:
+        return self.master.audit_key
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
-        """One database transaction; database failures become StoreError."""
+        """One database transaction; database failures become StoreError.
+
+        A transaction that appended to the audit log writes its new head to the witness after the
+        commit (a head is witnessed only once it exists).
+        """
         try:
             with self._sessions.begin() as session:
                 yield session
+                head = session.info.pop(audit.NEW_HEAD, None)
+                key_id = session.info.pop(upgrade.WITNESS_KEY_ID, self.master.key_id)
         except OperationalError as exc:
             raise StoreError(f"store database error: {exc.orig}") from None
+        if head is not None:
+            self._witness(head[0], head[1], key_id)
+
+    def _witness(self, seq: int, mac: str, key_id: str) -> None:
+        try:
+            self.witness.record(Head(seq, mac, audit.now(), self.store_id, key_id))
+        except WitnessError as exc:
+            raise WitnessError(
+                f"the change was committed (audit entry #{seq}), but {exc.message}",
+                hint="`store audit verify` cannot vouch for the newest entries until the witness "
+                "records a later head: make the witness reachable, then run any store command",
+            ) from None
 
     def recover(self) -> list[str]:
         """Remove what dead pushes left (pending rows, temporary files) and blobs of deleted models."""
@@ -227,6 +294,7 @@ class ModelStore:
                             source=row.source,
                             detail="the pushing process died; its partial upload was removed",
                         ),
+                        self.audit_key,
                     )
             if gone:
                 self.blobs.final.delete(row.blob_id)
@@ -242,22 +310,53 @@ class ModelStore:
     def record_event(self, event: audit.Event) -> None:
         """Append one audit entry in its own transaction (denials, failures)."""
         with self.transaction() as s:
-            audit.append(s, event)
+            audit.append(s, event, self.audit_key)
 
     def _authenticate(self, token: str, action: Action) -> Principal:
         parsed = rbac.parse_token(token or "")
         principal: Principal | None = None
         actor = "anonymous"
+        replayed: str | None = None
         if parsed is not None:
             actor = f"token:{parsed[0]}"
             with self.transaction() as s:
-                principal = rbac.authenticate(s.get(TokenRow, parsed[0]), parsed[1], self.master.mac_key)
+                row = s.get(TokenRow, parsed[0])
+                principal = rbac.authenticate(row, parsed[1], self.master.mac_key)
+                if principal is not None and row is not None:
+                    replayed = self._token_staleness(s, row)
+        if replayed is not None:
+            self.record_event(audit.Event(actor=actor, action=action.value, result="denied", detail=replayed))
+            raise AccessDenied(f"access denied: {replayed}", hint="treat the store database as compromised")
         if principal is None:
             self.record_event(
                 audit.Event(actor=actor, action=action.value, result="denied", detail="invalid token")
             )
             raise AccessDenied("access denied: invalid, unknown or revoked token")
         return principal
+
+    def _token_staleness(self, s: Session, row: TokenRow) -> str | None:
+        """Why a token row is not its latest state (None when it is): the audit log decides.
+
+        A revocation in the log wins over whatever the tokens table says.
+        """
+        entry = audit.latest_for(s, audit.token_subject(row.id))
+        if entry is None:
+            return f"token {row.id} has no audit record: the tokens table was tampered with"
+        if not audit.authentic(self.audit_key, entry):
+            return f"audit entry #{entry.seq} of token {row.id} was edited: the audit log was tampered with"
+        if not audit.in_place(s, entry):
+            return f"audit entry #{entry.seq} of token {row.id} was moved: the audit log was tampered with"
+        if entry.action == Action.token_revoke.value and row.revoked_at is None:
+            return (
+                f"token {row.id} was revoked (audit entry #{entry.seq}); the tokens table was put back "
+                "to an older copy of its row"
+            )
+        if entry.revision != row.revision:
+            return (
+                f"token {row.id} is at revision {row.revision} in the tokens table but at {entry.revision} "
+                f"in the audit log (entry #{entry.seq}): an older copy of its row was put back"
+            )
+        return None
 
     def _authorize(
         self,
@@ -321,7 +420,10 @@ class ModelStore:
                     result="ok",
                     namespace=namespace,
                     detail=f"token {row.id} role {role.value}",
+                    subject=audit.token_subject(row.id),
+                    revision=row.revision,
                 ),
+                self.audit_key,
             )
         return secret
 
@@ -332,10 +434,12 @@ class ModelStore:
         namespace = row.namespace if row is not None else principal.namespace
         principal, namespace = self._authorize(token, Action.token_revoke, namespace)
         with self.transaction() as s:
-            row = s.get(TokenRow, token_id)
+            row = s.get(TokenRow, token_id, with_for_update=True)
             if row is None:
                 raise StoreError(f"no token {token_id!r}")
+            self._check_token_row(s, row)
             row.revoked_at = audit.now()
+            row.revision += 1
             row.row_mac = rbac.token_mac(self.master.mac_key, row)
             audit.append(
                 s,
@@ -345,8 +449,18 @@ class ModelStore:
                     result="ok",
                     namespace=namespace,
                     detail=f"token {token_id}",
+                    subject=audit.token_subject(row.id),
+                    revision=row.revision,
                 ),
+                self.audit_key,
             )
+
+    def _check_token_row(self, s: Session, row: TokenRow) -> None:
+        if not hmac.compare_digest(rbac.token_mac(self.master.mac_key, row), row.row_mac):
+            raise StoreError(f"token {row.id} failed its integrity check: the tokens table was tampered with")
+        stale = self._token_staleness(s, row)
+        if stale is not None:
+            raise StoreError(stale, hint="treat the store database as compromised")
 
     def list_tokens(self, token: str, namespace: str | None = None) -> list[dict[str, Any]]:
         _principal, namespace = self._authorize(token, Action.token_list, namespace, default_all=True)
@@ -355,6 +469,8 @@ class ModelStore:
             if namespace != rbac.ALL_NAMESPACES:
                 query = query.where(TokenRow.namespace == namespace)
             rows = s.execute(query).scalars().all()
+            for r in rows:  # tokens are few: each checked against its own latest audit entry
+                self._check_token_row(s, r)
         return [
             {
                 "id": r.id,
@@ -377,16 +493,38 @@ class ModelStore:
                 hint="restore the row from a backup or delete the model",
             )
 
-    def _load(self, s: Session, namespace: str, name: str, version: str) -> ModelRow:
-        check_name(name, version)
-        row = s.execute(
-            select(ModelRow).where(
-                ModelRow.namespace == namespace, ModelRow.name == name, ModelRow.version == version
+    def _check_fresh(self, s: Session, row: RowLike) -> None:
+        """Refuse a row that is not the latest state the audit log recorded for it (a replayed copy)."""
+        label = ref(row.namespace, row.name, row.version)
+        entry = audit.latest_for(s, audit.model_subject(row.namespace, row.name, row.version))
+        if entry is None:
+            problem = "the audit log has no record of it"
+        elif not audit.authentic(self.audit_key, entry):
+            problem = f"its latest audit entry #{entry.seq} was edited"
+        elif not audit.in_place(s, entry):
+            problem = f"its latest audit entry #{entry.seq} was copied there from elsewhere in the log"
+        elif entry.revision != row.revision:
+            problem = (
+                f"the row is revision {row.revision} but the audit log recorded revision {entry.revision} "
+                f"(entry #{entry.seq}, {entry.action}): an older copy of the row was put back"
             )
-        ).scalar_one_or_none()
+        else:
+            return
+        raise StoreError(
+            f"metadata of model {label} is not its latest state: {problem}; refusing to use it",
+            hint="treat the store database as compromised; run `store audit verify`",
+        )
+
+    def _load(self, s: Session, namespace: str, name: str, version: str, *, lock: bool = False) -> ModelRow:
+        check_name(name, version)
+        query = select(ModelRow).where(
+            ModelRow.namespace == namespace, ModelRow.name == name, ModelRow.version == version
+        )
+        row = s.execute(query.with_for_update() if lock else query).scalar_one_or_none()
         if row is None or row.status == PENDING:
             raise StoreError(f"no model {ref(namespace, name, version)}")
         self._verify_row(row)
+        self._check_fresh(s, row)
         return row
 
     def _details(self, s: Session, row: ModelRow) -> ModelDetails:
@@ -480,7 +618,7 @@ class ModelStore:
                 raise StoreError(f"model {label} is in an unexpected state {row.status!r}")
             if expect_digest is not None and expect_digest != row.digest:
                 raise StoreError(f"model {label} has digest {row.digest}, not the expected {expect_digest}")
-            target = write_model(self, row, details, Path(dest))
+            target = write_model(self, row, details, pull_destination(dest))
         except KerasGuardError as exc:
             self.record_event(with_(event, result="failed", detail=exc.message))
             raise
@@ -517,6 +655,7 @@ class ModelStore:
         key = self.master.mac_key
         out = []
         with _gc_paused(), self.transaction() as s:  # thousands of short-lived rows: no collection passes
+            latest = audit.latest_revisions(s, namespace)
             # Core rows straight from the connection: the ORM's per-row bookkeeping is most of the cost
             for row in s.connection().execute(query):
                 values: tuple[Any, ...] = tuple(row[:-1])
@@ -525,7 +664,15 @@ class ModelStore:
                         f"metadata of model {ref(*values[:3])} failed its integrity check: the database row "
                         "was modified outside kerasguard or is corrupted; refusing to list it",
                     )
-                out.append(ModelSummary(*values))
+                recorded = latest.get(audit.model_subject(*values[:3]))
+                if recorded != values[-1]:
+                    raise StoreError(
+                        f"metadata of model {ref(*values[:3])} is not its latest state: the row is revision "
+                        f"{values[-1]}, the audit log recorded {recorded}: "
+                        "an older copy of the row was put back; refusing to list it",
+                        hint="treat the store database as compromised; run `store audit verify`",
+                    )
+                out.append(ModelSummary(*values[:-1]))
         return out
 
     def show(self, token: str, name: str, version: str, *, namespace: str | None = None) -> ModelInfo:
@@ -545,6 +692,7 @@ class ModelStore:
                         version=version,
                         detail="quarantined models are for admins",
                     ),
+                    self.audit_key,
                 )
                 # Not an AccessDenied raised inside the transaction: the audit entry must commit.
                 denied = True
@@ -573,11 +721,12 @@ class ModelStore:
         label = ref(namespace, name, version)
         try:
             with self.transaction() as s:
-                row = self._load(s, namespace, name, version)
+                row = self._load(s, namespace, name, version, lock=True)
                 if row.status not in allowed_from:
                     raise StoreError(f"cannot {action.value} model {label}: it is {row.status}")
                 apply(row)
                 row.updated_at = audit.now()
+                row.revision += 1
                 seal(row, self.master.mac_key)
                 audit.append(
                     s,
@@ -591,7 +740,10 @@ class ModelStore:
                         digest=row.digest,
                         source=row.source,
                         detail=detail,
+                        subject=audit.model_subject(namespace, name, version),
+                        revision=row.revision,
                     ),
+                    self.audit_key,
                 )
                 info = info_from_row(row)
         except StoreError as exc:
@@ -706,23 +858,46 @@ class ModelStore:
 
     # ------------------------------------------------------------------ audit and keys
 
-    def audit_verify(self, token: str) -> audit.Verification:
-        """Check the whole audit chain; raises StoreError naming the first edited, deleted or moved entry."""
+    def audit_verify(self, token: str, *, witness: str | None = None) -> audit.Verification:
+        """Check the whole keyed chain and compare its head with the witness (``witness``: another URL).
+
+        Raises AuditTampered naming the first edited, deleted or moved entry, or the entries cut off the
+        end that the witness saw; WitnessError (never "intact") when the witness cannot be read.
+        """
         principal, _ = self._authorize(token, Action.audit_verify, None)
         try:
+            source = self.witness if witness is None else open_witness(witness, self.root, self.store_id)
+            # The witness first: a head committed while we read can only make the database look longer.
+            witnessed = summarize(source.heads(), self.store_id, self.master.key_id)
             with self.transaction() as s:
-                result = audit.verify(s)
+                chain = audit.verify(s, self.audit_key)
+                result = audit.check_anchor(
+                    s, witnessed, chain, key_id=self.master.key_id, witness=source.url
+                )
+                assert witnessed.last is not None  # check_anchor refuses an empty witness
+                audit.check_witnessed(
+                    s,
+                    source.heads(),
+                    store_id=self.store_id,
+                    key_id=self.master.key_id,
+                    upto=witnessed.last.seq,
+                    witness=source.url,
+                )
         except StoreError as exc:
-            self.record_event(
-                audit.Event(actor=principal.actor, action="audit-verify", result="failed", detail=exc.message)
-            )
+            with contextlib.suppress(WitnessError):  # the failure is reported either way
+                self.record_event(
+                    audit.Event(
+                        actor=principal.actor, action="audit-verify", result="failed", detail=exc.message
+                    )
+                )
             raise
         self.record_event(
             audit.Event(
                 actor=principal.actor,
                 action="audit-verify",
                 result="ok",
-                detail=f"{result.entries} entries, head {result.head_hash}",
+                detail=f"{result.entries} entries, head {result.head_hash}, "
+                f"witnessed #{result.witnessed_seq}",
             )
         )
         return result
@@ -756,6 +931,10 @@ class ModelStore:
             raise StoreError("the new master key is the current one")
         count = 0
         with self.transaction() as s:
+            try:
+                audit.verify(s, self.audit_key)
+            except audit.AuditTampered as exc:
+                raise StoreError(f"cannot rotate: {exc.message}", hint=exc.hint) from None
             for row in s.execute(select(ModelRow)).scalars():
                 self._verify_row(row)
                 if row.wrapped_key is not None:
@@ -776,6 +955,7 @@ class ModelStore:
             meta = s.get(MetaRow, "key_id")
             assert meta is not None
             meta.value = new_key.key_id
+            audit.rechain(s, audit.keyed(new_key.audit_key))
             audit.append(
                 s,
                 audit.Event(
@@ -784,7 +964,9 @@ class ModelStore:
                     result="ok",
                     detail=f"{count} data keys rewrapped from {self.master.key_id} to {new_key.key_id}",
                 ),
+                new_key.audit_key,
             )
+            s.info[upgrade.WITNESS_KEY_ID] = new_key.key_id
         self.master = new_key
         return count
 

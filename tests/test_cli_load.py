@@ -37,7 +37,9 @@ def test_sandbox_info_lists_every_layer() -> None:
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
     names = {layer["name"] for layer in doc["layers"]}
-    assert {"memory-cgroup", "rlimits", "network-namespace", "landlock", "seccomp"} <= names
+    assert {"memory-cgroup", "network-namespace", "mount-namespace", "landlock", "seccomp"} <= names
+    assert set(doc["required"]) <= names
+    assert doc["refused_for"] == [n for n in doc["required"] if n in doc["missing"]]
     text = runner.invoke(app, ["sandbox-info"])
     assert text.exit_code == 0 and "landlock" in text.stdout
 

@@ -258,7 +258,9 @@ def test_lambda_payload_with_unsafe_deserialization_is_contained(
             assert sock != payloads.SUCCEEDED
             with pytest.raises(OSError):
                 server.accept()
-        if info.is_active("landlock"):
+        if info.is_active("mount-namespace"):  # the host's /tmp does not exist in the child's root
+            assert read == errno.ENOENT and write == errno.ENOENT
+        elif info.is_active("landlock"):
             assert read == errno.EACCES and write == errno.EACCES
         if info.is_active("seccomp") or info.is_active("landlock"):
             assert run != payloads.SUCCEEDED

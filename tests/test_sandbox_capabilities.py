@@ -115,7 +115,7 @@ def test_probe_runs_without_site_packages() -> None:
     )
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
-    assert set(data) == {"netns", "caps"}
+    assert set(data) == {"netns", "mntns", "caps"}
     if os.geteuid() == 0:
         assert data["caps"][0] is True
 

@@ -149,11 +149,15 @@ def test_silence_is_a_wall_clock_timeout(pipe: tuple[Channel, Channel]) -> None:
     assert err.value.limit == "wall"
 
 
-def test_half_a_frame_then_eof_is_channel_closed(pipe: tuple[Channel, Channel]) -> None:
+def test_half_a_frame_then_eof_is_a_truncated_frame(pipe: tuple[Channel, Channel]) -> None:
+    """EOF inside a frame is a protocol violation; EOF between frames is an ordinary close."""
     sender, receiver = pipe
     os.write(receiver.write_fd, raw_frame({"ok": True})[:10])
     os.close(receiver.write_fd)
     receiver.write_fd = os.open(os.devnull, os.O_WRONLY)
+    with pytest.raises(ProtocolError, match="closed after 10 of 16 bytes") as err:
+        sender.recv(time.monotonic() + 5)
+    assert err.value.limit == "protocol"
     with pytest.raises(ChannelClosed):
         sender.recv(time.monotonic() + 5)
 

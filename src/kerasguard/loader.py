@@ -333,7 +333,7 @@ def _load_sandboxed(
     compile: bool,
     safe_mode: bool,
 ) -> SandboxedModel:
-    from kerasguard.sandbox.capabilities import probe
+    from kerasguard.sandbox.capabilities import check_required, default_required, probe
     from kerasguard.sandbox.config import ChildLimits
     from kerasguard.sandbox.launcher import choose_layers, spawn
     from kerasguard.sandbox.model import SandboxedModel
@@ -342,6 +342,18 @@ def _load_sandboxed(
     event.sandbox = info.to_dict()
     sandbox_log = logging.getLogger("kerasguard.sandbox")
     sandbox_log.info("sandbox layers active: %s", ", ".join(info.active))
+    defaults = default_required()
+    required = defaults if policy.sandbox.require is None else policy.sandbox.require
+    event.sandbox["required"] = list(required)
+    not_required = [name for name in defaults if name not in required]
+    if not_required:
+        event.sandbox["not_required"] = not_required
+        event.unsafe_switches.append("sandbox.require")
+        sandbox_log.warning(
+            "UNSAFE: the policy does not require the sandbox layer(s) %s (sandbox.require)",
+            ", ".join(not_required),
+        )
+    check_required(info, tuple(required), allow_network=policy.sandbox.network)
     if info.missing:
         sandbox_log.warning("sandbox layers MISSING on this machine: %s", ", ".join(info.missing))
     if policy.sandbox.network:

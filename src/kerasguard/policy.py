@@ -178,13 +178,36 @@ class Sandbox:
 
     enabled: bool = True
     memory_mb: int = 4096
-    cpu_seconds: int = 120
-    wall_seconds: float = 120.0
-    max_file_mb: int = 256
+    cpu_seconds: int = 120  # per request (predict, summary)
+    wall_seconds: float = 120.0  # per request
+    startup_cpu_seconds: int = 300  # start-up (interpreter, Keras, backend) and the model load together
+    startup_wall_seconds: float = 300.0  # start-up and the model load together
+    max_file_mb: int = 256  # largest single file the child may write (RLIMIT_FSIZE)
+    scratch_mb: int = 512  # total size of the child's scratch (a tmpfs in its mount namespace)
     max_open_files: int = 256
     network: bool = False
     allow_unsafe_in_process: bool = False
     memory_samples: bool = False  # the child's whole memory curve in the load event (else peak and count)
+    # Layers a load refuses to go without; unset: all the machine offers this user; fewer: a logged opt-out
+    require: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.require is not None:
+            unknown = sorted(set(self.require) - set(SANDBOX_LAYERS))
+            if unknown:
+                known = ", ".join(SANDBOX_LAYERS)
+                raise PolicyError(f"sandbox.require: unknown layer(s) {', '.join(unknown)} (known: {known})")
+
+
+# The layers ``sandbox.require`` can name (kerasguard.sandbox.capabilities measures them).
+SANDBOX_LAYERS = (
+    "memory-cgroup",
+    "network-namespace",
+    "mount-namespace",
+    "capabilities",
+    "landlock",
+    "seccomp",
+)
 
 
 @dataclass(frozen=True)

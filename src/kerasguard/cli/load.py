@@ -262,11 +262,14 @@ def sandbox_info(
     fmt: Annotated[TextOrJson, typer.Option("--format", "-f")] = TextOrJson.text,
 ) -> None:
     """Report which sandbox layers are active on this machine and which are missing."""
-    from kerasguard.sandbox.capabilities import measure
+    from kerasguard.sandbox.capabilities import default_required, measure
 
     info = measure()
+    required = default_required()
+    refused = [name for name in required if not info.is_active(name)]
     if fmt is TextOrJson.json:
-        write_output(json.dumps(info.to_dict(), indent=2), None)
+        doc = {**info.to_dict(), "required": list(required), "refused_for": refused}
+        write_output(json.dumps(doc, indent=2), None)
         raise typer.Exit(EXIT_CLEAN)
     lines = []
     for layer in info.layers:
@@ -274,5 +277,11 @@ def sandbox_info(
         lines.append(f"{mark}  {layer.name:18} {layer.detail}")
     if info.missing:
         lines.append(f"\n{len(info.missing)} layer(s) missing: {', '.join(info.missing)}")
+    lines.append(f"required by default for this user: {', '.join(required)}")
+    if refused:
+        lines.append(
+            f"loads with the default policy are REFUSED here (missing: {', '.join(refused)}); "
+            "see docs/sandbox.md for the fix or an explicit [sandbox] require opt-out"
+        )
     say("\n".join(lines), err=False)
     raise typer.Exit(EXIT_CLEAN)

@@ -1,4 +1,4 @@
-"""Thin ctypes wrappers for the Linux calls Python 3.11 lacks: unshare, prctl, capabilities.
+"""Thin ctypes wrappers for the Linux calls Python 3.11 lacks: unshare, prctl, mounts, capabilities.
 
 Every wrapper raises ``OSError`` with the real errno; callers decide whether a missing layer is fatal.
 """
@@ -14,6 +14,7 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 
 PR_SET_PDEATHSIG = 1
+PR_GET_PDEATHSIG = 2
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_GET_NO_NEW_PRIVS = 39
@@ -26,6 +27,20 @@ SECUREBITS_LOCKED_DOWN = sum(1 << bit for bit in range(8)) & ~(1 << 4)  # everyt
 CAPABILITY_VERSION_3 = 0x20080522
 
 CAP_LAST_CAP_FILE = "/proc/sys/kernel/cap_last_cap"
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_RELATIME = 1 << 21
+MNT_DETACH = 2
+SYS_PIVOT_ROOT = 155  # x86_64
 
 
 @cache
@@ -45,6 +60,24 @@ def _check(result: int, what: str) -> int:
 def unshare(flags: int) -> None:
     """unshare(2); the caller must be single-threaded for CLONE_NEWUSER."""
     _check(libc().unshare(ctypes.c_int(flags)), "unshare")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    """mount(2); raises OSError naming the target."""
+    enc = [None if v is None else os.fsencode(v) for v in (source, target, fstype, data)]
+    result = libc().mount(enc[0], enc[1], enc[2], ctypes.c_ulong(flags), enc[3])
+    _check(result, f"mount {target}")
+
+
+def umount(target: str, flags: int = 0) -> None:
+    _check(libc().umount2(os.fsencode(target), ctypes.c_int(flags)), f"umount {target}")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    """pivot_root(2) (glibc has no wrapper)."""
+    new = ctypes.create_string_buffer(os.fsencode(new_root))
+    old = ctypes.create_string_buffer(os.fsencode(put_old))
+    syscall(SYS_PIVOT_ROOT, ctypes.c_void_p(ctypes.addressof(new)), ctypes.c_void_p(ctypes.addressof(old)))
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:

@@ -180,11 +180,13 @@ class ChildGroup:
                     time.sleep(0.01)
 
 
-def remove_stale(placement: Placement) -> list[Path]:
-    """Delete empty groups left by kerasguard processes that died without cleaning up.
+def remove_stale(placement: Placement, timeout_s: float = 2.0) -> list[Path]:
+    """Kill what is left in groups of kerasguard processes that died, then delete the groups.
 
-    A leftover child group would keep its parent group (perhaps a supervisor's) from being removed.
-    Only groups named after a process that no longer exists are touched; rmdir refuses non-empty ones.
+    A child whose parent died without cleaning up (before the parent-death signal existed, or a
+    payload that survived it some other way) may still be running in its group: it is SIGKILLed,
+    not only abandoned. A leftover group would also keep its parent group (perhaps a supervisor's)
+    from being removed. Only groups named after a process that no longer exists are touched.
     """
     removed: list[Path] = []
     parents = {placement.memory_parent, placement.pids_parent} - {None}
@@ -198,12 +200,29 @@ def remove_stale(placement: Placement) -> list[Path]:
             owner = group.name[len(PREFIX) :].split("-", 1)[0]
             if not owner.isdigit() or Path(f"/proc/{owner}").exists():
                 continue
-            try:
-                group.rmdir()
-                removed.append(group)
-            except OSError:
-                pass
+            deadline = time.monotonic() + timeout_s
+            while True:
+                for pid in _procs(group):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGKILL)
+                try:
+                    group.rmdir()
+                    removed.append(group)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.01)
     return removed
+
+
+def _procs(group: Path) -> list[int]:
+    try:
+        return [int(p) for p in (group / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return []
 
 
 def _write(path: Path, value: int) -> None:

@@ -20,10 +20,13 @@ class ChildLimits:
 
     memory_bytes: int
     address_space_bytes: int
-    cpu_seconds: int
-    wall_seconds: float
+    cpu_seconds: int  # per request
+    wall_seconds: float  # per request
     file_bytes: int
     open_files: int
+    startup_cpu_seconds: int = 300  # start-up and load together
+    startup_wall_seconds: float = 300.0
+    scratch_bytes: int = 512 * MiB
 
     @classmethod
     def from_policy(cls, policy: SandboxPolicy) -> ChildLimits:
@@ -35,6 +38,9 @@ class ChildLimits:
             wall_seconds=max(0.1, policy.wall_seconds),
             file_bytes=policy.max_file_mb * MiB,
             open_files=max(16, policy.max_open_files),
+            startup_cpu_seconds=max(1, policy.startup_cpu_seconds),
+            startup_wall_seconds=max(0.1, policy.startup_wall_seconds),
+            scratch_bytes=max(1, policy.scratch_mb) * MiB,
         )
 
 
@@ -43,7 +49,8 @@ class Layers:
     """Which confinement steps the child must apply (it fails rather than skip one it was asked for)."""
 
     network_namespace: bool = True
-    allow_network: bool = False  # the policy allows network: no namespace, no TCP or socket rules
+    allow_network: bool = False  # the policy allows network: no namespace, no TCP rules, INET sockets
+    mount_namespace: bool = True
     capabilities: bool = True
     landlock: bool = True
     seccomp: bool = True

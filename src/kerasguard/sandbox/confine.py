@@ -1,8 +1,9 @@
 """Confinement steps the child applies to itself, in an order that leaves no gap.
 
 ``early`` runs while the child is still single-threaded (before NumPy or the backend start their
-thread pools): rlimits, a new network namespace, dropping capabilities and Landlock. All of these
-are per-thread in Linux, so applying them later would leave the backend's threads unconfined.
+thread pools): rlimits, new network and mount namespaces (inside a user namespace when not root),
+the private filesystem (:mod:`.mountns`), dropping capabilities and Landlock. All of these are
+per-thread in Linux, so applying them later would leave the backend's threads unconfined.
 ``late`` runs after the trusted imports: the seccomp filter (synchronised to every thread), which
 denies ``execve`` among others, so it must come after imports that spawn helpers.
 """
@@ -14,7 +15,7 @@ import resource
 import sys
 import sysconfig
 
-from kerasguard.sandbox import _linux, landlock
+from kerasguard.sandbox import _linux, landlock, mountns
 from kerasguard.sandbox.config import ChildConfig, ChildLimits
 
 # Read-only system paths a Python + XLA process needs: shared libraries, the loader cache, CPU
@@ -40,7 +41,7 @@ SYSTEM_READ_PATHS = (
 
 def apply_rlimits(limits: ChildLimits) -> None:
     """Hard limits the child can lower but never raise (it keeps no CAP_SYS_RESOURCE)."""
-    cpu = limits.cpu_seconds
+    cpu = limits.startup_cpu_seconds  # the parent re-arms it per request once the model is loaded
     settings = (
         (resource.RLIMIT_CORE, 0, 0),
         (resource.RLIMIT_AS, limits.address_space_bytes, limits.address_space_bytes),
@@ -52,15 +53,21 @@ def apply_rlimits(limits: ChildLimits) -> None:
         resource.setrlimit(which, (soft, hard))
 
 
-def enter_network_namespace() -> str:
-    """A fresh network namespace with only a downed loopback: no route to anything."""
+def enter_namespaces(network: bool, mounts: bool) -> tuple[str, bool]:
+    """New network and/or mount namespaces; returns (description, whether a user namespace was made).
+
+    Not root: a user namespace comes first (it is what allows the others), and in it this process
+    holds a full capability set until :func:`drop_capabilities` runs.
+    """
+    flags = (_linux.CLONE_NEWNET if network else 0) | (_linux.CLONE_NEWNS if mounts else 0)
+    names = [n for n, on in (("network", network), ("mount", mounts)) if on]
     if os.geteuid() == 0:
-        _linux.unshare(_linux.CLONE_NEWNET)
-        return "new network namespace (CLONE_NEWNET)"
+        _linux.unshare(flags)
+        return f"new {' + '.join(names)} namespace", False
     uid, gid = os.geteuid(), os.getegid()
-    _linux.unshare(_linux.CLONE_NEWUSER | _linux.CLONE_NEWNET)
+    _linux.unshare(_linux.CLONE_NEWUSER | flags)
     _linux.write_id_maps(uid, gid)
-    return "new user + network namespace"
+    return f"new user + {' + '.join(names)} namespace", True
 
 
 def drop_capabilities() -> str:
@@ -90,32 +97,57 @@ def apply_landlock(config: ChildConfig) -> str:
     return f"ABI {done.abi}: read-only {len(done.read_only)} paths, read-write scratch; {extra}{scoped}"
 
 
+def mount_plan(config: ChildConfig) -> mountns.MountPlan:
+    return mountns.MountPlan(
+        read_only=tuple([*python_read_paths(), *config.sys_path]),
+        model=config.model_path,
+        scratch=config.scratch,
+        scratch_bytes=config.limits.scratch_bytes,
+    )
+
+
 def early(config: ChildConfig) -> dict[str, str]:
     """Steps that must happen before any thread exists. Raises OSError naming the failed step."""
     applied: dict[str, str] = {}
-    if config.layers.seccomp:
+    layers = config.layers
+    if layers.seccomp:
         import pyseccomp  # noqa: F401  (now: its import runs ldconfig, which Landlock would forbid)
     apply_rlimits(config.limits)
     applied["rlimits"] = (
-        f"AS={config.limits.address_space_bytes} CPU={config.limits.cpu_seconds}s "
+        f"AS={config.limits.address_space_bytes} CPU={config.limits.startup_cpu_seconds}s "
         f"FSIZE={config.limits.file_bytes} NOFILE={config.limits.open_files} CORE=0"
     )
+    network = layers.network_namespace and not layers.allow_network
+    scratch = config.scratch
+    in_user_namespace = False
+
+    def namespaces() -> str:
+        nonlocal in_user_namespace
+        detail, in_user_namespace = enter_namespaces(network, layers.mount_namespace)
+        return detail
+
     steps = (
-        (
-            "network-namespace",
-            config.layers.network_namespace and not config.layers.allow_network,
-            enter_network_namespace,
-        ),
-        ("capabilities", config.layers.capabilities and os.geteuid() == 0, drop_capabilities),
-        ("landlock", config.layers.landlock, lambda: apply_landlock(config)),
+        ("namespaces", network or layers.mount_namespace, namespaces),
+        ("mount-namespace", layers.mount_namespace, lambda: mountns.build(mount_plan(config), scratch)),
+        ("capabilities", layers.capabilities, drop_capabilities),
+        ("landlock", layers.landlock, lambda: apply_landlock(config)),
     )
     for name, wanted, step in steps:
         if not wanted:
             continue
+        if name == "capabilities" and os.geteuid() != 0 and not in_user_namespace:
+            continue  # an ordinary user outside any user namespace has nothing to drop
         try:
-            applied[name] = step()
+            detail = step()
         except OSError as exc:
             raise OSError(exc.errno, f"{name}: {exc.strerror or exc}") from None
+        if name == "namespaces":
+            if network:
+                applied["network-namespace"] = detail
+            if in_user_namespace:
+                applied["user-namespace"] = "uid/gid mapped to the caller's; capabilities dropped below"
+        else:
+            applied[name] = detail
     return applied
 
 
@@ -129,5 +161,8 @@ def late(config: ChildConfig) -> dict[str, str]:
         report = seccomp.install(allow_network=config.layers.allow_network)
     except OSError as exc:
         raise OSError(exc.errno, f"seccomp: {exc.strerror or exc}") from None
-    sockets = "" if config.layers.allow_network else "non-UNIX sockets and "
-    return {"seccomp": f"{len(report.denied)} syscall rules; {sockets}new processes refused"}
+    sockets = "non-INET sockets" if config.layers.allow_network else "all sockets"
+    return {
+        "seccomp": f"{len(report.denied)} syscall rules; {sockets} and new processes refused; "
+        "foreign-ABI syscalls kill the process"
+    }

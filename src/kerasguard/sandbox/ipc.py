@@ -5,13 +5,17 @@ concatenation of ``.npy`` blobs whose lengths the JSON lists under ``"arrays"``.
 pickled: arrays are written with ``allow_pickle=False`` and parsed back with a strict header reader
 that refuses object dtypes and sizes that do not add up. The pipes are dedicated descriptors, never
 stdout, so a model that prints cannot corrupt the protocol. Both sides bound every length before
-allocating, because either side may be the one that was compromised.
+allocating, because either side may be the one that was compromised: announced lengths are checked
+against the limits, and the buffer grows only as data really arrives (a frame that announces 2 GiB
+and sends ten bytes costs ten bytes). JSON nesting is capped before parsing, and every way a frame
+can fail to decode is a :class:`ProtocolError` (``limit="protocol"``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import os
 import re
@@ -35,6 +39,10 @@ else:
 MAGIC = b"KGS1"
 _HEAD = struct.Struct("<4sIQ")
 MAX_JSON_BYTES = 4 * 1024 * 1024
+MAX_JSON_DEPTH = 32  # the deepest real message (config: limits/layers in a dict) is 3 levels
+FIRST_CHUNK = 64 * 1024  # receive buffers start at this and at most double with the data received
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKETS = re.compile(rb"[\[\]{}]")
 MAX_NPY_HEADER = 10_000
 NPY_MAGIC = b"\x93NUMPY"
 _NPY_HEADER = re.compile(
@@ -57,6 +65,10 @@ class ChannelClosed(SandboxError):
 
     def __init__(self, message: str = "the other end of the sandbox channel closed") -> None:
         super().__init__(message, limit=None)
+
+
+class TruncatedFrame(ProtocolError):
+    """The other side closed its end in the middle of a frame."""
 
 
 class Timeout(SandboxError):
@@ -188,17 +200,28 @@ class Channel:
             raise ChannelClosed() from None
 
     def recv(self, deadline: float | None = None) -> Message:
-        magic, json_len, payload_len = _HEAD.unpack(self._read_exact(_HEAD.size, deadline))
+        """Read one frame. Raises ProtocolError (also for any decode failure), ChannelClosed, Timeout."""
+        try:
+            return self._recv(deadline)
+        except SandboxError:
+            raise
+        except (ValueError, TypeError, LookupError, OverflowError, RecursionError, MemoryError) as exc:
+            raise ProtocolError(f"undecodable frame: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+    def _recv(self, deadline: float | None) -> Message:
+        magic, json_len, payload_len = _HEAD.unpack(self._read_exact(_HEAD.size, deadline, first=True))
         if magic != MAGIC:
             raise ProtocolError(f"bad frame magic {magic!r}")
         if json_len > MAX_JSON_BYTES:
             raise ProtocolError(f"control message of {json_len} bytes exceeds {MAX_JSON_BYTES}")
         if payload_len > self.max_payload:
             raise ProtocolError(f"array payload of {payload_len} bytes exceeds the limit {self.max_payload}")
+        body = bytes(self._read_exact(json_len, deadline))
+        check_json_depth(body)
         try:
-            header = json.loads(bytes(self._read_exact(json_len, deadline)))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ProtocolError(f"control message is not JSON: {exc}") from None
+            header = json.loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise ProtocolError(f"control message is not JSON: {str(exc)[:200]}") from None
         if not isinstance(header, dict):
             raise ProtocolError("control message must be a JSON object")
         lengths = header.pop("arrays", [])
@@ -216,28 +239,48 @@ class Channel:
             offset += n
         return header, arrays
 
-    def _read_exact(self, n: int, deadline: float | None) -> memoryview:
-        buf = bytearray(n)
-        view = memoryview(buf)
+    def _read_exact(self, n: int, deadline: float | None, *, first: bool = False) -> memoryview:
+        """Read ``n`` bytes into pieces that grow with what has arrived (never ``n`` up front)."""
+        pieces: list[bytearray] = []
         got = 0
         while got < n:
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not _readable(self.read_fd, remaining):
-                    raise Timeout("no answer from the sandboxed child before the wall-clock limit")
-            try:
-                k = os.readv(self.read_fd, [view[got:]])
-            except InterruptedError:
-                continue
-            if k == 0:
-                raise ChannelClosed()
-            got += k
-        return memoryview(buf)
+            piece = bytearray(min(n - got, max(FIRST_CHUNK, got)))
+            view = memoryview(piece)
+            filled = 0
+            while filled < len(piece):
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not _readable(self.read_fd, remaining):
+                        raise Timeout("no answer from the sandboxed child before the wall-clock limit")
+                try:
+                    k = os.readv(self.read_fd, [view[filled:]])
+                except InterruptedError:
+                    continue
+                if k == 0:
+                    if first and got + filled == 0:
+                        raise ChannelClosed()
+                    raise TruncatedFrame(f"the other end closed after {got + filled} of {n} bytes of a frame")
+                filled += k
+            pieces.append(piece)
+            got += filled
+        if len(pieces) == 1:
+            return memoryview(pieces[0])
+        return memoryview(bytearray().join(pieces))
 
     def close(self) -> None:
         for fd in (self.read_fd, self.write_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def check_json_depth(body: bytes, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse JSON nested deeper than ``limit`` before parsing it (the parser would recurse)."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return  # cannot be deeper: the usual small message costs two counts
+    brackets = _JSON_BRACKETS.findall(_JSON_STRING.sub(b'""', body))
+    steps = (1 if b in (b"[", b"{") else -1 for b in brackets)
+    if max(itertools.accumulate(steps), default=0) > limit:
+        raise ProtocolError(f"control message nested deeper than {limit} levels")
 
 
 def _readable(fd: int, timeout_s: float) -> bool:

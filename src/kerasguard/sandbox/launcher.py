@@ -14,6 +14,7 @@ import errno
 import logging
 import math
 import os
+import queue
 import resource
 import shutil
 import signal
@@ -22,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -30,7 +32,7 @@ from kerasguard.errors import ModelError, SandboxError
 from kerasguard.sandbox import _linux, bootstrap, cgroup
 from kerasguard.sandbox.capabilities import SandboxInfo, probe
 from kerasguard.sandbox.config import ChildConfig, ChildLimits, Layers
-from kerasguard.sandbox.ipc import Array, Channel, ChannelClosed, ProtocolError, Timeout
+from kerasguard.sandbox.ipc import Array, Channel, ChannelClosed, ProtocolError, Timeout, TruncatedFrame
 from kerasguard.sandbox.monitor import MemoryMonitor, Sample
 from kerasguard.tempdirs import private_dir
 
@@ -50,7 +52,6 @@ PASS_ENV = (
 )
 OUTPUT_TAIL_BYTES = 16 * 1024
 CLOSE_GRACE_S = 3.0
-STARTUP_MIN_S = 60.0
 MEMORY_SIGNALS = (signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS)
 _MEMORY_TEXT = ("bad_alloc", "MemoryError", "RESOURCE_EXHAUSTED", "Out of memory", "Cannot allocate memory")
 
@@ -79,6 +80,7 @@ def choose_layers(info: SandboxInfo, *, allow_network: bool, disable: Collection
     return Layers(
         network_namespace=want("network-namespace") and not allow_network,
         allow_network=allow_network,
+        mount_namespace=want("mount-namespace"),
         capabilities=want("capabilities"),
         landlock=want("landlock"),
         seccomp=want("seccomp"),
@@ -143,6 +145,10 @@ class ChildProcess:
         self._cpu_rearm = True
         self._timeout_s = config.limits.wall_seconds
         self._cpu_clock: int | None = None
+        # Start-up and the load share one budget (CPU: the child's initial RLIMIT_CPU; wall: this
+        # deadline); each later request gets the per-request budget.
+        self._phase = "startup"
+        self._startup_deadline = time.monotonic() + config.limits.startup_wall_seconds
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -151,7 +157,10 @@ class ChildProcess:
         c2p_r, c2p_w = os.pipe()
         scratch = Path(self.config.scratch)
         try:
-            self._popen = subprocess.Popen(
+            # From a thread that lives as long as this process: the kernel sends the parent-death
+            # signal when the *thread* that forked the child exits, and a caller's worker thread may.
+            self._popen = _spawn_from_long_lived_thread(
+                subprocess.Popen,
                 bootstrap.command("child", str(p2c_r), str(c2p_w), python=self._python),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -160,7 +169,7 @@ class ChildProcess:
                 env=child_env(scratch),
                 pass_fds=(p2c_r, c2p_w),
                 start_new_session=True,
-            )
+            ).result()
         except OSError as exc:
             os.close(p2c_w)
             os.close(c2p_r)
@@ -189,25 +198,31 @@ class ChildProcess:
             pid,
             rss_limit=None if self._group is not None else self.limits.memory_bytes,
             on_exceeded=lambda rss: self.kill("memory"),
+            # Without the mount namespace's size-capped tmpfs, scratch is a host directory: count it.
+            scratch=None if self.config.layers.mount_namespace else self.config.scratch,
+            scratch_limit=self.limits.scratch_bytes,
+            on_scratch_exceeded=lambda used: self.kill("scratch"),
         )
         self._monitor.start(recording=True)
 
     def _handshake(self) -> None:
         assert self._channel is not None
         started = time.monotonic()
-        # Startup runs only our own imports (the model is not opened yet); a loaded machine can
-        # make them slow, so it gets at least STARTUP_MIN_S however short the per-request limit is.
         reply, _ = self._exchange(
             {"op": "config", "config": self.config.to_dict()},
             (),
-            timeout_s=max(self.limits.wall_seconds, STARTUP_MIN_S),
+            timeout_s=max(0.0, self._startup_deadline - started),
         )
         self.stats.startup_s = time.monotonic() - started
         applied = reply.get("layers")
         if not isinstance(applied, dict):
             raise self._fail(ProtocolError("ready message without a layer report"))
         self.stats.layers = {str(k): str(v)[:300] for k, v in applied.items()}
-        self.stats.layers = {"wall-clock": f"{self.limits.wall_seconds:g}s per request", **self.stats.layers}
+        self.stats.layers = {
+            "wall-clock": f"{self.limits.startup_wall_seconds:g}s start-up and load, "
+            f"{self.limits.wall_seconds:g}s per request",
+            **self.stats.layers,
+        }
         if self._group is not None:
             self.stats.layers["memory-cgroup"] = (
                 f"cgroup v{self._group.version}: {self.limits.memory_bytes} bytes"
@@ -217,6 +232,9 @@ class ChildProcess:
         wanted = {
             "network-namespace": self.config.layers.network_namespace
             and not self.config.layers.allow_network,
+            "mount-namespace": self.config.layers.mount_namespace,
+            "capabilities": self.config.layers.capabilities
+            and (os.geteuid() == 0 or "user-namespace" in applied),
             "landlock": self.config.layers.landlock,
             "seccomp": self.config.layers.seccomp,
         }
@@ -271,6 +289,13 @@ class ChildProcess:
                     + (f" (it was stopped: {self.stats.failure})" if self.stats.failure else ""),
                     limit=self.stats.failure,
                 )
+            if op == "load" and self._phase == "startup":
+                # The load finishes the start-up budget (CPU limit still the initial one).
+                timeout = max(0.0, self._startup_deadline - time.monotonic())
+                result = self._exchange({"op": op, **(header or {})}, arrays, timeout_s=timeout)
+                self._phase = "request"
+                return result
+            self._phase = "request"
             self._arm_cpu()
             return self._exchange({"op": op, **(header or {})}, arrays, timeout_s=self.limits.wall_seconds)
 
@@ -354,8 +379,8 @@ class ChildProcess:
         """Stop the child, find out why it failed, clean up, and describe it."""
         if isinstance(cause, Timeout):
             self.kill("wall")
-        elif isinstance(cause, ProtocolError):
-            self.kill("protocol")
+        elif isinstance(cause, ProtocolError) and not isinstance(cause, TruncatedFrame):
+            self.kill("protocol")  # a truncated frame is judged by how the child ended (below)
         status, usage = self._reap(timeout_s=1.0)
         reason, detail = self._classify(status, usage, cause)
         self.stats.failure = reason
@@ -375,8 +400,9 @@ class ChildProcess:
         hit = self._group.hit_limit() if self._group is not None else False
         mib = lim.memory_bytes // (1024 * 1024)
         peak = _mib(self.stats.peak_rss_bytes)
+        during = "for start-up and load" if self._phase == "startup" else "per request"
         if self._killed_for == "wall":
-            return "wall", f"no answer within the wall-clock limit of {self._timeout_s:g}s; killed"
+            return "wall", f"no answer within the wall-clock limit of {self._timeout_s:g}s {during}; killed"
         if self._reported and self._killed_for == "memory":
             return "memory", (
                 f"an allocation failed at the memory limit of {mib} MiB (address-space backstop "
@@ -388,6 +414,11 @@ class ChildProcess:
             else:
                 how = "killed by the RSS monitor"
             return "memory", f"exceeded the memory limit of {mib} MiB ({how}; peak RSS {peak})"
+        if self._killed_for == "scratch":
+            return "files", (
+                f"wrote more than scratch_mb ({_mib(lim.scratch_bytes)}) to its scratch directory "
+                "(counted by the parent: no mount namespace); killed"
+            )
         if self._killed_for == "files":
             return (
                 "files",
@@ -395,15 +426,20 @@ class ChildProcess:
             )
         if self._killed_for == "protocol":
             return "protocol", f"broke the protocol: {cause.message}"
-        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= lim.cpu_seconds):
-            return "cpu", f"used its CPU-time limit of {lim.cpu_seconds}s per request; killed"
+        budget = lim.startup_cpu_seconds if self._phase == "startup" else lim.cpu_seconds
+        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= budget):
+            return "cpu", f"used its CPU-time limit of {budget}s {during}; killed"
         if sig == signal.SIGXFSZ:
             return "files", f"wrote a file larger than the limit of {_mib(lim.file_bytes)}"
+        if sig == signal.SIGSYS:
+            return "crash", "killed by seccomp (SIGSYS): a system call of a foreign ABI (int 0x80, x32)"
         if sig in MEMORY_SIGNALS and (any(m in text for m in _MEMORY_TEXT) or hit):
             name = signal.Signals(sig).name
             return "memory", f"aborted ({name}) on an allocation failure under the memory limit"
         if sig is not None:
             return "crash", f"died with signal {signal.Signals(sig).name}"
+        if isinstance(cause, TruncatedFrame):
+            return "protocol", f"broke the protocol: {cause.message}"
         if code is not None:
             return "crash", f"exited with status {code} ({cause.message})"
         return "crash", cause.message
@@ -482,6 +518,37 @@ class ChildProcess:
 
 
 KerasErrorLike = SandboxError | ModelError
+
+_SpawnRequest = tuple[Future[Any], Any, tuple[Any, ...], dict[str, Any]]
+_spawn_requests: queue.SimpleQueue[_SpawnRequest] = queue.SimpleQueue()
+_spawner: threading.Thread | None = None
+_spawner_lock = threading.Lock()
+
+
+def _spawn_from_long_lived_thread(fn: Any, *args: Any, **kwargs: Any) -> Future[Any]:
+    """Run ``fn`` (Popen) on one daemon thread that lives as long as the process.
+
+    The kernel sends the parent-death signal when the thread that forked the child exits. A daemon
+    thread is never joined at interpreter shutdown (a ThreadPoolExecutor's worker is, before the
+    caller's own non-daemon threads finish), so children die only with the process.
+    """
+    global _spawner
+    future: Future[Any] = Future()
+    with _spawner_lock:
+        if _spawner is None or not _spawner.is_alive():
+            _spawner = threading.Thread(target=_serve_spawns, name="kerasguard-spawner", daemon=True)
+            _spawner.start()
+    _spawn_requests.put((future, fn, args, kwargs))
+    return future
+
+
+def _serve_spawns() -> None:
+    while True:
+        future, fn, args, kwargs = _spawn_requests.get()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to the caller, who raises it
+            future.set_exception(exc)
 
 
 def spawn(

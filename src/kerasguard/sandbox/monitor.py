@@ -2,17 +2,21 @@
 
 Sampling ``/proc/<pid>/status`` costs a few microseconds; it runs every 20 ms while recording
 (startup and load, whose growth the load event reports) and every 250 ms otherwise. Without a
-memory cgroup the monitor is what turns "the child is using too much memory" into a kill.
+memory cgroup the monitor is what turns "the child is using too much memory" into a kill. Without
+a mount namespace (whose tmpfs caps scratch), it also adds up the scratch directory's disk usage
+every 250 ms and reports when it passes the limit: accounting, not a hard cap.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 MAX_SAMPLES = 1000
+MAX_SCRATCH_ENTRIES = 100_000  # more files than this in scratch counts as over the limit
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,28 @@ def read_status(pid: int) -> ProcStatus | None:
     return ProcStatus(values["VmRSS"], values.get("VmHWM", 0), values.get("VmPeak", 0))
 
 
+def disk_usage(root: str, max_entries: int = MAX_SCRATCH_ENTRIES) -> int | None:
+    """Bytes allocated under ``root`` (sparse files count what they use); None above ``max_entries``."""
+    total, seen, stack = 0, 0, [root]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            seen += 1
+            if seen > max_entries:
+                return None
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            total += info.st_blocks * 512
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+    return total
+
+
 class MemoryMonitor:
     """Samples one process until :meth:`stop`; calls ``on_exceeded`` once if RSS passes ``limit``."""
 
@@ -55,6 +81,9 @@ class MemoryMonitor:
         on_exceeded: Callable[[int], None],
         fast_s: float = 0.02,
         slow_s: float = 0.25,
+        scratch: str | None = None,
+        scratch_limit: int = 0,
+        on_scratch_exceeded: Callable[[int | None], None] | None = None,
     ) -> None:
         self.pid = pid
         self.rss_limit = rss_limit
@@ -71,6 +100,10 @@ class MemoryMonitor:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"kerasguard-monitor-{pid}", daemon=True)
+        self.scratch = scratch
+        self.scratch_limit = scratch_limit
+        self.on_scratch_exceeded = on_scratch_exceeded
+        self._next_scratch_check = 0.0
 
     def start(self, *, recording: bool = True) -> None:
         if recording:
@@ -111,7 +144,20 @@ class MemoryMonitor:
         with self._lock:
             return list(self.samples), self.peak_rss, self.vm_peak
 
+    def check_scratch(self) -> None:
+        """Report (once) when scratch holds more than the limit, or too many files to count."""
+        if self.scratch is None or self.on_scratch_exceeded is None:
+            return
+        used = disk_usage(self.scratch)
+        if used is None or used > self.scratch_limit:
+            self.scratch = None
+            self.on_scratch_exceeded(used)
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self.sample_now()
+            now = time.monotonic()
+            if now >= self._next_scratch_check:
+                self._next_scratch_check = now + self.slow_s
+                self.check_scratch()
             self._stop.wait(self.fast_s if self._recording.is_set() else self.slow_s)

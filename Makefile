@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 export KERAS_BACKEND := jax
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: setup demo test test-fast lint typecheck docs check-docs bench-peers bench-scan clean
+.PHONY: setup demo test test-fast lint typecheck docs docs-site check-docs bench-peers bench-scan clean
 
 setup: $(STAMP)
 
@@ -36,12 +36,16 @@ check-docs: setup
 	$(PY) -m kerasguard.rules.docs | diff -u docs/rules.md - || (echo "docs/rules.md is stale: run 'make docs'"; exit 1)
 	$(PY) -m kerasguard.policy_reference | diff -u docs/policy.md - || (echo "docs/policy.md is stale: run 'make docs'"; exit 1)
 
+# The documentation site, built with warnings as errors (broken links, pages missing from the nav).
+docs-site: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q
+
 # Branch coverage is reported (kerasguard in this process; sandbox and scan-worker children are not traced).
-test: lint typecheck check-docs
+test: lint typecheck check-docs docs-site
 	$(PY) -m pytest -q -p no:cacheprovider --cov --cov-report=term
 
 # The edit loop: everything but the tests marked slow (Keras children, training, servers).
-test-fast: lint typecheck check-docs
+test-fast: lint typecheck check-docs docs-site
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
 
 

@@ -1,0 +1,201 @@
+"""CSV and Parquet tables through pyarrow, streamed batch by batch.
+
+Numeric columns become float64 arrays (nulls as NaN); string columns are counted, not kept: a
+column whose values are mostly numbers but not all is a mixed-type finding (KGD102), a text column
+is reported and left out of the numeric checks. CSV is read with quoted newlines allowed and a UTF-8
+BOM skipped; a column whose type changes after the first block is re-read as text. The label column
+(``--label``, else one named label / target / class / y) may hold integers or class names.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasguard.data.dataset import Dataset, FloatArray, check_size, labels_from
+from kerasguard.data.ids import finding
+from kerasguard.data.report import shown
+from kerasguard.errors import DataError
+from kerasguard.findings import Location
+
+LABEL_NAMES = ("label", "labels", "target", "class", "y")
+_NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+_MAX_RESTARTS = 64
+_BLOCK = 4 << 20
+
+
+class _TextColumn:
+    """Counts of a string column: how many values, how many look like numbers, a few that do not."""
+
+    def __init__(self) -> None:
+        self.values = 0
+        self.numeric = 0
+        self.examples: list[str] = []
+
+    def add(self, column: Any) -> None:
+        import pyarrow.compute as pc
+
+        column = column.cast("string")
+        valid = len(column) - column.null_count
+        if valid == 0:
+            return
+        numeric = pc.match_substring_regex(column, _NUMBER)
+        self.values += valid
+        self.numeric += int(pc.sum(numeric).as_py() or 0)
+        if len(self.examples) < 3:
+            for value, is_num in zip(column.to_pylist(), numeric.to_pylist(), strict=True):
+                if value is not None and not is_num and len(self.examples) < 3:
+                    self.examples.append(value)
+
+
+def _batches(path: Path, text_columns: set[str]) -> Any:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if path.suffix.lower() == ".parquet":
+        return pq.ParquetFile(path).iter_batches(batch_size=65536)
+    return pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=_BLOCK),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(text_columns, "string")),
+    )
+
+
+def read_table(path: Path, *, label: str | None = None) -> Dataset:
+    """Read a CSV or Parquet table; restart with a column as text when its type changes mid-file."""
+    import pyarrow as pa
+
+    name = str(path)
+    text_columns: set[str] = set()
+    for _ in range(_MAX_RESTARTS):
+        try:
+            return _read(path, label, text_columns)
+        except pa.ArrowInvalid as exc:
+            match = re.search(r"In CSV column #(\d+)", str(exc))
+            if match is None or path.suffix.lower() == ".parquet":
+                raise DataError(f"{name}: not a readable table: {shown(exc, 300)}") from None
+            names = _header_names(path)
+            index = int(match.group(1))
+            if index >= len(names) or names[index] in text_columns:
+                raise DataError(f"{name}: not a readable table: {shown(exc, 300)}") from None
+            text_columns.add(names[index])
+        except (OSError, pa.ArrowException) as exc:
+            raise DataError(f"{name}: not a readable table: {shown(exc, 300)}") from None
+    raise DataError(f"{name}: too many columns change type after the first block")
+
+
+def _header_names(path: Path) -> list[str]:
+    import pyarrow.csv as pacsv
+
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=_BLOCK),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+    )
+    return list(reader.schema.names)
+
+
+def _read(path: Path, label: str | None, text_columns: set[str]) -> Dataset:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    name = str(path)
+    reader = _batches(path, text_columns)
+    schema = reader.schema_arrow if hasattr(reader, "schema_arrow") else reader.schema
+    names = list(schema.names)
+    if len(set(names)) != len(names):
+        raise DataError(f"{name}: duplicate column names")
+    label_col = label
+    if label_col is not None and label_col not in names:
+        raise DataError(f"{name}: no label column {shown(label_col)!r} (columns: {shown(', '.join(names))})")
+    if label_col is None:
+        lowered = {n.lower(): n for n in names}
+        label_col = next((lowered[c] for c in LABEL_NAMES if c in lowered), None)
+    numeric: dict[str, list[FloatArray]] = {}
+    texts: dict[str, _TextColumn] = {}
+    label_chunks: list[Any] = []
+    rows = 0
+    for batch in reader:
+        rows += batch.num_rows
+        check_size(name, rows, len(names))
+        for col_name, column in zip(batch.schema.names, batch.columns, strict=True):
+            if col_name == label_col:
+                label_chunks.append(column)
+                continue
+            kind = column.type
+            if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+                if col_name in texts:
+                    texts[col_name].add(column)
+                    continue
+                values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+                numeric.setdefault(col_name, []).append(np.asarray(values, dtype=np.float64))
+            elif pa.types.is_null(kind):
+                numeric.setdefault(col_name, []).append(np.full(batch.num_rows, np.nan))
+            else:
+                texts.setdefault(col_name, _TextColumn()).add(column)
+    if rows == 0:
+        raise DataError(f"{name}: the table has no rows")
+    dataset = Dataset(source=name, kind=path.suffix.lower().lstrip(".") or "table", names=[], columns=[])
+    for col_name in names:
+        if col_name == label_col:
+            continue
+        if col_name in texts:
+            _judge_text(dataset, col_name, texts[col_name], numeric.pop(col_name, None))
+            continue
+        chunks = numeric.pop(col_name)
+        dataset.names.append(col_name)
+        dataset.columns.append(np.concatenate(chunks) if len(chunks) > 1 else chunks[0])
+        del chunks
+    if label_col is not None:
+        dataset.labels, dataset.class_names = _labels(name, pa.chunked_array(label_chunks))
+    return dataset
+
+
+def _judge_text(dataset: Dataset, col_name: str, text: _TextColumn, numeric: list[FloatArray] | None) -> None:
+    loc = Location(file=dataset.source, pointer=f"/columns/{shown(col_name)}")
+    total = text.values + (sum(len(c) for c in numeric) if numeric else 0)
+    numbers = text.numeric + (sum(len(c) for c in numeric) if numeric else 0)
+    examples = ", ".join(repr(shown(e, 30)) for e in text.examples)
+    if total and numbers and numbers < total:
+        dataset.problems.append(
+            finding(
+                "KGD102",
+                f"column {shown(col_name)!r} mixes numbers ({numbers} of {total} values) with text; "
+                "it was left out of the numeric checks",
+                loc,
+                evidence=f"non-numeric values: {examples}",
+                remediation="fix or drop the rows with text in a numeric column",
+            )
+        )
+    else:
+        from kerasguard.findings import Severity
+
+        dataset.problems.append(
+            finding(
+                "KGD102",
+                f"column {shown(col_name)!r} is text ({total} values); left out of the numeric checks",
+                loc,
+                evidence=f"examples: {examples}" if examples else "",
+                severity=Severity.INFO,
+            )
+        )
+    dataset.non_numeric[col_name] = "string"
+
+
+def _labels(name: str, column: Any) -> tuple[Any, tuple[str, ...] | None]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if column.null_count:
+        raise DataError(f"{name}: {column.null_count} rows have no label")
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        return labels_from(name, column.to_numpy())
+    as_text = pc.cast(column, pa.string())
+    classes = sorted(str(v) for v in pc.unique(as_text).to_pylist())
+    index = pc.index_in(as_text, value_set=pa.array(classes, type=pa.string()))
+    labels = np.asarray(index.to_numpy(zero_copy_only=False), dtype=np.int64)
+    return labels, tuple(classes)

@@ -61,14 +61,18 @@ def _fails_closed(func: Callable[P, R]) -> Callable[P, R]:
             console.print(
                 f"[bold red]error:[/] {escape(shown(exc.diagnostics(), 3000, newlines=True))}",
                 highlight=False,
+                soft_wrap=True,
             )
         except MemoryError:
-            console.print("[bold red]error:[/] out of memory reading the data", highlight=False)
+            console.print(
+                "[bold red]error:[/] out of memory reading the data", highlight=False, soft_wrap=True
+            )
         except Exception as exc:
             console.print(
                 f"[bold red]error:[/] could not process the data: {type(exc).__name__}: "
                 f"{escape(shown(exc, 300))}",
                 highlight=False,
+                soft_wrap=True,
             )
         raise typer.Exit(EXIT_ERROR)
 

@@ -241,6 +241,7 @@ def check_outliers(ds: Dataset, stats: dict[str, Any]) -> list[Finding]:
             continue
         with np.errstate(invalid="ignore"):
             z = np.abs(col - med) / scale
+        z[~np.isfinite(col)] = 0.0  # NaN and inf are KGD103's
         np.fmax(score, z, out=score)
     hit = np.flatnonzero(score > OUTLIER_Z)
     stats["outlier_rows"] = int(hit.size)

@@ -41,12 +41,12 @@ import numpy as np
 
 from kerasguard._version import __version__
 from kerasguard.data.ids import CHECKS
+from kerasguard.data.record import RECORD_SCHEMA
 from kerasguard.errors import DataError
 from kerasguard.findings import Severity
 
 log = logging.getLogger("kerasguard.data.guard")
 
-RECORD_SCHEMA = "kerasguard.training-record/v1"
 ACTIONS = ("log", "warn", "stop")
 MAX_ANOMALIES = 100
 MAX_EPOCHS_RECORDED = 500

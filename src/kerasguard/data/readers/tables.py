@@ -51,18 +51,21 @@ class _TextColumn:
                     self.examples.append(value)
 
 
-def _batches(path: Path, text_columns: set[str]) -> Any:
+def _batches(path: Path, text_columns: set[str]) -> tuple[list[str], Any]:
+    """(column names, an iterator of record batches)."""
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     if path.suffix.lower() == ".parquet":
-        return pq.ParquetFile(path).iter_batches(batch_size=65536)
-    return pacsv.open_csv(
+        parquet = pq.ParquetFile(path)
+        return list(parquet.schema_arrow.names), parquet.iter_batches(batch_size=65536)
+    reader = pacsv.open_csv(
         path,
         read_options=pacsv.ReadOptions(block_size=_BLOCK),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(text_columns, "string")),
     )
+    return list(reader.schema.names), reader
 
 
 def read_table(path: Path, *, label: str | None = None) -> Dataset:
@@ -104,9 +107,7 @@ def _read(path: Path, label: str | None, text_columns: set[str]) -> Dataset:
     import pyarrow.compute as pc
 
     name = str(path)
-    reader = _batches(path, text_columns)
-    schema = reader.schema_arrow if hasattr(reader, "schema_arrow") else reader.schema
-    names = list(schema.names)
+    names, reader = _batches(path, text_columns)
     if len(set(names)) != len(names):
         raise DataError(f"{name}: duplicate column names")
     label_col = label

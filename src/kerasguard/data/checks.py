@@ -393,6 +393,7 @@ def check_label_issues(ds: Dataset, stats: dict[str, Any]) -> list[Finding]:
     probs = cross_val_predict(model, x, y, cv=folds, method="predict_proba")
     issues = np.asarray(find_label_issues(y, probs, return_indices_ranked_by="self_confidence"))
     stats["label_issues"] = int(issues.size)
+    stats["label_issue_rows"] = sorted(int(i) for i in issues[:1000])
     if not issues.size:
         return []
     suggested = probs[issues].argmax(axis=1)

@@ -12,6 +12,7 @@ import pytest
 from dghelp import digits_split, run_cli
 from typer.testing import CliRunner
 
+from kerasguard.cli import app
 from kerasguard.errors import DataError
 
 pytestmark = [pytest.mark.slow, pytest.mark.keras]
@@ -101,7 +102,7 @@ def test_guard_stops_a_poisoned_stream_and_the_record_lands_in_the_store(tmp_pat
 
     def store(*args: str, code: int = 0) -> str:
         result = CliRunner().invoke(
-            __import__("kerasguard.cli", fromlist=["app"]).app,
+            app,
             ["store", *args],
             env=env,
             catch_exceptions=False,

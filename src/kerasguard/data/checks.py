@@ -6,6 +6,7 @@ numeric values. Statistics that a reader of the report needs are collected in ``
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ NEAR_BIN = 0.1  # near-duplicate bin width, in robust standard deviations of the
 BALANCE_P = 1e-3  # chi-square p-value below which class balance differs from the reference
 LABEL_ISSUE_MAX_ROWS = 20_000
 _SHOW = 10
+SCALE_SAMPLE = 100_000
 
 
 def _loc(ds: Dataset, pointer: str | None = None) -> Location:
@@ -39,6 +41,8 @@ def _rows(indices: Any) -> str:
 def _scale(col: FloatArray) -> tuple[float, float]:
     """(median, robust standard deviation) of the finite values; scale 0 when more than half of them are
     one value (a sparse column has no robust spread: its outliers are not judged)."""
+    if len(col) > SCALE_SAMPLE:  # a fixed stride sample: the median and MAD of 1M values need no more
+        col = col[:: len(col) // SCALE_SAMPLE]
     finite = col[np.isfinite(col)]
     if finite.size == 0:
         return 0.0, 0.0
@@ -57,13 +61,13 @@ def _mix(bits: U64) -> U64:
     return out
 
 
-def row_hashes(columns: list[FloatArray], rows: int) -> U64:
+def row_hashes(columns: Iterable[FloatArray], rows: int) -> U64:
     """One 64-bit hash per row over the given columns (-0.0 and 0.0 equal, every NaN equal)."""
     h = np.full(rows, 0x9E3779B97F4A7C15, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for j, col in enumerate(columns):
             v = np.where(np.isnan(col), np.nan, col + 0.0)
-            h = _mix(h ^ _mix(v.view(np.uint64) + np.uint64(j)))
+            h = _mix((h * np.uint64(0x100000001B3)) ^ v.view(np.uint64) ^ np.uint64(j))
     return h
 
 
@@ -198,17 +202,7 @@ def check_duplicates(ds: Dataset, stats: dict[str, Any]) -> list[Finding]:
                 )
             )
     # near duplicates: equal after binning each feature at NEAR_BIN robust standard deviations
-    binned = []
-    for col in ds.columns:
-        med, scale = _scale(col)
-        if scale <= 0:
-            scale = float(np.nanstd(col)) if np.isfinite(col).any() else 0.0
-        if scale > 0:
-            binned.append(np.floor((col - med) / (NEAR_BIN * scale)))
-        else:
-            binned.append(col)
-    near = row_hashes(binned, ds.rows)
-    del binned
+    near = row_hashes(_binned(ds.columns), ds.rows)
     n_order, n_starts, n_sizes = _groups(near)
     near_groups = np.flatnonzero(n_sizes > 1)
     near_rows = int((n_sizes[near_groups] - 1).sum()) - dup_rows
@@ -231,6 +225,15 @@ def check_duplicates(ds: Dataset, stats: dict[str, Any]) -> list[Finding]:
             )
         )
     return out
+
+
+def _binned(columns: list[FloatArray]) -> Iterator[FloatArray]:
+    """Each column binned for near-duplicate hashing, one at a time (one column's copy in memory)."""
+    for col in columns:
+        med, scale = _scale(col)
+        if scale <= 0:
+            scale = float(np.nanstd(col)) if np.isfinite(col).any() else 0.0
+        yield np.floor((col - med) / (NEAR_BIN * scale)) if scale > 0 else col
 
 
 def check_outliers(ds: Dataset, stats: dict[str, Any]) -> list[Finding]:
@@ -361,6 +364,10 @@ def check_label_issues(ds: Dataset, stats: dict[str, Any]) -> list[Finding]:
     """Confident-learning label-issue candidates (cleanlab) from cross-validated probabilities."""
     if ds.labels is None:
         return []
+    if ds.rows > LABEL_ISSUE_MAX_ROWS:
+        return [
+            finding("KGD115", f"label-issue check skipped: more than {LABEL_ISSUE_MAX_ROWS} rows", _loc(ds))
+        ]
     try:
         from cleanlab.filter import find_label_issues
     except ImportError:
@@ -370,10 +377,6 @@ def check_label_issues(ds: Dataset, stats: dict[str, Any]) -> list[Finding]:
                 "label-issue check skipped: cleanlab is not installed (pip install 'kerasguard[cleanlab]')",
                 _loc(ds),
             )
-        ]
-    if ds.rows > LABEL_ISSUE_MAX_ROWS:
-        return [
-            finding("KGD115", f"label-issue check skipped: more than {LABEL_ISSUE_MAX_ROWS} rows", _loc(ds))
         ]
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_predict

@@ -223,6 +223,8 @@ def test_image_folder_with_bomb_and_non_image(tmp_path: Path) -> None:
     (root / "a" / "bomb.png").write_bytes(png_declaring(100_000, 100_000))
     (root / "b" / "notes.png").write_text("not an image")
     (root / "empty").mkdir()
+    (root / "elsewhere").symlink_to(tmp_path)  # a class "folder" pointing outside the data
+    (root / "b" / "passwd.png").symlink_to("/etc/passwd")
     _, out = run_cli("data", "check", str(root), "--format", "json", "--no-label-issues", code=2)
     report = json.loads(out[out.index("{") :])
     assert report["complete"] is False
@@ -230,6 +232,7 @@ def test_image_folder_with_bomb_and_non_image(tmp_path: Path) -> None:
     assert ("KGD902", "a/bomb.png") in found
     assert ("KGD901", "b/notes.png") in found
     assert any(r == "KGD112" for r, _ in found)  # the empty class
+    assert ("KGD901", "elsewhere") in found and ("KGD901", "b/passwd.png") in found
     assert report["samples"] == 24
 
 

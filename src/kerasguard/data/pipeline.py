@@ -32,7 +32,7 @@ from kerasguard.data.report import (
     shown,
 )
 from kerasguard.data.retrain import accuracy, predict_classes, retrain
-from kerasguard.errors import DataError
+from kerasguard.errors import DataError, IntegrityError
 from kerasguard.findings import Finding, Location
 from kerasguard.integrity.errors import ManifestMismatchError
 from kerasguard.policy import Policy
@@ -80,8 +80,13 @@ def check(
                         remediation="find out who changed the data; retrain only on data you can vouch for",
                     )
                 )
-        if digest is None:
-            digest = data_manifest(data).digest()
+        if digest is None and manifest is None:
+            try:
+                digest = data_manifest(data).digest()
+            except IntegrityError as exc:  # a link or special file inside: no provable digest
+                findings.append(
+                    finding("KGD901", f"no data manifest: {shown(exc.message, 500)}", Location(file=target))
+                )
     ds = load(data, labels, label=label)
     ref = None
     if reference is not None:

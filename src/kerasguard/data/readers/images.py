@@ -71,6 +71,15 @@ def read_image_folder(root: Path) -> Dataset:
     except OSError as exc:
         raise DataError(f"{source}: cannot list: {exc.strerror or exc}") from None
     classes = [e for e in class_dirs if e.is_dir(follow_symlinks=False)]
+    for entry in class_dirs:
+        if entry.is_symlink():
+            problems.append(
+                finding(
+                    "KGD901",
+                    "a link in the image folder; refused (it can point outside the data)",
+                    Location(file=source, member=shown(entry.name, 200)),
+                )
+            )
     if not classes:
         raise DataError(f"{source}: no class sub-folders (an image folder holds one folder per class)")
     arrays: list[FloatArray] = []

@@ -66,12 +66,22 @@ def kerasguard_other_backend(case: Path) -> dict[str, object]:
 
     data = np.load(case / "train.npz")
     model = keras.saving.load_model(case / "model.keras")
+    x = data["x"].astype("float32")
     start = time.perf_counter()
-    report = find_backdoor(model, data["x"].astype("float32"), data["y"])
+    report = find_backdoor(model, x, data["y"])
+    seconds = time.perf_counter() - start
+    # TrainingGuard's per-epoch gradient-norm probe on this backend
+    from kerasguard import TrainingGuard
+
+    guard = TrainingGuard(action="log", monitor_data=(x[:256], data["y"][:256]))
+    clone = keras.models.clone_model(model)
+    clone.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    clone.fit(x, data["y"], epochs=2, batch_size=32, verbose=0, callbacks=[guard])
     return {
         f"kerasguard_{keras.backend.backend()}": {
             "flagged": list(report.flagged_indices),
-            "seconds": time.perf_counter() - start,
+            "seconds": seconds,
+            "guard_gradient_norms": [e.get("monitor_gradient_norm") for e in guard.epochs],
         }
     }
 

@@ -66,8 +66,17 @@ def row_hashes(columns: Iterable[FloatArray], rows: int) -> U64:
     h = np.full(rows, 0x9E3779B97F4A7C15, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for j, col in enumerate(columns):
-            v = np.where(np.isnan(col), np.nan, col + 0.0)
-            h = _mix((h * np.uint64(0x100000001B3)) ^ v.view(np.uint64) ^ np.uint64(j))
+            v = col + 0.0  # a copy in which -0.0 is 0.0
+            nan = np.isnan(v)
+            if nan.any():
+                v[nan] = np.nan  # one NaN bit pattern
+            bits = v.view(np.uint64)
+            bits ^= np.uint64(j)
+            h *= np.uint64(0x100000001B3)
+            h ^= bits
+            h ^= h >> np.uint64(29)
+            h *= np.uint64(0xBF58476D1CE4E5B9)
+    h = _mix(h)
     return h
 
 
@@ -242,10 +251,11 @@ def check_outliers(ds: Dataset, stats: dict[str, Any]) -> list[Finding]:
         med, scale = _scale(col)
         if scale <= 0:
             continue
-        with np.errstate(invalid="ignore"):
-            z = np.abs(col - med) / scale
-        z[~np.isfinite(col)] = 0.0  # NaN and inf are KGD103's
-        np.fmax(score, z, out=score)
+        z = col - med
+        np.abs(z, out=z)
+        z /= scale
+        np.fmax(score, z, out=score)  # fmax ignores NaN
+    score[np.isinf(score)] = 0.0  # NaN and inf values are KGD103's
     hit = np.flatnonzero(score > OUTLIER_Z)
     stats["outlier_rows"] = int(hit.size)
     if not hit.size:

@@ -1,7 +1,9 @@
-"""CSV and Parquet tables through pyarrow, streamed batch by batch.
+"""CSV and Parquet tables through pyarrow, into one preallocated column-major float64 buffer.
 
-Each batch's numeric columns are copied to float64 and the batch released, so memory peaks near one
-copy of the values (pyarrow's whole-table ``read_csv`` peaked at 1.9 GB for a 1 GB CSV here).
+CSV is streamed block by block (the buffer sized from the first block); Parquet is read column by
+column (the row count is in its footer). Memory peaks near one copy of the numeric values: pyarrow's
+whole-table ``read_csv`` peaked at 1.9 GB for a 1 GB CSV here, a one-row-group Parquet file read by
+batches at 1.25 GB (BENCHMARKS.md).
 
 Numeric columns become float64 arrays (nulls as NaN); string columns are counted, not kept: a
 column whose values are mostly numbers but not all is a mixed-type finding (KGD102), a text column
@@ -67,12 +69,8 @@ def _is_numeric(kind: Any) -> bool:
     )
 
 
-def rows_hint(path: Path, size: int, first_batch_rows: int) -> int:
-    """Expected row count: a Parquet footer's, or a CSV's size over the bytes of its first block."""
-    if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-
-        return int(pq.ParquetFile(path).metadata.num_rows)
+def rows_hint(size: int, first_batch_rows: int) -> int:
+    """Expected row count of a CSV: its size over the bytes of its first block, times that block's rows."""
     return max(first_batch_rows, -(-size // _BLOCK) * first_batch_rows)
 
 
@@ -87,11 +85,7 @@ def _has_quotes(path: Path) -> bool:
 def _batches(path: Path, text_columns: set[str]) -> tuple[list[str], Any]:
     """(column names, an iterator of record batches)."""
     import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
 
-    if path.suffix.lower() == ".parquet":
-        parquet = pq.ParquetFile(path)
-        return list(parquet.schema_arrow.names), parquet.iter_batches(batch_size=65536)
     reader = pacsv.open_csv(
         path,
         read_options=pacsv.ReadOptions(block_size=_BLOCK),
@@ -107,6 +101,11 @@ def read_table(path: Path, *, label: str | None = None) -> Dataset:
     import pyarrow as pa
 
     name = str(path)
+    if path.suffix.lower() == ".parquet":
+        try:
+            return _read_parquet(path, label)
+        except (OSError, pa.ArrowException) as exc:
+            raise DataError(f"{name}: not a readable table: {shown(exc, 300)}") from None
     text_columns: set[str] = set()
     for _ in range(_MAX_RESTARTS):
         try:
@@ -151,14 +150,7 @@ def _read(path: Path, label: str | None, text_columns: set[str]) -> Dataset:
             hint="check a sample, or split the table into shards",
         )
     names, reader = _batches(path, text_columns)
-    if len(set(names)) != len(names):
-        raise DataError(f"{name}: duplicate column names")
-    label_col = label
-    if label_col is not None and label_col not in names:
-        raise DataError(f"{name}: no label column {shown(label_col)!r} (columns: {shown(', '.join(names))})")
-    if label_col is None:
-        lowered = {n.lower(): n for n in names}
-        label_col = next((lowered[c] for c in LABEL_NAMES if c in lowered), None)
+    label_col = _label_column(name, names, label)
     texts: dict[str, _TextColumn] = {}
     label_chunks: list[Any] = []
     numeric: list[str] = []
@@ -170,7 +162,7 @@ def _read(path: Path, label: str | None, text_columns: set[str]) -> Dataset:
             numeric = [c for c, f in zip(batch.schema.names, batch.schema, strict=True)
                        if c != label_col and _is_numeric(f.type)]  # fmt: skip
             # one allocation sized from the first block (a Parquet footer gives the exact count)
-            estimate = int(rows_hint(path, size, n) * 1.02) + n
+            estimate = int(rows_hint(size, n) * 1.02) + n
             check_size(name, estimate, len(numeric))
             values = np.empty((estimate, len(numeric)), dtype=np.float64, order="F")
         if rows + n > len(values):
@@ -201,6 +193,59 @@ def _read(path: Path, label: str | None, text_columns: set[str]) -> Dataset:
             dataset.columns.append(values[:rows, numeric.index(col_name)])
     if label_col is not None:
         dataset.labels, dataset.class_names = _labels(name, pa.chunked_array(label_chunks))
+    return dataset
+
+
+def _label_column(name: str, names: list[str], label: str | None) -> str | None:
+    if len(set(names)) != len(names):
+        raise DataError(f"{name}: duplicate column names")
+    if label is not None:
+        if label not in names:
+            raise DataError(f"{name}: no label column {shown(label)!r} (columns: {shown(', '.join(names))})")
+        return label
+    lowered = {n.lower(): n for n in names}
+    return next((lowered[c] for c in LABEL_NAMES if c in lowered), None)
+
+
+def _read_parquet(path: Path, label: str | None) -> Dataset:
+    """Parquet column by column: a file written as one row group would otherwise be decoded whole."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    name = str(path)
+    parquet = pq.ParquetFile(path)
+    schema = parquet.schema_arrow
+    names = list(schema.names)
+    label_col = _label_column(name, names, label)
+    rows = int(parquet.metadata.num_rows)
+    if rows == 0:
+        raise DataError(f"{name}: the table has no rows")
+    numeric = [f.name for f in schema if f.name != label_col and _is_numeric(f.type)]
+    check_size(name, rows, len(numeric))
+    values = np.empty((rows, len(numeric)), dtype=np.float64, order="F")
+    dataset = Dataset(source=name, kind="parquet", names=[], columns=[])
+    for col_name in names:
+        column = parquet.read(columns=[col_name], use_threads=False).column(0)
+        if len(column) != rows:
+            raise DataError(
+                f"{name}: column {shown(col_name)!r} has {len(column)} rows, the footer says {rows}"
+            )
+        if col_name == label_col:
+            dataset.labels, dataset.class_names = _labels(name, column)
+        elif col_name in numeric:
+            j = numeric.index(col_name)
+            if pa.types.is_null(column.type):
+                values[:, j] = np.nan
+            else:
+                values[:, j] = pc.cast(column, pa.float64()).to_numpy()
+            dataset.names.append(col_name)
+            dataset.columns.append(values[:, j])
+        else:
+            text = _TextColumn()
+            text.add(column)
+            _judge_text(dataset, col_name, text, None)
+        del column
     return dataset
 
 

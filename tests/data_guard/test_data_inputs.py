@@ -264,3 +264,24 @@ def test_unknown_kind_and_missing_path(tmp_path: Path) -> None:
     run_cli("data", "check", str(tmp_path / "x.txt"), code=2)
     run_cli("data", "check", str(tmp_path / "nope.npz"), code=2)
     run_cli("data", "check", str(tmp_path / "x.txt"), "--fail-on", "bogus", code=2)
+
+
+def test_image_folder_adding_up_past_the_limit_is_refused_while_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kerasguard.data.dataset as dataset
+    import kerasguard.data.readers.images as images
+
+    root = _image_folder(tmp_path)
+    monkeypatch.setattr(dataset, "MAX_VALUES", 8 * 8 * 5)  # room for five 8x8 images
+    decoded: list[str] = []
+    real_load = images._load
+
+    def counting_load(path: Path, *args: object) -> object:
+        decoded.append(path.name)
+        return real_load(path, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(images, "_load", counting_load)
+    with pytest.raises(DataError, match="more than kerasguard loads"):
+        check(root, label_issues=False)
+    assert len(decoded) == 6  # stopped at the sixth image, not after all 24

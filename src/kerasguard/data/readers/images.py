@@ -83,6 +83,7 @@ def read_image_folder(root: Path) -> Dataset:
     if not classes:
         raise DataError(f"{source}: no class sub-folders (an image folder holds one folder per class)")
     arrays: list[FloatArray] = []
+    total = 0
     labels: list[int] = []
     names: list[str] = []
     for index, entry in enumerate(classes):
@@ -105,6 +106,8 @@ def read_image_folder(root: Path) -> Dataset:
             pixels = _load(Path(item.path), source, rel, problems)
             if pixels is None:
                 continue
+            total += pixels.size
+            check_size(source, total, 1)  # many large images: refused as they add up, not at the end
             arrays.append(pixels)
             labels.append(index)
             names.append(rel)

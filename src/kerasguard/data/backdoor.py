@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -52,6 +51,7 @@ class ClassScores:
     candidate: npt.NDArray[np.bool_]
     silhouette: float | None
     skipped: bool = False
+    threshold: float = 1.0  # the chi-square quantile the score was judged against
 
 
 def _class_scores(
@@ -75,12 +75,14 @@ def _class_scores(
     except (ValueError, np.linalg.LinAlgError):
         # degenerate activations (dead units, identical samples): fall back to the classic score
         score = spectral / (np.median(spectral) + 1e-12)
-        return ClassScores(label, indices, score, spectral, score > np.quantile(score, quantile), None)
-    candidate = score > chi2.ppf(quantile, k)
+        cut = float(np.quantile(score, quantile))
+        return ClassScores(label, indices, score, spectral, score > cut, None, threshold=max(cut, 1e-12))
+    threshold = float(chi2.ppf(quantile, k))
+    candidate = score > threshold
     silhouette = None
     if 2 <= candidate.sum() <= len(candidate) - 2:
         silhouette = float(silhouette_score(proj, candidate.astype(int), random_state=seed))
-    return ClassScores(label, indices, score, spectral, candidate, silhouette)
+    return ClassScores(label, indices, score, spectral, candidate, silhouette, threshold=threshold)
 
 
 def score_classes(
@@ -140,15 +142,5 @@ def confirmed(cls: ClassScores, reclassified_fraction: float | None) -> bool:
 
 
 def normalised(cls: ClassScores) -> FloatArray:
-    """Scores comparable across classes: distance over the class's chi-square threshold."""
-    from scipy.stats import chi2
-
-    k = max(1, min(DIRECTIONS, len(cls.indices) // 5))
-    return np.asarray(cls.score / chi2.ppf(QUANTILE, k), dtype=np.float64)
-
-
-def summary(classes: list[ClassScores]) -> dict[str, Any]:
-    return {
-        "candidates": int(sum(int(c.candidate.sum()) for c in classes)),
-        "classes_scored": sum(1 for c in classes if not c.skipped),
-    }
+    """Scores comparable across classes: distance over the class's threshold."""
+    return np.asarray(cls.score / cls.threshold, dtype=np.float64)

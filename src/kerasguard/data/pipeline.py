@@ -126,6 +126,55 @@ def _split(split: Split | str | os.PathLike[str] | None) -> tuple[FloatArray, In
     return ds.inputs(), ds.labels
 
 
+def _judge_class(
+    cls: bd.ClassScores, predicted: dict[int, int], loc: Location, how: str
+) -> tuple[list[Finding], ClassAnalysis, list[SuspiciousSample]]:
+    """One class's finding (KGD201 confirmed, KGD202 for review, KGD203 too small), its measurements
+    and its suspicious samples."""
+    if cls.skipped:
+        message = f"class {cls.label}: {len(cls.indices)} samples, fewer than {bd.MIN_CLASS}; not analysed"
+        return (
+            [finding("KGD203", message, loc)],
+            ClassAnalysis(cls.label, len(cls.indices), None, 0, None, None),
+            [],
+        )
+    fraction, other = bd.reclassification(cls, predicted)
+    members = cls.indices[cls.candidate]
+    norm = bd.normalised(cls)
+    samples = []
+    for pos in np.flatnonzero(cls.candidate):
+        index = int(cls.indices[pos])
+        again = predicted[index]
+        samples.append(SuspiciousSample(index, cls.label, float(norm[pos]), float(cls.spectral[pos]),
+                                        None if again == cls.label else again))  # fmt: skip
+    analysis = ClassAnalysis(cls.label, len(cls.indices), cls.silhouette, int(members.size), fraction, other)
+    if not members.size:
+        return [], analysis, samples
+    top = members[np.argsort(-norm[cls.candidate])][:10].tolist()
+    silhouette = "-" if cls.silhouette is None else f"{cls.silhouette:.3f}"
+    evidence = (
+        f"silhouette {silhouette}, reclassified {fraction or 0.0:.0%}"
+        + (f" (mostly as {other})" if other is not None else "")
+        + f"; top samples {top}"
+    )
+    if bd.confirmed(cls, fraction):
+        message = (
+            f"class {cls.label}: {members.size} samples form a separate cluster in the penultimate layer "
+            f"and {how} puts {fraction or 0.0:.0%} of them in other classes: likely backdoor poison"
+        )
+        remediation = "remove them (the report lists them), retrain, and find where they came from"
+        return (
+            [finding("KGD201", message, loc, evidence=evidence, remediation=remediation)],
+            analysis,
+            samples,
+        )
+    message = (
+        f"class {cls.label}: {members.size} of {len(cls.indices)} samples are robust spectral outliers "
+        "(not confirmed as one reclassified cluster); review them"
+    )
+    return [finding("KGD202", message, loc, evidence=evidence)], analysis, samples
+
+
 def find_backdoor(
     model: Any,
     data: DataLike,
@@ -161,6 +210,7 @@ def find_backdoor(
     classes = bd.score_classes(acts, y, directions=directions, quantile=quantile, seed=seed)
     parts = [c.indices[c.candidate] for c in classes]
     flagged = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.intp)
+    clean, poisoned = _split(test), _split(poisoned_test)  # read (and refused) before a long retrain
     retrained = None
     if retrain_filtered:
         keep = np.ones(len(y), dtype=bool)
@@ -170,85 +220,18 @@ def find_backdoor(
     else:
         predicted_flagged = bd.probe_reclassify(acts, y, flagged) if flagged.size else np.zeros(0, np.int64)
     predicted = dict(zip(flagged.tolist(), predicted_flagged.tolist(), strict=True))
+    how = "the retrained model" if retrained is not None else "a probe trained without them"
     findings: list[Finding] = []
     analyses: list[ClassAnalysis] = []
     suspicious: list[SuspiciousSample] = []
     for cls in classes:
-        loc = Location(file=ds.source, pointer=f"/classes/{cls.label}")
-        if cls.skipped:
-            findings.append(
-                finding(
-                    "KGD203",
-                    f"class {cls.label}: {len(cls.indices)} samples, fewer than {bd.MIN_CLASS}; not analysed",
-                    loc,
-                )
-            )
-            analyses.append(ClassAnalysis(cls.label, len(cls.indices), None, 0, None, None, 0))
-            continue
-        fraction, other = bd.reclassification(cls, predicted)
-        members = cls.indices[cls.candidate]
-        norm = bd.normalised(cls)
-        for pos in np.flatnonzero(cls.candidate):
-            index = int(cls.indices[pos])
-            again = predicted[index]
-            suspicious.append(
-                SuspiciousSample(
-                    index,
-                    cls.label,
-                    float(norm[pos]),
-                    float(cls.spectral[pos]),
-                    None if again == cls.label else again,
-                    True,
-                )
-            )
-        analyses.append(
-            ClassAnalysis(
-                cls.label,
-                len(cls.indices),
-                cls.silhouette,
-                int(members.size),
-                fraction,
-                other,
-                int(members.size),
-            )
-        )
-        if not members.size:
-            continue
-        top = members[np.argsort(-norm[cls.candidate])][:10].tolist()
-        evidence = (
-            f"silhouette {cls.silhouette if cls.silhouette is None else round(cls.silhouette, 3)}, "
-            f"reclassified {0.0 if fraction is None else fraction:.0%}"
-            + (f" (mostly as {other})" if other is not None else "")
-            + f"; top samples {top}"
-        )
-        how = "the retrained model" if retrained is not None else "a probe trained without them"
-        if bd.confirmed(cls, fraction):
-            findings.append(
-                finding(
-                    "KGD201",
-                    f"class {cls.label}: {members.size} samples form a separate cluster in the penultimate "
-                    f"layer and "
-                    f"{how} puts {fraction:.0%} of them in other classes: likely backdoor poison",
-                    loc,
-                    evidence=evidence,
-                    remediation="remove them (the report lists them), retrain, and find where they came from",
-                )
-            )
-        else:
-            findings.append(
-                finding(
-                    "KGD202",
-                    f"class {cls.label}: {members.size} of {len(cls.indices)} samples are robust spectral "
-                    f"outliers "
-                    f"(not confirmed as one reclassified cluster); review them",
-                    loc,
-                    evidence=evidence,
-                )
-            )
+        found, analysis, samples = _judge_class(cls, predicted, Location(file=ds.source,
+                                                pointer=f"/classes/{cls.label}"), how)  # fmt: skip
+        findings += found
+        analyses.append(analysis)
+        suspicious += samples
     result = None
     if retrained is not None:
-        clean = _split(test)
-        poisoned = _split(poisoned_test)
         result = RetrainResult(
             removed=int(flagged.size),
             epochs=epochs,

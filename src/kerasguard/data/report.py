@@ -88,10 +88,9 @@ class SuspiciousSample:
 
     index: int
     label: int
-    score: float
-    spectral: float
-    reclassified_as: int | None
-    cluster: bool
+    score: float  # robust distance over the class's threshold (> 1 = candidate)
+    spectral: float  # classic centred spectral-signature score
+    reclassified_as: int | None  # the class exclusionary reclassification gave it, if not its label
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -100,7 +99,6 @@ class SuspiciousSample:
             "score": round(self.score, 6),
             "spectral": round(self.spectral, 6),
             "reclassified_as": self.reclassified_as,
-            "in_cluster": self.cluster,
         }
 
 
@@ -114,7 +112,6 @@ class ClassAnalysis:
     candidates: int
     reclassified_fraction: float | None
     reclassified_as: int | None
-    flagged: int
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -126,7 +123,6 @@ class ClassAnalysis:
                 None if self.reclassified_fraction is None else round(self.reclassified_fraction, 4)
             ),
             "reclassified_as": self.reclassified_as,
-            "flagged": self.flagged,
         }
 
 

@@ -79,3 +79,12 @@ def test_non_finite_loss_is_a_spike() -> None:
     guard = _guard(action="stop")
     _feed(guard, [1.0, float("nan")])
     assert guard.anomalies[0]["id"] == "KGD301" and guard.model.stop_training is True
+
+
+def test_unwritable_record_warns_instead_of_crashing_the_run(tmp_path: Any) -> None:
+    guard = _guard(action="log", record_path=tmp_path / "missing-dir" / "record.json")
+    guard.set_model(SimpleNamespace(stop_training=False, optimizer=None))
+    guard.params = {"epochs": 1}
+    with pytest.warns(RuntimeWarning, match="not written"):
+        guard.on_train_end()
+    assert guard.record is not None and guard.record["stopped"] is False

@@ -311,9 +311,16 @@ class TrainingGuard(keras.callbacks.Callback):  # type: ignore[misc]
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self.record = self.build_record()
         if self.record_path is not None:
-            self.record_path.write_text(
-                json.dumps(self.record, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-            )
+            text = json.dumps(self.record, indent=2, sort_keys=True) + "\n"
+            try:
+                self.record_path.write_text(text, encoding="utf-8")
+            except OSError as exc:  # the trained model matters more than its record: say so, do not crash
+                log.error("TrainingGuard could not write the training record %s: %s", self.record_path, exc)
+                warnings.warn(
+                    f"kerasguard TrainingGuard: training record not written: {exc}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
 
     def build_record(self) -> dict[str, Any]:
         """The training record: what was trained on, how, what was measured, what went wrong."""

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 export KERAS_BACKEND := jax
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: setup demo test test-fast lint typecheck docs docs-site check-docs bench-peers bench-scan clean
+.PHONY: setup demo test test-fast lint typecheck docs docs-site check-docs bench-peers bench-scan bench-art bench-data clean
 
 setup: $(STAMP)
 
@@ -59,3 +59,11 @@ bench-peers:
 
 bench-scan: setup bench-peers
 	$(PY) bench/bench_scan.py
+
+# ART (TensorFlow backend) and torch for bench/bench_data.py only (never runtime dependencies).
+bench-art:
+	test -x .venv-art/bin/python || $(PYTHON) -m venv .venv-art
+	.venv-art/bin/pip install -q -r bench/requirements-art.txt
+
+bench-data: setup bench-art
+	KERAS_BACKEND=jax PYTHONPATH=src $(PY) bench/bench_data.py --art-python .venv-art/bin/python

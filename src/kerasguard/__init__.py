@@ -26,6 +26,7 @@ from kerasguard.errors import (
 
 if TYPE_CHECKING:
     from kerasguard.advisories.stack import UnsafeStackWarning, require_safe_stack
+    from kerasguard.data.guard import TrainingGuard
     from kerasguard.findings import FileReport, Finding, Location, ScanReport, Severity
     from kerasguard.integrity.verifying import verify
     from kerasguard.loader import load_model
@@ -53,6 +54,7 @@ _LAZY = {
     "verify": "kerasguard.integrity.verifying",
     "load_model": "kerasguard.loader",
     "SandboxedModel": "kerasguard.sandbox.model",
+    "TrainingGuard": "kerasguard.data.guard",
 }
 
 
@@ -76,6 +78,7 @@ __all__ = [
     "ScanReport",
     "Severity",
     "StoreError",
+    "TrainingGuard",
     "UnsafeModelError",
     "UnsafeStackError",
     "UnsafeStackWarning",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 # Command modules register themselves on the shared app when imported.
 from kerasguard.cli import audit as _audit  # noqa: F401
+from kerasguard.cli import data as _data  # noqa: F401
 from kerasguard.cli import golden as _golden  # noqa: F401
 from kerasguard.cli import inspect as _inspect  # noqa: F401
 from kerasguard.cli import integrity as _integrity  # noqa: F401

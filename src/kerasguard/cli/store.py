@@ -113,7 +113,47 @@ def _print_info(info: "ModelInfo", as_json: bool) -> None:
     if info.admission is not None:
         lines.append(f"{'checks':14} {info.admission.get('checks')}")
         lines += [f"{'reason':14} {reason}" for reason in info.admission.get("reasons", [])]
+    lines += _training_record_lines(info)
     say("\n".join(lines), err=False)
+
+
+def _training_record_lines(info: "ModelInfo") -> list[str]:
+    """The training record attached at push (``--training-record``), summarised for `store show`."""
+    from kerasguard.data.report import shown
+
+    client = (info.provenance or {}).get("client") or {}
+    record = client.get("training_record") if isinstance(client, dict) else None
+    if not isinstance(record, dict):
+        return []
+    anomalies: list[Any] = record.get("anomalies") or []
+    metrics: list[Any] = record.get("metrics") or []
+    if not isinstance(anomalies, list) or not isinstance(metrics, list):
+        return []
+    rows = [
+        ("training", f"{shown(client.get('training_record_digest'))} ({shown(record.get('schema'))})"),
+        ("data", shown(record.get("data_manifest"), 120)),
+        (
+            "trained",
+            f"{len(metrics)} epoch(s), {shown(record.get('batches'))} batches, "
+            f"keras {shown(record.get('keras_version'))} on {shown(record.get('backend'))}",
+        ),
+        ("anomalies", str(len(anomalies))),
+    ]
+    if record.get("stopped"):
+        rows.append(("stopped", shown(record.get("stop_reason"), 200)))
+    for entry in anomalies[:10]:
+        if isinstance(entry, dict):
+            rows.append(
+                (
+                    "anomaly",
+                    shown(
+                        f"{entry.get('id')} epoch {entry.get('epoch')} batch "
+                        f"{entry.get('batch')}: {entry.get('message')}",
+                        200,
+                    ),
+                )
+            )
+    return [f"{key:14} {value}" for key, value in rows]
 
 
 @store_app.command("keygen")
@@ -177,6 +217,10 @@ def push(
     expect_digest: Annotated[str | None, typer.Option(help="sha256:... the model must have.")] = None,
     stage: Annotated[str | None, typer.Option(help="Initial stage (default: policy's).")] = None,
     provenance: Annotated[str | None, typer.Option(help="Extra provenance as a JSON object.")] = None,
+    training_record: Annotated[
+        Path | None,
+        typer.Option(help="Training record (TrainingGuard JSON) to attach as provenance."),
+    ] = None,
     key_file: KeyFile = None,
     policy_file: PolicyFile = None,
     fmt: Format = TextOrJson.text,
@@ -191,6 +235,11 @@ def push(
             raise StoreError(f"--provenance is not valid JSON: {exc}") from None
         if not isinstance(extra, dict):
             raise StoreError("--provenance must be a JSON object")
+    if training_record is not None:
+        from kerasguard.data.record import read_training_record
+
+        record, record_digest = read_training_record(training_record)
+        extra = {**(extra or {}), "training_record": record, "training_record_digest": record_digest}
     with _opened(store, key_file, policy_file) as opened:
         info = opened.push(
             token,

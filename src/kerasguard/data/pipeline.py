@@ -1,0 +1,252 @@
+"""The two pipelines of ``kerasguard data``, as the Python API.
+
+check:        read (npy | npz | csv | parquet | image folder) -> manifest digest (and verify it)
+              -> checks (schema, NaN/inf, ranges, duplicates, conflicting labels, balance, outliers,
+              label issues) -> DataReport
+find_backdoor: model (a keras.Model, or a file loaded by kerasguard.load_model after its scan)
+              -> penultimate activations -> per-class spectral scores + robust outliers
+              -> exclusionary reclassification (probe, or the retrained model) -> BackdoorReport
+              (+ clean accuracy and attack success before/after when retraining)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from kerasguard.data import backdoor as bd
+from kerasguard.data.activations import activations
+from kerasguard.data.checks import run_checks
+from kerasguard.data.dataset import Dataset, FloatArray, IntArray, from_arrays
+from kerasguard.data.ids import INCOMPLETE_IDS, finding
+from kerasguard.data.manifest import data_manifest, verify_data_manifest
+from kerasguard.data.readers import open_dataset
+from kerasguard.data.report import (
+    BackdoorReport,
+    ClassAnalysis,
+    DataReport,
+    RetrainResult,
+    SuspiciousSample,
+    shown,
+)
+from kerasguard.data.retrain import accuracy, predict_classes, retrain
+from kerasguard.errors import DataError, IntegrityError
+from kerasguard.findings import Finding, Location
+from kerasguard.integrity.errors import ManifestMismatchError
+from kerasguard.policy import Policy
+
+DataLike = str | os.PathLike[str] | Dataset | Any
+Split = tuple[Any, Any]
+
+
+def load(data: DataLike, labels: Any = None, **read: Any) -> Dataset:
+    """A Dataset from a path (any supported kind), a Dataset, or arrays (with ``labels``)."""
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, str | os.PathLike):
+        if labels is not None:
+            raise DataError("labels come from the dataset file; pass them only with arrays")
+        return open_dataset(data, **read)
+    return from_arrays(data, labels)
+
+
+def check(
+    data: DataLike,
+    labels: Any = None,
+    *,
+    reference: DataLike | None = None,
+    reference_labels: Any = None,
+    manifest: str | os.PathLike[str] | None = None,
+    num_classes: int | None = None,
+    label_issues: bool = True,
+    label: str | None = None,
+) -> DataReport:
+    """Check a training set (and against a reference set); never raises for what it can report."""
+    findings: list[Finding] = []
+    digest = None
+    if isinstance(data, str | os.PathLike):
+        target = os.fspath(data)
+        if manifest is not None:
+            try:
+                digest = verify_data_manifest(data, manifest).digest()
+            except ManifestMismatchError as exc:
+                findings.append(
+                    finding(
+                        "KGD114",
+                        shown(exc.message, 2000),
+                        Location(file=target),
+                        remediation="find out who changed the data; retrain only on data you can vouch for",
+                    )
+                )
+        if digest is None and manifest is None:
+            try:
+                digest = data_manifest(data).digest()
+            except IntegrityError as exc:  # a link or special file inside: no provable digest
+                findings.append(
+                    finding("KGD901", f"no data manifest: {shown(exc.message, 500)}", Location(file=target))
+                )
+    ds = load(data, labels, label=label)
+    ref = None
+    if reference is not None:
+        ref = load(reference, reference_labels, label=label)
+    found, stats = run_checks(ds, ref, num_classes=num_classes, label_issues=label_issues)
+    findings += found
+    return DataReport(
+        target=ds.source,
+        kind=ds.kind,
+        samples=ds.rows,
+        features=len(ds.columns),
+        findings=tuple(findings),
+        complete=not any(f.rule_id in INCOMPLETE_IDS for f in findings),
+        stats=stats,
+        manifest_digest=digest,
+    )
+
+
+def load_user_model(path: str | os.PathLike[str], policy: Policy | None = None) -> Any:
+    """The user's own model, in this process, only after kerasguard's trust pipeline and scan passed.
+
+    Backdoor analysis needs the live model (its layers, and a clone to retrain), which the sandbox
+    does not hand out; the policy must allow in-process loading (``[sandbox]
+    allow_unsafe_in_process = true``), and kerasguard.load_model logs it as an unsafe switch.
+    """
+    from kerasguard.loader import load_model
+
+    return load_model(path, policy=policy, sandbox=False)
+
+
+def _split(split: Split | str | os.PathLike[str] | None) -> tuple[FloatArray, IntArray] | None:
+    if split is None:
+        return None
+    ds = load(split) if isinstance(split, str | os.PathLike) else from_arrays(split[0], split[1])
+    if ds.labels is None:
+        raise DataError(f"{ds.source}: a test set needs labels")
+    return ds.inputs(), ds.labels
+
+
+def _judge_class(
+    cls: bd.ClassScores, predicted: dict[int, int], loc: Location, how: str
+) -> tuple[list[Finding], ClassAnalysis, list[SuspiciousSample]]:
+    """One class's finding (KGD201 confirmed, KGD202 for review, KGD203 too small), its measurements
+    and its suspicious samples."""
+    if cls.skipped:
+        message = f"class {cls.label}: {len(cls.indices)} samples, fewer than {bd.MIN_CLASS}; not analysed"
+        return (
+            [finding("KGD203", message, loc)],
+            ClassAnalysis(cls.label, len(cls.indices), None, 0, None, None),
+            [],
+        )
+    fraction, other = bd.reclassification(cls, predicted)
+    members = cls.indices[cls.candidate]
+    norm = bd.normalised(cls)
+    samples = []
+    for pos in np.flatnonzero(cls.candidate):
+        index = int(cls.indices[pos])
+        again = predicted[index]
+        samples.append(SuspiciousSample(index, cls.label, float(norm[pos]), float(cls.spectral[pos]),
+                                        None if again == cls.label else again))  # fmt: skip
+    analysis = ClassAnalysis(cls.label, len(cls.indices), cls.silhouette, int(members.size), fraction, other)
+    if not members.size:
+        return [], analysis, samples
+    top = members[np.argsort(-norm[cls.candidate])][:10].tolist()
+    silhouette = "-" if cls.silhouette is None else f"{cls.silhouette:.3f}"
+    evidence = (
+        f"silhouette {silhouette}, reclassified {fraction or 0.0:.0%}"
+        + (f" (mostly as {other})" if other is not None else "")
+        + f"; top samples {top}"
+    )
+    if bd.confirmed(cls, fraction):
+        message = (
+            f"class {cls.label}: {members.size} samples form a separate cluster in the penultimate layer "
+            f"and {how} puts {fraction or 0.0:.0%} of them in other classes: likely backdoor poison"
+        )
+        remediation = "remove them (the report lists them), retrain, and find where they came from"
+        return (
+            [finding("KGD201", message, loc, evidence=evidence, remediation=remediation)],
+            analysis,
+            samples,
+        )
+    message = (
+        f"class {cls.label}: {members.size} of {len(cls.indices)} samples are robust spectral outliers "
+        "(not confirmed as one reclassified cluster); review them"
+    )
+    return [finding("KGD202", message, loc, evidence=evidence)], analysis, samples
+
+
+def find_backdoor(
+    model: Any,
+    data: DataLike,
+    labels: Any = None,
+    *,
+    layer: str | None = None,
+    retrain_filtered: bool = False,
+    epochs: int = 20,
+    batch_size: int = 32,
+    test: Split | str | os.PathLike[str] | None = None,
+    poisoned_test: Split | str | os.PathLike[str] | None = None,
+    policy: Policy | None = None,
+    seed: int = 0,
+    directions: int = bd.DIRECTIONS,
+    quantile: float = bd.QUANTILE,
+) -> BackdoorReport:
+    """Find likely backdoor poison in a training set with the model trained on it.
+
+    ``model`` is a keras.Model or a model file (scanned and loaded by kerasguard.load_model in
+    process). ``poisoned_test`` is inputs with the trigger labelled with the attacker's target: the
+    attack success rate is reported only when it is given.
+    """
+    model_name = "<keras.Model>"
+    if isinstance(model, str | os.PathLike):
+        model_name = os.fspath(model)
+        model = load_user_model(model, policy)
+    ds = load(data, labels)
+    if ds.labels is None:
+        raise DataError(f"{ds.source}: backdoor analysis needs labels")
+    y = ds.labels
+    x = ds.inputs().astype(np.float32)
+    acts, layer_name = activations(model, x, layer)
+    classes = bd.score_classes(acts, y, directions=directions, quantile=quantile, seed=seed)
+    parts = [c.indices[c.candidate] for c in classes]
+    flagged = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.intp)
+    clean, poisoned = _split(test), _split(poisoned_test)  # read (and refused) before a long retrain
+    retrained = None
+    if retrain_filtered:
+        keep = np.ones(len(y), dtype=bool)
+        keep[flagged] = False
+        retrained = retrain(model, x[keep], y[keep], epochs=epochs, batch_size=batch_size, seed=seed)
+        predicted_flagged = predict_classes(retrained, x[flagged]) if flagged.size else np.zeros(0, np.int64)
+    else:
+        predicted_flagged = bd.probe_reclassify(acts, y, flagged) if flagged.size else np.zeros(0, np.int64)
+    predicted = dict(zip(flagged.tolist(), predicted_flagged.tolist(), strict=True))
+    how = "the retrained model" if retrained is not None else "a probe trained without them"
+    findings: list[Finding] = []
+    analyses: list[ClassAnalysis] = []
+    suspicious: list[SuspiciousSample] = []
+    for cls in classes:
+        found, analysis, samples = _judge_class(cls, predicted, Location(file=ds.source,
+                                                pointer=f"/classes/{cls.label}"), how)  # fmt: skip
+        findings += found
+        analyses.append(analysis)
+        suspicious += samples
+    result = None
+    if retrained is not None:
+        result = RetrainResult(
+            removed=int(flagged.size),
+            epochs=epochs,
+            clean_accuracy_before=accuracy(model, clean),
+            clean_accuracy_after=accuracy(retrained, clean),
+            attack_success_before=accuracy(model, poisoned),
+            attack_success_after=accuracy(retrained, poisoned),
+        )
+    return BackdoorReport(
+        target=ds.source,
+        model=model_name,
+        samples=ds.rows,
+        findings=tuple(findings),
+        suspicious=tuple(suspicious),
+        classes=tuple(analyses),
+        layer=layer_name,
+        retrain=result,
+    )

@@ -1,0 +1,111 @@
+"""Backdoor detection on real training runs: a 2x2 trigger planted in 5%, 10% and 33% of digits' class 0.
+
+Asserted as a user would judge it: the flagged samples hold far more of the poison than a random
+pick of the same size would, and a model retrained without them obeys the trigger less often.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dghelp import TARGET, add_trigger, digits_split, plant, run_cli, train_mlp
+
+from kerasguard.findings import Severity
+
+pytestmark = [pytest.mark.slow, pytest.mark.keras]
+
+
+def _recall_and_baseline(flagged: np.ndarray, poison: np.ndarray, total: int) -> tuple[float, float]:
+    hits = len(set(flagged.tolist()) & set(poison.tolist()))
+    return hits / len(poison), len(flagged) / total  # a random pick of len(flagged) finds that share
+
+
+def _poisoned_test(x_test: np.ndarray, y_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    others = y_test != TARGET
+    return add_trigger(x_test[others]), np.full(int(others.sum()), TARGET)
+
+
+@pytest.mark.parametrize("share", [0.05, 0.10])
+def test_planted_trigger_is_found_and_filtering_lowers_attack_success(share: float) -> None:
+    from kerasguard.data import find_backdoor
+
+    x_train, x_test, y_train, y_test = digits_split()
+    xp, yp, poison = plant(x_train, y_train, share)
+    model = train_mlp(xp, yp)
+    report = find_backdoor(
+        model, xp, yp, retrain_filtered=True, epochs=25, test=(x_test, y_test),
+        poisoned_test=_poisoned_test(x_test, y_test),
+    )  # fmt: skip
+    recall, baseline = _recall_and_baseline(np.asarray(report.flagged_indices), poison, len(yp))
+    assert recall >= 0.6 and recall >= 3 * baseline, (recall, baseline)
+    r = report.retrain
+    assert r is not None and r.attack_success_before is not None and r.attack_success_after is not None
+    assert r.attack_success_before > 0.5  # the attack works...
+    assert r.attack_success_after < r.attack_success_before - 0.3  # ...and filtering breaks most of it
+    assert r.clean_accuracy_after is not None and r.clean_accuracy_after > 0.85
+    target = next(c for c in report.classes if c.label == TARGET)
+    assert target.candidates >= len(poison) * 0.6
+    assert any(f.location.pointer == f"/classes/{TARGET}" for f in report.findings)
+
+
+def test_cli_backdoor_on_a_saved_model_at_33_percent(tmp_path: Path) -> None:
+    x_train, x_test, y_train, y_test = digits_split()
+    xp, yp, poison = plant(x_train, y_train, 0.33)
+    model = train_mlp(xp, yp)
+    model_path = tmp_path / "user.keras"
+    model.save(model_path)
+    np.savez(tmp_path / "train.npz", x=xp, y=yp)
+    np.savez(tmp_path / "test.npz", x=x_test, y=y_test)
+    px, py = _poisoned_test(x_test, y_test)
+    np.savez(tmp_path / "poisoned_test.npz", x=px, y=py)
+    policy = tmp_path / "kerasguard.toml"
+
+    # the model is loaded in process only if the policy says so
+    _, out = run_cli("data", "backdoor", str(model_path), str(tmp_path / "train.npz"), code=2)
+    assert "in-process loading" in out
+
+    policy.write_text("[sandbox]\nallow_unsafe_in_process = true\n")
+    code, out = run_cli(
+        "data", "backdoor", str(model_path), str(tmp_path / "train.npz"), "--policy", str(policy),
+        "--retrain", "--epochs", "25", "--test", str(tmp_path / "test.npz"),
+        "--poisoned-test", str(tmp_path / "poisoned_test.npz"), "--format", "json", "--fail-on", "medium",
+    )  # fmt: skip
+    assert code == 1, out
+    report = json.loads(out[out.index("{") :])
+    flagged = np.asarray([s["index"] for s in report["suspicious"]])
+    recall, baseline = _recall_and_baseline(flagged, poison, len(yp))
+    assert recall >= 0.6 and recall >= 3 * baseline, (recall, baseline)
+    retrain = report["retrain"]
+    assert retrain["attack_success_before"] > 0.9
+    assert retrain["attack_success_after"] < retrain["attack_success_before"] - 0.3
+
+
+def test_clean_training_set_yields_no_high_finding() -> None:
+    from kerasguard.data import find_backdoor
+
+    x_train, _, y_train, _ = digits_split()
+    model = train_mlp(x_train, y_train, epochs=15)
+    report = find_backdoor(model, x_train, y_train)
+    assert not report.at_or_above(Severity.HIGH), [f.message for f in report.findings]
+    assert report.exit_code(Severity.HIGH) == 0
+
+
+def test_planted_label_flips_are_found() -> None:
+    from kerasguard.data import check
+
+    x_train, _, y_train, _ = digits_split()
+    x = x_train.reshape(len(x_train), -1)
+    rng = np.random.default_rng(0)
+    flipped = rng.choice(len(y_train), 40, replace=False)
+    y = y_train.copy()
+    y[flipped] = (y[flipped] + rng.integers(1, 10, 40)) % 10
+    report = check(x, y)
+    assert any(f.rule_id == "KGD110" for f in report.findings)
+    rows = set(report.stats["label_issue_rows"])
+    recall = len(rows & set(flipped.tolist())) / len(flipped)
+    precision = len(rows & set(flipped.tolist())) / len(rows)
+    assert recall >= 0.7, recall
+    assert precision >= 3 * len(flipped) / len(y), precision  # far above a random pick

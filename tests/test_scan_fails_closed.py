@@ -33,6 +33,10 @@ def models() -> list[Path]:
     return found
 
 
+# jobs=2 must really scan in forked workers, whatever threads earlier tests left in this process.
+pytestmark = pytest.mark.usefixtures("fork_despite_threads")
+
+
 @pytest.fixture
 def broken_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     """KG101's check raises on every file, as a rule bug would."""
@@ -47,9 +51,6 @@ def broken_rule(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _assert_unjudged(report: scanner.ScanReport, files: list[Path], text: str) -> None:
-    from kerasguard import scan_workers
-
-    assert scan_workers.can_fork()  # so jobs=2 really scans in forked workers
     assert len(report.files) == len(files)
     kg906 = RULES_BY_ID["KG906"]
     for file in report.files:

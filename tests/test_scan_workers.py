@@ -32,13 +32,6 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
 
 
-@pytest.fixture
-def fork_despite_jax(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The worker tests below test the workers, not the guard: JAX's threads (this process built the
-    corpus with Keras) would make ``can_fork`` refuse. The guard is tested in a fresh interpreter."""
-    monkeypatch.setattr(scan_workers, "os_threads", lambda: 1)
-
-
 def comparable(report: ScanReport) -> dict[str, Any]:
     doc = report.to_dict()
     for f in doc["files"]:
@@ -95,8 +88,7 @@ def worker_pids() -> list[int]:
 
 
 @pytest.mark.keras
-def test_two_workers_give_the_sequential_report(corpus: Path, fork_despite_jax: None) -> None:
-    assert scan_workers.can_fork()
+def test_two_workers_give_the_sequential_report(corpus: Path, fork_despite_threads: None) -> None:
     one = scan_many([corpus], Policy(), jobs=1)
     seen: list[str] = []
     two = scan_many([corpus], Policy(), jobs=2, progress=seen.append)
@@ -126,7 +118,9 @@ def test_cli_jobs_two_and_auto_match_jobs_one(corpus: Path, tmp_path: Path) -> N
 
 
 @pytest.mark.keras
-def test_workers_killed_mid_run_turn_their_files_into_findings(corpus: Path, fork_despite_jax: None) -> None:
+def test_workers_killed_mid_run_turn_their_files_into_findings(
+    corpus: Path, fork_despite_threads: None
+) -> None:
     one = comparable(scan_many([corpus], Policy(), jobs=1))
     killed: list[int] = []
 

@@ -86,7 +86,7 @@ def test_a_bug_becomes_a_problem_and_keeps_the_artifact(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(config_walk, "index", boom)
     art = read(model())
-    assert [p.kind for p in art.problems] == ["crash"] and art.json_docs
+    assert [p.kind for p in art.problems] == ["internal"] and art.json_docs
 
 
 def test_open_artifact_runs_the_pass_on_files(tmp_path: Path) -> None:

@@ -83,6 +83,7 @@ def test_bad_policy_file_exits_2(tmp_path: Path) -> None:
 
 
 @pytest.mark.keras
+@pytest.mark.slow
 def test_load_and_predict_writes_the_same_numbers_as_keras(tmp_path: Path) -> None:
     import keras
 

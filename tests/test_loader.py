@@ -67,7 +67,7 @@ def sha256(path: Path) -> str:
 
 # -- refusals: nothing reaches a child -----------------------------------------------------------
 
-pytestmark = pytest.mark.keras
+pytestmark = [pytest.mark.keras, pytest.mark.slow]  # most tests start a sandbox child
 
 
 def test_source_outside_the_trusted_prefix_is_refused(

@@ -30,7 +30,7 @@ from kerasguard.sandbox.config import ChildLimits, Layers
 from kerasguard.sandbox.launcher import ChildProcess, spawn
 from kerasguard.sandbox.model import SandboxedModel
 
-pytestmark = pytest.mark.keras
+pytestmark = [pytest.mark.keras, pytest.mark.slow]  # every test starts a sandbox child
 
 INFO = probe()
 X = np.linspace(-1, 1, 16, dtype="float32").reshape(2, 8)

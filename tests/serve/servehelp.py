@@ -87,7 +87,9 @@ def make_world(folder: Path, models: dict[str, Path], plan: dict[str, dict[str, 
         for tenant, entries in plan.items():
             publisher = store.create_token(admin, "publisher", tenant, "ci")
             for name, model_key in entries.items():
-                info = store.push(publisher, models[model_key], name=name, version="1", source=f"{SOURCE}/{name}")
+                info = store.push(
+                    publisher, models[model_key], name=name, version="1", source=f"{SOURCE}/{name}"
+                )
                 assert info.status == "admitted", info.reason
                 store.promote(publisher, name, "1", STAGE)
             world.keys[tenant] = store.create_token(admin, "invoker", tenant, "client")
@@ -128,8 +130,18 @@ class Gateway:
         }
         self._log_file = log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kerasguard", "serve", "--store", str(world.root), "--port", str(self.port),
-             "--policy", str(policy)],
+            [
+                sys.executable,
+                "-m",
+                "kerasguard",
+                "serve",
+                "--store",
+                str(world.root),
+                "--port",
+                str(self.port),
+                "--policy",
+                str(policy),
+            ],
             env=env,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,

@@ -182,6 +182,10 @@ class Gateway:
                 out.append(json.loads(line))
         return out
 
+    def log_tail(self, n: int = 40) -> str:
+        lines = [line[:400] for line in self.log.read_text(errors="replace").splitlines()]
+        return "\n".join(line for line in lines if not line.startswith('{"event":"request"'))[-n * 400 :]
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)

@@ -26,6 +26,8 @@ class ApiError(Exception):
             out["retry-after"] = str(max(1, int(self.retry_after + 0.999)))
         if self.status == 401:
             out["www-authenticate"] = "Bearer"
+        if self.status in (400, 408, 413):  # the rest of the body is not worth reading: drop the connection
+            out["connection"] = "close"
         return out
 
     def body(self) -> bytes:

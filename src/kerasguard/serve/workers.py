@@ -9,14 +9,14 @@ arrive meanwhile get 503 with ``Retry-After`` instead of waiting.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from kerasguard.serve.errors import ApiError, unavailable
 from kerasguard.serve.metrics import Metrics
 
 log = logging.getLogger("kerasguard.serve.workers")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,6 @@ class Worker:
         self._model: SandboxedModel | None = None
         self._failures = 0
         self._retry_at = 0.0
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"kg-worker-{ref.name}")
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -87,8 +87,7 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         self.batcher.fail_all(ApiError(404, "not_found", "model not found"))
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._close_model)
-        self._pool.shutdown(wait=False)
+        self._close_model()  # a load still running closes its model itself (it sees "stopped")
         self.metrics.worker_up.labels(*self.ref.labels).set(0)
 
     @property
@@ -123,11 +122,10 @@ class Worker:
     # ------------------------------------------------------------------ the loop
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while self.state != "stopped":
             self.state = "starting"
             try:
-                model = await loop.run_in_executor(self._pool, self._load)
+                model = await in_thread(self._load)
             except Exception as exc:  # a refused or failed load: counted, retried later
                 self._failed("load", _cause(exc), exc)
                 await self._backoff()
@@ -143,12 +141,15 @@ class Worker:
                 self.state = "restarting"
                 self.metrics.worker_up.labels(*self.ref.labels).set(0)
                 self.batcher.fail_all(unavailable("worker_crashed", "the model failed; retry later"))
-                await loop.run_in_executor(self._pool, self._close_model)
+                await in_thread(self._close_model)
                 self._failed("predict", down.cause, down.error)
                 await self._backoff()
 
     def _load(self) -> SandboxedModel:
         model = self._loader(self.ref)
+        if self.state == "stopped":  # withdrawn while it loaded: nobody will close it otherwise
+            model.close()
+            raise _Stopped
         try:
             # Compile every padded batch size now, when the input shape is fixed (free axes would
             # need a guess that may not fit the model, and a failed call can break its predict).
@@ -166,7 +167,6 @@ class Worker:
         return model
 
     async def _serve(self, model: SandboxedModel) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = await self.batcher.next_batch()
             self.metrics.queue_depth.labels(*self.ref.labels).set(len(self.batcher))
@@ -175,7 +175,7 @@ class Worker:
             x: Any = arrays if len(arrays) > 1 else arrays[0]
             call = functools.partial(model.predict, x, batch_size=len(arrays[0]))
             try:
-                result = await loop.run_in_executor(self._pool, call)
+                result = await in_thread(call)
             except (SandboxError, ModelError, KerasGuardError, OSError) as exc:
                 error = unavailable("worker_crashed", "the model failed; retry later")
                 for job in batch:
@@ -206,6 +206,38 @@ class Worker:
         if model is not None:
             with contextlib.suppress(Exception):
                 model.close()
+
+
+async def in_thread(fn: Callable[[], T]) -> T:
+    """Run a blocking call (a load, a predict) in a daemon thread: a gateway that shuts down never
+    waits for a model that is still loading (its child exits when the gateway's pipes close)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def deliver(ok: bool, value: Any) -> None:
+        if future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def target() -> None:
+        try:
+            result = fn()
+        except BaseException as exc:
+            outcome: tuple[bool, Any] = (False, exc)
+        else:
+            outcome = (True, result)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+            loop.call_soon_threadsafe(deliver, *outcome)
+
+    threading.Thread(target=target, name="kg-serve-worker", daemon=True).start()
+    return await future
+
+
+class _Stopped(Exception):
+    pass
 
 
 class _WorkerDown(Exception):

@@ -144,7 +144,7 @@ def read_npy(data: bytes, name: str) -> np.ndarray[Any, Any]:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
         else:
             raise ValueError("version")
-    except (ValueError, SyntaxError, TypeError, OverflowError, KeyError):
+    except Exception:  # NumPy's header parser raises several types (tokenize errors among them)
         raise malformed(f"input {describe(name)!r} is not a valid .npy array") from None
     if dtype.hasobject or dtype.fields is not None or dtype.kind not in NUMERIC_KINDS or dtype.subdtype:
         raise invalid(

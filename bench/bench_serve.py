@@ -2,12 +2,12 @@
 minimal FastAPI endpoint that calls ``model.predict`` in process with no checks.
 
 Usage:
-    PYTHONPATH=src KERAS_BACKEND=jax .venv/bin/python bench/bench_serve.py [--seconds 8]
+    PYTHONPATH=src KERAS_BACKEND=jax .venv/bin/python bench/bench_serve.py [--seconds 8] [--rounds 4]
 
 Two models (a digits-sized MLP, a mid-size CNN on 32x32x3), concurrency 1 and 32, one load-generator
 process (asyncio + httpx, one request = one instance, JSON ``{"instances": [...]}``) against both
-servers in the same run. Reports requests/s, p50/p99 latency and the peak RSS of each sandboxed tenant
-worker (VmHWM). Needs Redis on 127.0.0.1:6379. Raw results: bench/out/serve.json.
+servers in the same run, in alternating rounds so that both see the same machine load. Reports
+requests/s, p50/p99 latency and the peak RSS of each sandboxed tenant worker (VmHWM). Needs Redis on 127.0.0.1:6379. Raw results: bench/out/serve.json.
 """
 
 from __future__ import annotations
@@ -54,21 +54,23 @@ if key:
 async def worker(client, lat, codes, stop):
     while time.monotonic() < stop:
         t = time.perf_counter()
-        r = await client.post(url, content=body, headers=headers)
+        try:
+            r = await client.post(url, content=body, headers=headers)
+            code = r.status_code
+        except httpx.HTTPError as exc:
+            code = type(exc).__name__
         lat.append(time.perf_counter() - t)
-        codes[r.status_code] = codes.get(r.status_code, 0) + 1
+        codes[code] = codes.get(code, 0) + 1
 async def main():
     limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        warm = time.monotonic() + 1.0
+        warm = time.monotonic() + 0.3
         await asyncio.gather(*(worker(client, [], {}, warm) for _ in range(conc)))
         lat, codes = [], {}
         start = time.monotonic()
         await asyncio.gather(*(worker(client, lat, codes, start + seconds) for _ in range(conc)))
         elapsed = time.monotonic() - start
-    lat.sort()
-    print(json.dumps({"rps": len(lat) / elapsed, "p50_ms": lat[len(lat) // 2] * 1000,
-                      "p99_ms": lat[int(len(lat) * 0.99)] * 1000, "n": len(lat), "codes": codes}))
+    print(json.dumps({"lat": lat, "elapsed": elapsed, "codes": codes}))
 asyncio.run(main())
 """
 
@@ -206,9 +208,25 @@ def load(url: str, key: str, body: str, concurrency: int, seconds: float) -> dic
     return dict(json.loads(result.stdout))
 
 
+def summarize(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    lat = sorted(x for p in parts for x in p["lat"])
+    codes: dict[str, int] = {}
+    for p in parts:
+        for code, n in p["codes"].items():
+            codes[code] = codes.get(code, 0) + n
+    return {
+        "rps": len(lat) / sum(p["elapsed"] for p in parts),
+        "p50_ms": lat[len(lat) // 2] * 1000,
+        "p99_ms": lat[int(len(lat) * 0.99)] * 1000,
+        "n": len(lat),
+        "codes": codes,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--seconds", type=float, default=8.0, help="per model, concurrency and target")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds the seconds are split into")
     args = parser.parse_args()
     import numpy as np
 
@@ -232,15 +250,22 @@ def main() -> None:
             try:
                 wait_http(f"http://127.0.0.1:{port}/docs", minimal)
                 for concurrency in (1, 32):
-                    for target, url, k in (
-                        ("minimal", f"http://127.0.0.1:{port}/predict", ""),
-                        ("kerasguard", f"http://127.0.0.1:{gw_port}/v1/models/{name}:predict", key),
-                    ):
+                    targets = {
+                        "minimal": (f"http://127.0.0.1:{port}/predict", ""),
+                        "kerasguard": (f"http://127.0.0.1:{gw_port}/v1/models/{name}:predict", key),
+                    }
+                    runs: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
+                    for _ in range(args.rounds):  # alternate, so both see the same machine load
+                        for target, (url, k) in targets.items():
+                            runs[target].append(
+                                load(url, k, bodies[name], concurrency, args.seconds / args.rounds)
+                            )
+                    for target, parts in runs.items():
                         row = {
                             "model": name,
                             "concurrency": concurrency,
                             "target": target,
-                            **load(url, k, bodies[name], concurrency, args.seconds),
+                            **summarize(parts),
                         }
                         results.append(row)
                         print(

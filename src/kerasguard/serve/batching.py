@@ -1,10 +1,11 @@
 """Dynamic batching: requests for one model version waiting together become one ``predict`` call.
 
-The first waiting request opens a batch; the batch closes when it holds ``max_batch`` instances or
-``max_wait`` has passed, so an idle model answers at once and a busy one pays the sandbox's IPC cost
-once per batch. Only requests whose inputs agree on every axis but the first are merged; the others
-wait for the next batch. Batches are padded to a power of two, so the model compiles for a handful of
-shapes (warmed up at load) instead of one per batch size.
+A request that finds the queue empty is sent alone at once (an idle model adds no wait). When
+requests queue up (the worker is busy with the previous batch), the next batch takes every compatible
+waiting request and waits up to ``max_wait`` for more, until it holds ``max_batch`` instances: a busy
+model pays the sandbox's IPC cost once per batch. Only requests whose inputs agree on every axis but
+the first are merged; the others wait for the next batch. Batches are padded to a power of two, so
+the model compiles for a handful of shapes (warmed up at load) instead of one per batch size.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class Batcher:
             await self._ready.wait()
         first = self._jobs.popleft()
         batch, total = [first], first.count
+        if not self._jobs:  # nobody else waiting: an idle model answers at once
+            return batch
         deadline = time.monotonic() + self.max_wait_s
         while total < self.max_batch:
             total += self._take_compatible(first.shapes, batch, self.max_batch - total)

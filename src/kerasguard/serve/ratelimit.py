@@ -7,7 +7,9 @@ fail closed: 503 ``limiter_unavailable``) or ``allow`` (serve without limits, lo
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable
 
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import Storage
@@ -48,13 +50,24 @@ class RateLimits:
         self.tenant_elements = RateLimitItemPerSecond(policy.tenant_elements_per_second, namespace=namespace)
 
     async def request(self, tenant: str, key_id: str) -> None:
-        """Count one request against the key and the tenant; 429 when either is over."""
-        await self._hit(self.key_requests, ("key", key_id), 1, "rate_limited_key")
-        await self._hit(self.tenant_requests, ("tenant", tenant), 1, "rate_limited_tenant")
+        """Count one request against the key and the tenant (one round trip to Redis); 429 when over."""
+        await self._both(
+            self._hit(self.key_requests, ("key", key_id), 1, "rate_limited_key"),
+            self._hit(self.tenant_requests, ("tenant", tenant), 1, "rate_limited_tenant"),
+        )
 
     async def elements(self, tenant: str, key_id: str, count: int) -> None:
-        await self._hit(self.key_elements, ("key-elements", key_id), count, "rate_limited_key")
-        await self._hit(self.tenant_elements, ("tenant-elements", tenant), count, "rate_limited_tenant")
+        await self._both(
+            self._hit(self.key_elements, ("key-elements", key_id), count, "rate_limited_key"),
+            self._hit(self.tenant_elements, ("tenant-elements", tenant), count, "rate_limited_tenant"),
+        )
+
+    @staticmethod
+    async def _both(first: Awaitable[None], second: Awaitable[None]) -> None:
+        results = await asyncio.gather(first, second, return_exceptions=True)
+        for result in results:  # the key's verdict first, then the tenant's
+            if isinstance(result, BaseException):
+                raise result
 
     async def _hit(self, item: RateLimitItemPerSecond, ids: tuple[str, str], cost: int, reason: str) -> None:
         if cost > item.amount:

@@ -7,7 +7,8 @@ Usage:
 Two models (a digits-sized MLP, a mid-size CNN on 32x32x3), concurrency 1 and 32, one load-generator
 process (asyncio + httpx, one request = one instance, JSON ``{"instances": [...]}``) against both
 servers in the same run, in alternating rounds so that both see the same machine load. Reports
-requests/s, p50/p99 latency and the peak RSS of each sandboxed tenant worker (VmHWM). Needs Redis on 127.0.0.1:6379. Raw results: bench/out/serve.json.
+requests/s, p50/p99 latency and the peak RSS of each sandboxed tenant worker (VmHWM). Needs Redis on
+127.0.0.1:6379. Raw results: bench/out/serve.json.
 """
 
 from __future__ import annotations

@@ -117,9 +117,12 @@ def write_policy(path: Path, serve: dict[str, Any], sandbox: dict[str, Any] | No
 class Gateway:
     """A real ``kerasguard serve`` process on a random loopback port."""
 
-    def __init__(self, world: World, policy: Path, log: Path) -> None:
+    def __init__(
+        self, world: World, policy: Path, log: Path, extra: tuple[str, ...] = (), scheme: str = "http"
+    ) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.verify: Any = True
         self.log = log
         env = {
             **os.environ,
@@ -141,6 +144,7 @@ class Gateway:
                 str(self.port),
                 "--policy",
                 str(policy),
+                *extra,
             ],
             env=env,
             stdout=self._log_file,
@@ -153,7 +157,7 @@ class Gateway:
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log.read_text()[-3000:]
             try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                if httpx.get(self.url + "/readyz", timeout=2, verify=self.verify).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

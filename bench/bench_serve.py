@@ -5,7 +5,8 @@ Usage:
     PYTHONPATH=src KERAS_BACKEND=jax .venv/bin/python bench/bench_serve.py [--seconds 8] [--rounds 4]
 
 Two models (a digits-sized MLP, a mid-size CNN on 32x32x3), concurrency 1 and 32, one load-generator
-process (asyncio + httpx, one request = one instance, JSON ``{"instances": [...]}``) against both
+process (asyncio streams: a minimal keep-alive HTTP/1.1 client, far cheaper than httpx, which limited
+both servers at concurrency 32; one request = one instance, JSON ``{"instances": [...]}``) against both
 servers in the same run, in alternating rounds so that both see the same machine load. Reports
 requests/s, p50/p99 latency and the peak RSS of each sandboxed tenant worker (VmHWM). Needs Redis on
 127.0.0.1:6379. Raw results: bench/out/serve.json.
@@ -38,7 +39,7 @@ import json
 model = keras.saving.load_model(sys.argv[1])
 app = FastAPI()
 @app.post("/predict")
-def predict(body: dict) -> Response:
+async def predict(body: dict) -> Response:  # on the event loop: Keras predict is not thread-safe
     y = model.predict(np.asarray(body["instances"], dtype="float32"), verbose=0)
     return Response(json.dumps({"predictions": y.tolist()}), media_type="application/json")
 import uvicorn
@@ -46,32 +47,50 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 """
 
 LOADGEN = """
-import asyncio, json, sys, time, httpx
+import asyncio, json, sys, time
+from urllib.parse import urlsplit
 url, key, body = sys.argv[1], sys.argv[2], sys.argv[3].encode()
 conc, seconds = int(sys.argv[4]), float(sys.argv[5])
-headers = {"content-type": "application/json"}
+u = urlsplit(url)
+head = f"POST {u.path} HTTP/1.1\\r\\nHost: {u.netloc}\\r\\ncontent-type: application/json\\r\\n"
 if key:
-    headers["authorization"] = "Bearer " + key
-async def worker(client, lat, codes, stop):
+    head += f"authorization: Bearer {key}\\r\\n"
+request = (head + f"content-length: {len(body)}\\r\\n\\r\\n").encode() + body
+
+async def one(reader, writer):
+    # a minimal HTTP/1.1 keep-alive client: the load generator must cost less than the servers
+    writer.write(request)
+    status = int((await reader.readline()).split()[1])
+    length = 0
+    while (line := await reader.readline()) not in (b"\\r\\n", b""):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    await reader.readexactly(length)
+    return status
+
+async def worker(lat, codes, stop):
+    reader, writer = await asyncio.open_connection(u.hostname, u.port)
     while time.monotonic() < stop:
         t = time.perf_counter()
         try:
-            r = await client.post(url, content=body, headers=headers)
-            code = r.status_code
-        except httpx.HTTPError as exc:
+            code = await one(reader, writer)
+        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
             code = type(exc).__name__
+            writer.close()
+            reader, writer = await asyncio.open_connection(u.hostname, u.port)
         lat.append(time.perf_counter() - t)
         codes[code] = codes.get(code, 0) + 1
+    writer.close()
+
 async def main():
-    limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        warm = time.monotonic() + 0.3
-        await asyncio.gather(*(worker(client, [], {}, warm) for _ in range(conc)))
-        lat, codes = [], {}
-        start = time.monotonic()
-        await asyncio.gather(*(worker(client, lat, codes, start + seconds) for _ in range(conc)))
-        elapsed = time.monotonic() - start
+    warm = time.monotonic() + 0.3
+    await asyncio.gather(*(worker([], {}, warm) for _ in range(conc)))
+    lat, codes = [], {}
+    start = time.monotonic()
+    await asyncio.gather(*(worker(lat, codes, start + seconds) for _ in range(conc)))
+    elapsed = time.monotonic() - start
     print(json.dumps({"lat": lat, "elapsed": elapsed, "codes": codes}))
+
 asyncio.run(main())
 """
 

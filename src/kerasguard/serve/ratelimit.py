@@ -20,7 +20,7 @@ from kerasguard.policy import Serve
 from kerasguard.serve.errors import ApiError, unavailable
 
 log = logging.getLogger("kerasguard.serve.ratelimit")
-STORAGE_TIMEOUT_S = 0.25
+STORAGE_TIMEOUT_S = 1.0
 
 
 def make_storage(uri: str) -> Storage:

@@ -22,7 +22,7 @@ import numpy as np
 
 from kerasguard.errors import KerasGuardError, ModelError, SandboxError
 from kerasguard.sandbox.model import SandboxedModel, TensorSpec
-from kerasguard.serve.batching import Batcher, bucket, merge, split
+from kerasguard.serve.batching import Batcher, Job, bucket, merge, split
 from kerasguard.serve.errors import ApiError, unavailable
 from kerasguard.serve.metrics import Metrics
 
@@ -74,6 +74,7 @@ class Worker:
         self._failures = 0
         self._retry_at = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._running: list[Job] = []  # the batch in the child now
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -86,7 +87,11 @@ class Worker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        self.batcher.fail_all(ApiError(404, "not_found", "model not found"))
+        gone = ApiError(404, "not_found", "model not found")
+        self.batcher.fail_all(gone)
+        for job in self._running:
+            if not job.future.done():
+                job.future.set_exception(gone)
         self._close_model()  # a load still running closes its model itself (it sees "stopped")
         self.metrics.worker_up.labels(*self.ref.labels).set(0)
 
@@ -169,6 +174,7 @@ class Worker:
     async def _serve(self, model: SandboxedModel) -> None:
         while True:
             batch = await self.batcher.next_batch()
+            self._running = batch
             self.metrics.queue_depth.labels(*self.ref.labels).set(len(self.batcher))
             arrays, total = merge(batch)
             self.metrics.batch_size.labels(*self.ref.labels).observe(total)
@@ -183,6 +189,7 @@ class Worker:
                         job.future.set_exception(error)
                 raise _WorkerDown(_cause(exc), exc) from None
             split(result, batch)
+            self._running = []
             self._failures = 0
 
     def _failed(self, stage: str, cause: str, error: BaseException) -> None:

@@ -2,14 +2,15 @@
 minimal FastAPI endpoint that calls ``model.predict`` in process with no checks.
 
 Usage:
-    PYTHONPATH=src KERAS_BACKEND=jax .venv/bin/python bench/bench_serve.py [--seconds 8] [--rounds 4]
+    PYTHONPATH=src KERAS_BACKEND=jax .venv/bin/python bench/bench_serve.py \
+        [--seconds 8] [--rounds 4] [--limits redis|memory]
 
 Two models (a digits-sized MLP, a mid-size CNN on 32x32x3), concurrency 1 and 32, one load-generator
 process (asyncio streams: a minimal keep-alive HTTP/1.1 client, far cheaper than httpx, which limited
 both servers at concurrency 32; one request = one instance, JSON ``{"instances": [...]}``) against both
 servers in the same run, in alternating rounds so that both see the same machine load. Reports
 requests/s, p50/p99 latency and the peak RSS of each sandboxed tenant worker (VmHWM). Needs Redis on
-127.0.0.1:6379. Raw results: bench/out/serve.json.
+127.0.0.1:6379. Raw results: bench/out/serve-<limits>.json.
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 300) -> 
     raise SystemExit(f"not ready: {url}")
 
 
-def gateway(folder: Path, models: dict[str, Path]) -> tuple[subprocess.Popen[bytes], int, str]:
+def gateway(folder: Path, models: dict[str, Path], storage: str) -> tuple[subprocess.Popen[bytes], int, str]:
     from kerasguard.policy import Policy, Store
     from kerasguard.store import ModelStore
     from kerasguard.store.keys import write_key_file
@@ -167,7 +168,7 @@ def gateway(folder: Path, models: dict[str, Path]) -> tuple[subprocess.Popen[byt
     policy = folder / "serve.toml"
     policy.write_text(
         f'[store]\nsources = ["{SOURCE}"]\n[serve]\nnamespaces = ["bench"]\n'
-        'rate_limit_storage = "redis://127.0.0.1:6379/0"\n'
+        f'rate_limit_storage = "{storage}"\n'
         "key_requests_per_second = 100000\ntenant_requests_per_second = 100000\n"
         "max_batch = 64\nbatch_wait_ms = 2.0\n"
     )
@@ -247,6 +248,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=8.0, help="per model, concurrency and target")
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds the seconds are split into")
+    parser.add_argument("--limits", choices=["redis", "memory"], default="redis", help="rate-limit storage")
     args = parser.parse_args()
     import numpy as np
 
@@ -256,7 +258,8 @@ def main() -> None:
         "mlp": json.dumps({"instances": np.random.default_rng(0).uniform(0, 1, (1, 64)).tolist()}),
         "cnn": json.dumps({"instances": np.random.default_rng(0).uniform(0, 1, (1, 32, 32, 3)).tolist()}),
     }
-    gw, gw_port, key = gateway(folder, models)
+    storage = "redis://127.0.0.1:6379/0" if args.limits == "redis" else "memory://"
+    gw, gw_port, key = gateway(folder, models, storage)
     results: list[dict[str, Any]] = []
     try:
         for name, path in models.items():
@@ -302,7 +305,7 @@ def main() -> None:
         gw.send_signal(signal.SIGINT)
         gw.wait(30)
     (ROOT / "bench" / "out").mkdir(exist_ok=True)
-    (ROOT / "bench" / "out" / "serve.json").write_text(
+    (ROOT / "bench" / "out" / f"serve-{args.limits}.json").write_text(
         json.dumps({"runs": results, "worker_peak_rss": peaks}, indent=1)
     )
 

@@ -142,3 +142,22 @@ def test_redis_down_fails_closed_and_recovers(
     finally:
         closed.stop()
         opened.stop()
+
+
+def test_serve_refuses_to_start_without_a_usable_store_token(world: World) -> None:
+    import os
+    import sys
+
+    from servehelp import ROOT
+
+    with world.store() as store:
+        reader = store.create_token(world.admin, "reader", "delta", "gateway")
+    base = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "KERASGUARD_MASTER_KEY_FILE": str(world.key_file)}
+    command = [sys.executable, "-m", "kerasguard", "serve", "--store", str(world.root), "--port", "1"]
+    for token, words in (("", "needs a store token"), (reader, "cannot list the tenants")):
+        env = {**base, "KERASGUARD_STORE_TOKEN": token}
+        result = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=60, cwd=world.folder
+        )
+        assert result.returncode == 2, result.stderr
+        assert words in result.stderr and "Traceback" not in result.stderr

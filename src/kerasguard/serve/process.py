@@ -50,7 +50,16 @@ def build_app(config: ServeConfig, token: str) -> Any:
     policy = load_policy(config.policy) if config.policy else load_policy()
     key_file = Path(config.key_file) if config.key_file else None
     store = ModelStore.open(Path(config.store), load_master_key(key_file), policy=policy)
-    return create_app(StoreAccess(store, token, policy), policy)
+    access = StoreAccess(store, token, policy)
+    try:
+        access.tenants()  # a token that cannot tell which tenants to serve fails now, not at every poll
+    except KerasGuardError as exc:
+        store.close()
+        raise KerasGuardError(
+            f"the gateway's store token cannot list the tenants to serve: {exc.message}",
+            hint="use an admin token, or a reader token with [serve] namespaces = [its namespace]",
+        ) from None
+    return create_app(access, policy)
 
 
 def setup_logging(level: str) -> None:
@@ -79,12 +88,12 @@ def run(
     if (tls_cert is None) != (tls_key is None):
         raise KerasGuardError("--tls-cert and --tls-key go together")
     os.environ[CONFIG_ENV] = json.dumps(asdict(config))
-    if workers == 1:
-        # Fail before binding when the store or the token is wrong (a worker process would only log it).
-        app_from_env()
+    # One process: build the app here, so a wrong store, key or token fails before binding. Several:
+    # each uvicorn worker process builds its own from the environment.
+    target: Any = app_from_env() if workers == 1 else "kerasguard.serve.process:app_from_env"
     uvicorn.run(
-        "kerasguard.serve.process:app_from_env",
-        factory=True,
+        target,
+        factory=workers > 1,
         host=host,
         port=port,
         workers=workers,

@@ -155,3 +155,42 @@ def test_serve_policy_is_validated() -> None:
     ):
         with pytest.raises(PolicyError):
             policy_from_mapping({"serve": bad})
+
+
+@pytest.mark.parametrize("storage", ["memory://", "redis://127.0.0.1:6379/0"])
+def test_rate_limits_count_like_limits_does(storage: str) -> None:
+    """Both paths (``limits``' own hits in memory, one script for key and tenant in Redis) keep the
+    counters ``limits`` would: its own window stats agree."""
+    pytest.importorskip("limits")
+    from kerasguard.policy import Serve
+    from kerasguard.serve.ratelimit import RateLimits
+
+    if storage.startswith("redis"):
+        redis = pytest.importorskip("redis")
+        try:
+            redis.Redis(host="127.0.0.1", port=6379, socket_timeout=1).ping()
+        except Exception:
+            pytest.skip("no Redis on 127.0.0.1:6379")
+    import secrets
+
+    async def scenario() -> None:
+        limits = RateLimits(
+            Serve(rate_limit_storage=storage, key_requests_per_second=3, key_elements_per_second=10)
+        )
+        key, tenant = secrets.token_hex(8), "t-" + secrets.token_hex(4)
+        for _ in range(3):
+            await limits.request(tenant, key)
+        with pytest.raises(ApiError) as info:
+            await limits.request(tenant, key)
+        assert info.value.status == 429 and info.value.reason == "rate_limited_key"
+        stats = await limits.limiter.get_window_stats(limits.key_requests, "key", key)
+        assert stats.remaining == 0
+        tenant_stats = await limits.limiter.get_window_stats(limits.tenant_requests, "tenant", tenant)
+        assert tenant_stats.remaining == limits.tenant_requests.amount - 4
+        await limits.elements(tenant, key, 10)
+        with pytest.raises(ApiError):
+            await limits.elements(tenant, key, 1)
+        with pytest.raises(ApiError):  # larger than the limit itself: refused without counting
+            await limits.elements(tenant, "other" + key, 11)
+
+    asyncio.run(scenario())

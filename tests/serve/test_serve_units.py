@@ -14,7 +14,7 @@ from kerasguard.errors import PolicyError
 from kerasguard.policy import policy_from_mapping
 from kerasguard.sandbox.model import TensorSpec
 from kerasguard.serve import validation
-from kerasguard.serve.batching import Batcher, bucket, merge, split
+from kerasguard.serve.batching import Batcher, bucket, buckets, merge, split
 from kerasguard.serve.errors import ApiError
 
 SPEC = (TensorSpec("pixels", (None, 4), "float32"),)
@@ -139,7 +139,8 @@ def test_batcher_merges_compatible_jobs_pads_and_splits() -> None:
         assert [j.count for j in await batcher.next_batch()] == [1] and not odd.done()
 
     asyncio.run(scenario())
-    assert [bucket(n) for n in (1, 2, 3, 5, 64, 65)] == [1, 2, 4, 8, 64, 128]
+    assert [bucket(n) for n in (1, 2, 3, 5, 8, 9, 20, 64, 65)] == [1, 2, 4, 8, 8, 16, 24, 64, 72]
+    assert buckets(64) == [1, 2, 4, 8, 16, 24, 32, 40, 48, 56, 64]
 
 
 def test_serve_policy_is_validated() -> None:

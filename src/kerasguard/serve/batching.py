@@ -4,8 +4,8 @@ A request that finds the queue empty is sent alone at once (an idle model adds n
 requests queue up (the worker is busy with the previous batch), the next batch takes every compatible
 waiting request and waits up to ``max_wait`` for more, until it holds ``max_batch`` instances: a busy
 model pays the sandbox's IPC cost once per batch. Only requests whose inputs agree on every axis but
-the first are merged; the others wait for the next batch. Batches are padded to a power of two, so
-the model compiles for a handful of shapes (warmed up at load) instead of one per batch size.
+the first are merged; the others wait for the next batch. Batches are padded (1, 2, 4, 8, then multiples
+of 8), so the model compiles for a few shapes (warmed up at load) instead of one per batch size.
 """
 
 from __future__ import annotations
@@ -105,9 +105,20 @@ class Batcher:
                 job.future.set_exception(error)
 
 
+STEP = 8  # above 8 rows, batch sizes are padded to a multiple of 8
+
+
 def bucket(n: int) -> int:
-    """The padded batch size: the next power of two."""
-    return 1 << max(0, (n - 1).bit_length())
+    """The padded batch size: 1, 2, 4, 8, then the next multiple of 8 (at most 7 wasted rows, where the
+    next power of two wasted up to half the batch of a compute-bound model)."""
+    if n <= STEP:
+        return 1 << max(0, (n - 1).bit_length())
+    return -(-n // STEP) * STEP
+
+
+def buckets(max_batch: int) -> list[int]:
+    """Every padded size a batch of at most ``max_batch`` rows can have (compiled at load)."""
+    return sorted({bucket(n) for n in range(1, max_batch + 1)})
 
 
 def merge(batch: list[Job]) -> tuple[list[np.ndarray[Any, Any]], int]:

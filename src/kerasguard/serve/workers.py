@@ -22,7 +22,7 @@ import numpy as np
 
 from kerasguard.errors import KerasGuardError, ModelError, SandboxError
 from kerasguard.sandbox.model import SandboxedModel, TensorSpec
-from kerasguard.serve.batching import Batcher, Job, bucket, merge, split
+from kerasguard.serve.batching import Batcher, Job, buckets, merge, split
 from kerasguard.serve.errors import ApiError, unavailable
 from kerasguard.serve.metrics import Metrics
 
@@ -161,11 +161,9 @@ class Worker:
             fixed = all(d is not None for s in model.input_spec for d in s.shape[1:])
             warm = [np.zeros((1, *(d or 1 for d in s.shape[1:])), dtype=s.dtype) for s in model.input_spec]
             warm = warm if fixed else []
-            size = 1
-            while warm and size <= bucket(self.settings.max_batch):
+            for size in buckets(self.settings.max_batch) if warm else []:
                 batch = [np.repeat(w, size, axis=0) for w in warm]
                 model.predict(batch if len(batch) > 1 else batch[0], batch_size=size)
-                size *= 2
         except BaseException:
             model.close()
             raise

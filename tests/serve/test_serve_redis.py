@@ -161,3 +161,34 @@ def test_serve_refuses_to_start_without_a_usable_store_token(world: World) -> No
         )
         assert result.returncode == 2, result.stderr
         assert words in result.stderr and "Traceback" not in result.stderr
+
+
+def test_workers_option_runs_several_processes_sharing_redis_limits(world: World) -> None:
+    if not redis_up(6379):
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    policy = write_policy(
+        world.folder / "gw-multi.toml",
+        {
+            "namespaces": ["delta"],
+            "rate_limit_storage": "redis://127.0.0.1:6379/0",
+            "key_requests_per_second": 5,
+        },
+    )
+    gw = Gateway(world, policy, world.folder / "gw-multi.log", ("--workers", "2"))
+    try:
+        gw.wait_ready(90)
+        deadline = time.monotonic() + 30
+        while len(gw.children()) < 2:  # uvicorn's supervisor and its two gateway processes
+            assert time.monotonic() < deadline, gw.log_tail()
+            time.sleep(0.2)
+        key = world.keys["delta"]
+        for _ in range(4):  # new connections: the kernel hands them to either process
+            httpx.get(gw.url + "/healthz", timeout=10)
+        time.sleep(1.1)
+        # a fresh connection per request spreads them over both processes; one budget holds for both
+        codes = [
+            httpx.get(gw.url + "/v1/models", headers=auth(key), timeout=10).status_code for _ in range(12)
+        ]
+        assert codes.count(200) <= 5 + 1 and 429 in codes, codes  # (a window edge may add one)
+    finally:
+        gw.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import math
 import tomllib
 import types
 import typing
@@ -259,6 +260,57 @@ class Store:
 
 
 @dataclass(frozen=True)
+class Serve:
+    """The inference gateway (``kerasguard serve``, docs/serve.md): what it serves and its abuse limits."""
+
+    stage: str = "production"  # only admitted versions at this store stage are served
+    namespaces: tuple[str, ...] = ()  # tenants to serve; empty: every namespace with invoker keys
+    max_body_bytes: int = 8 * MiB
+    max_instances: int = 256  # per request
+    max_batch: int = 64  # per predict call (dynamic batching)
+    batch_wait_ms: float = 2.0
+    queue_size: int = 256  # requests waiting per worker before 503
+    max_concurrent_per_key: int = 64  # requests in flight per key before 429
+    request_timeout_s: float = 10.0
+    key_requests_per_second: int = 200
+    tenant_requests_per_second: int = 1000
+    key_elements_per_second: int = 5_000_000
+    tenant_elements_per_second: int = 20_000_000
+    rate_limit_storage: str = "memory://"  # or redis://host:port/db for several gateway processes
+    on_storage_error: str = "deny"  # "deny" (fail closed: 503) or "allow"
+    poll_seconds: float = 5.0
+    key_cache_seconds: float = 5.0
+    restart_backoff_s: float = 0.5
+    restart_backoff_max_s: float = 30.0
+    # "model/input" -> [min, max]: values outside are refused with 422
+    ranges: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.on_storage_error not in ("deny", "allow"):
+            raise PolicyError(f"serve.on_storage_error must be deny or allow, not {self.on_storage_error!r}")
+        if not self.rate_limit_storage.startswith(("memory://", "redis://", "rediss://", "unix://")):
+            raise PolicyError("serve.rate_limit_storage must be memory://, redis://, rediss:// or unix://")
+        for name in ("max_body_bytes", "max_instances", "max_batch", "queue_size", "max_concurrent_per_key"):
+            if getattr(self, name) < 1:
+                raise PolicyError(f"serve.{name} must be at least 1")
+        if self.request_timeout_s <= 0 or self.poll_seconds <= 0:
+            raise PolicyError("serve.request_timeout_s and serve.poll_seconds must be positive")
+        for key, bounds in self.ranges.items():
+            if not isinstance(key, str) or key.count("/") != 1:
+                raise PolicyError(f"serve.ranges key {key!r} must be 'model/input'")
+            ok = (
+                isinstance(bounds, list)
+                and len(bounds) == 2
+                and all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)
+                and math.isfinite(bounds[0])
+                and math.isfinite(bounds[1])
+                and bounds[0] <= bounds[1]
+            )
+            if not ok:
+                raise PolicyError(f"serve.ranges.{key!r} must be [min, max] with finite min <= max")
+
+
+@dataclass(frozen=True)
 class Policy:
     """The whole policy. ``Policy()`` is the safe default."""
 
@@ -272,6 +324,7 @@ class Policy:
     sandbox: Sandbox = field(default_factory=Sandbox)
     audit: Audit = field(default_factory=Audit)
     store: Store = field(default_factory=Store)
+    serve: Serve = field(default_factory=Serve)
     source: str = "<default>"
     # True for a policy found upwards from the working directory rather than given: it cannot suppress
     # code-execution findings (kerasguard.suppressions). Never read from a file.

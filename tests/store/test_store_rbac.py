@@ -34,7 +34,8 @@ TENANT_ADMIN = PUBLISHER | {
     "token-list",
 }
 GLOBAL_ADMIN = TENANT_ADMIN | {"audit-verify", "rotate-key"}
-EXPECTED = {"reader": READER, "publisher": PUBLISHER, "admin": TENANT_ADMIN}
+# An invoker key only calls served models through the gateway: every store action is denied.
+EXPECTED = {"reader": READER, "publisher": PUBLISHER, "admin": TENANT_ADMIN, "invoker": set()}
 
 
 @dataclass
@@ -91,7 +92,7 @@ def denials(env: StoreEnv) -> list[tuple[str, str, str | None]]:
 
 @pytest.mark.parametrize("target", ["own", "cross-tenant"])
 @pytest.mark.parametrize("action", sorted(ACTIONS))
-@pytest.mark.parametrize("role", ["reader", "publisher", "admin"])
+@pytest.mark.parametrize("role", ["reader", "publisher", "admin", "invoker"])
 def test_tenant_roles(world: World, role: str, action: str, target: str) -> None:
     env = world.env
     token = env.token(role, "team")
@@ -172,3 +173,20 @@ def test_tenant_audit_export_shows_only_its_namespace(world: World) -> None:
 
     entries = [json.loads(line) for line in buf.getvalue().splitlines()]
     assert entries and {e["namespace"] for e in entries} == {"team"}
+
+
+def test_authenticate_invoker_accepts_only_live_invoker_keys(world: World) -> None:
+    env = world.env
+    key = env.token("invoker", "team")
+    principal = env.store.authenticate_invoker(key)
+    assert principal is not None
+    assert (principal.namespace, principal.role) == ("team", "invoker")
+    # other roles (admin of every namespace included) are refused on the data plane
+    for other in (env.admin, env.token("reader", "team"), env.token("admin", "team")):
+        assert env.store.authenticate_invoker(other) is None
+    assert env.store.authenticate_invoker(key[:-1] + ("A" if key[-1] != "A" else "B")) is None
+    assert env.store.authenticate_invoker("") is None
+    before = len(denials(env))
+    env.store.revoke_token(env.admin, key.split("_")[1])
+    assert env.store.authenticate_invoker(key) is None
+    assert len(denials(env)) == before  # not audited: the gateway logs each request itself

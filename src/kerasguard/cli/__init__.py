@@ -17,6 +17,7 @@ from kerasguard.cli import integrity as _integrity  # noqa: F401
 from kerasguard.cli import load as _load  # noqa: F401
 from kerasguard.cli import robustness as _robustness  # noqa: F401
 from kerasguard.cli import scan as _scan  # noqa: F401
+from kerasguard.cli import serve as _serve  # noqa: F401
 from kerasguard.cli import store as _store  # noqa: F401
 from kerasguard.cli.app import app
 

@@ -407,7 +407,9 @@ def rotate_key(
 @token_app.command("create")
 @handle_errors
 def token_create(
-    role: Annotated[str, typer.Option(help="reader, publisher or admin.")],
+    role: Annotated[
+        str, typer.Option(help="reader, publisher, invoker (calls served models only) or admin.")
+    ],
     namespace: Annotated[str, typer.Option("--namespace", "-n", help="Namespace ('*' = all, admin only).")],
     store: StoreDir,
     token: Token,
@@ -419,7 +421,7 @@ def token_create(
     try:
         parsed = _store().Role(role)
     except ValueError:
-        raise StoreError(f"unknown role {role!r} (reader, publisher, admin)") from None
+        raise StoreError(f"unknown role {role!r} (reader, publisher, invoker, admin)") from None
     with _opened(store, key_file, policy_file) as opened:
         secret = opened.create_token(token, parsed, namespace, label)
     sys.stdout.write(secret + "\n")

@@ -32,6 +32,9 @@ class Role(StrEnum):
     reader = "reader"
     publisher = "publisher"
     admin = "admin"
+    # Calls served models through the gateway (``kerasguard serve``) and nothing else: it cannot list,
+    # show or pull from the store, so a leaked key exposes predictions, never model files.
+    invoker = "invoker"
 
 
 class Action(StrEnum):
@@ -52,6 +55,7 @@ class Action(StrEnum):
     token_revoke = "token-revoke"  # noqa: S105
     token_list = "token-list"  # noqa: S105
     rotate_key = "rotate-key"
+    invoke = "invoke"
 
 
 _READ = frozenset({Action.list, Action.show, Action.pull})
@@ -60,6 +64,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.reader: _READ,
     Role.publisher: _PUBLISH,
     Role.admin: frozenset(Action),
+    Role.invoker: frozenset({Action.invoke}),
 }
 # Actions on the whole store, not one tenant: only an admin of every namespace may run them.
 GLOBAL_ACTIONS = frozenset({Action.rotate_key, Action.audit_verify})

@@ -397,6 +397,23 @@ class ModelStore:
             )
         return principal, namespace
 
+    def authenticate_invoker(self, key: str) -> Principal | None:
+        """The principal of an ``invoker`` key, or None (unknown, wrong secret, revoked, another role).
+
+        For the serving gateway, which calls this for every request it has not cached: neither success
+        nor failure is written to the audit chain (the gateway logs every request itself), so a flood
+        of bad keys cannot grow the audit log or contend for its head row. Only invoker keys count: an
+        admin, publisher or reader token sent to the data plane is refused like a bad key.
+        """
+        parsed = rbac.parse_token(key or "")
+        if parsed is None:
+            return None
+        with self.transaction() as s:
+            principal = rbac.authenticate(s.get(TokenRow, parsed[0]), parsed[1], self.master.mac_key)
+        if principal is None or principal.role is not Role.invoker:
+            return None
+        return principal if principal.allowed(Action.invoke, principal.namespace) else None
+
     def create_token(self, token: str, role: Role | str, namespace: str, label: str = "") -> str:
         """A new token (returned once; only its salted hash is stored)."""
         role = Role(role)

@@ -1,0 +1,314 @@
+"""Gateway benchmark: kerasguard serve (keys, validation, Redis limits, sandbox, batching) against a
+minimal FastAPI endpoint that calls ``model.predict`` in process with no checks.
+
+Usage:
+    PYTHONPATH=src KERAS_BACKEND=jax .venv/bin/python bench/bench_serve.py \
+        [--seconds 8] [--rounds 4] [--limits redis|memory]
+
+Two models (a digits-sized MLP, a mid-size CNN on 32x32x3), concurrency 1 and 32, one load-generator
+process (asyncio streams: a minimal keep-alive HTTP/1.1 client, far cheaper than httpx, which limited
+both servers at concurrency 32; one request = one instance, JSON ``{"instances": [...]}``) against both
+servers in the same run, in alternating rounds so that both see the same machine load. Reports
+requests/s, p50/p99 latency and the peak RSS of each sandboxed tenant worker (VmHWM). Needs Redis on
+127.0.0.1:6379. Raw results: bench/out/serve-<limits>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+SOURCE = "https://models.example.test/bench"
+
+MINIMAL = """
+import sys, numpy as np, keras
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+import json
+model = keras.saving.load_model(sys.argv[1])
+app = FastAPI()
+@app.post("/predict")
+async def predict(body: dict) -> Response:  # on the event loop: Keras predict is not thread-safe
+    y = model.predict(np.asarray(body["instances"], dtype="float32"), verbose=0)
+    return Response(json.dumps({"predictions": y.tolist()}), media_type="application/json")
+import uvicorn
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+"""
+
+LOADGEN = """
+import asyncio, json, sys, time
+from urllib.parse import urlsplit
+url, key, body = sys.argv[1], sys.argv[2], sys.argv[3].encode()
+conc, seconds = int(sys.argv[4]), float(sys.argv[5])
+u = urlsplit(url)
+head = f"POST {u.path} HTTP/1.1\\r\\nHost: {u.netloc}\\r\\ncontent-type: application/json\\r\\n"
+if key:
+    head += f"authorization: Bearer {key}\\r\\n"
+request = (head + f"content-length: {len(body)}\\r\\n\\r\\n").encode() + body
+
+async def one(reader, writer):
+    # a minimal HTTP/1.1 keep-alive client: the load generator must cost less than the servers
+    writer.write(request)
+    status = int((await reader.readline()).split()[1])
+    length = 0
+    while (line := await reader.readline()) not in (b"\\r\\n", b""):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    await reader.readexactly(length)
+    return status
+
+async def worker(lat, codes, stop):
+    reader, writer = await asyncio.open_connection(u.hostname, u.port)
+    while time.monotonic() < stop:
+        t = time.perf_counter()
+        try:
+            code = await one(reader, writer)
+        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
+            code = type(exc).__name__
+            writer.close()
+            reader, writer = await asyncio.open_connection(u.hostname, u.port)
+        lat.append(time.perf_counter() - t)
+        codes[code] = codes.get(code, 0) + 1
+    writer.close()
+
+async def main():
+    warm = time.monotonic() + 0.3
+    await asyncio.gather(*(worker([], {}, warm) for _ in range(conc)))
+    lat, codes = [], {}
+    start = time.monotonic()
+    await asyncio.gather(*(worker(lat, codes, start + seconds) for _ in range(conc)))
+    elapsed = time.monotonic() - start
+    print(json.dumps({"lat": lat, "elapsed": elapsed, "codes": codes}))
+
+asyncio.run(main())
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def build(folder: Path) -> dict[str, Path]:
+    import keras
+
+    keras.utils.set_random_seed(0)
+    mlp = keras.Sequential(
+        [
+            keras.Input((64,), name="pixels"),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(10),
+        ],
+        name="mlp",
+    )
+    cnn = keras.Sequential(
+        [
+            keras.Input((32, 32, 3), name="image"),
+            keras.layers.Conv2D(32, 3, activation="relu", padding="same"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(64, 3, activation="relu", padding="same"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(128, 3, activation="relu", padding="same"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(10),
+        ],
+        name="cnn",
+    )
+    out = {}
+    for model in (mlp, cnn):
+        out[model.name] = folder / f"{model.name}.keras"
+        model.save(out[model.name])
+        print(f"{model.name}: {model.count_params()} parameters", flush=True)
+    return out
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {url}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"not ready: {url}")
+
+
+def gateway(folder: Path, models: dict[str, Path], storage: str) -> tuple[subprocess.Popen[bytes], int, str]:
+    from kerasguard.policy import Policy, Store
+    from kerasguard.store import ModelStore
+    from kerasguard.store.keys import write_key_file
+
+    master = write_key_file(folder / "master.key")
+    store, admin = ModelStore.init(folder / "store", master, policy=Policy(store=Store(sources=(SOURCE,))))
+    with store:
+        pub = store.create_token(admin, "publisher", "bench", "ci")
+        for name, path in models.items():
+            store.push(pub, path, name=name, version="1", source=f"{SOURCE}/{name}")
+            store.promote(pub, name, "1", "production")
+        key = store.create_token(admin, "invoker", "bench", "loadgen")
+    policy = folder / "serve.toml"
+    policy.write_text(
+        f'[store]\nsources = ["{SOURCE}"]\n[serve]\nnamespaces = ["bench"]\n'
+        f'rate_limit_storage = "{storage}"\n'
+        "key_requests_per_second = 100000\ntenant_requests_per_second = 100000\n"
+        "max_batch = 64\nbatch_wait_ms = 2.0\n"
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src"),
+        "KERAS_BACKEND": "jax",
+        "KERASGUARD_STORE_TOKEN": admin,
+        "KERASGUARD_MASTER_KEY_FILE": str(folder / "master.key"),
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kerasguard",
+            "serve",
+            "--store",
+            str(folder / "store"),
+            "--port",
+            str(port),
+            "--policy",
+            str(policy),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(folder / "gateway.log").open("wb"),
+    )
+    wait_http(f"http://127.0.0.1:{port}/readyz", proc)
+    return proc, port, key
+
+
+def children_peak_rss(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) != pid:
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    out.append(int(line.split()[1]) * 1024)
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def load(url: str, key: str, body: str, concurrency: int, seconds: float) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-c", LOADGEN, url, key, body, str(concurrency), str(seconds)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(json.loads(result.stdout))
+
+
+def summarize(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    lat = sorted(x for p in parts for x in p["lat"])
+    codes: dict[str, int] = {}
+    for p in parts:
+        for code, n in p["codes"].items():
+            codes[code] = codes.get(code, 0) + n
+    return {
+        "rps": len(lat) / sum(p["elapsed"] for p in parts),
+        "p50_ms": lat[len(lat) // 2] * 1000,
+        "p99_ms": lat[int(len(lat) * 0.99)] * 1000,
+        "n": len(lat),
+        "codes": codes,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=8.0, help="per model, concurrency and target")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds the seconds are split into")
+    parser.add_argument("--limits", choices=["redis", "memory"], default="redis", help="rate-limit storage")
+    args = parser.parse_args()
+    import numpy as np
+
+    folder = Path(tempfile.mkdtemp(prefix="kg-bench-serve-"))
+    models = build(folder)
+    bodies = {
+        "mlp": json.dumps({"instances": np.random.default_rng(0).uniform(0, 1, (1, 64)).tolist()}),
+        "cnn": json.dumps({"instances": np.random.default_rng(0).uniform(0, 1, (1, 32, 32, 3)).tolist()}),
+    }
+    storage = "redis://127.0.0.1:6379/0" if args.limits == "redis" else "memory://"
+    gw, gw_port, key = gateway(folder, models, storage)
+    results: list[dict[str, Any]] = []
+    try:
+        for name, path in models.items():
+            port = free_port()
+            minimal = subprocess.Popen(
+                [sys.executable, "-c", MINIMAL, str(path), str(port)],
+                env={**os.environ, "KERAS_BACKEND": "jax"},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                wait_http(f"http://127.0.0.1:{port}/docs", minimal)
+                for concurrency in (1, 32):
+                    targets = {
+                        "minimal": (f"http://127.0.0.1:{port}/predict", ""),
+                        "kerasguard": (f"http://127.0.0.1:{gw_port}/v1/models/{name}:predict", key),
+                    }
+                    runs: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
+                    for _ in range(args.rounds):  # alternate, so both see the same machine load
+                        for target, (url, k) in targets.items():
+                            runs[target].append(
+                                load(url, k, bodies[name], concurrency, args.seconds / args.rounds)
+                            )
+                    for target, parts in runs.items():
+                        row = {
+                            "model": name,
+                            "concurrency": concurrency,
+                            "target": target,
+                            **summarize(parts),
+                        }
+                        results.append(row)
+                        print(
+                            f"{name:4} c={concurrency:<3} {target:10} {row['rps']:8.1f} req/s  "
+                            f"p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  codes {row['codes']}",
+                            flush=True,
+                        )
+            finally:
+                minimal.send_signal(signal.SIGINT)
+                minimal.wait(20)
+        peaks = children_peak_rss(gw.pid)
+        print("peak RSS per tenant worker (MiB):", [round(p / 2**20) for p in peaks])
+    finally:
+        gw.send_signal(signal.SIGINT)
+        gw.wait(30)
+    (ROOT / "bench" / "out").mkdir(exist_ok=True)
+    (ROOT / "bench" / "out" / f"serve-{args.limits}.json").write_text(
+        json.dumps({"runs": results, "worker_peak_rss": peaks}, indent=1)
+    )
+
+
+if __name__ == "__main__":
+    main()

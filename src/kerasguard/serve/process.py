@@ -1,0 +1,107 @@
+"""Start-up of a gateway process: open the store, build the app, run uvicorn (one or more processes).
+
+The settings travel to each uvicorn worker process in ``KERASGUARD_SERVE_CONFIG`` (paths only); the
+store token and the master key stay in their own environment variables or files, never in argv.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from kerasguard.errors import KerasGuardError
+
+CONFIG_ENV = "KERASGUARD_SERVE_CONFIG"
+TOKEN_ENV = "KERASGUARD_STORE_TOKEN"  # noqa: S105 - the name of a variable
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    store: str
+    key_file: str | None = None
+    policy: str | None = None
+    log_level: str = "info"
+
+
+def app_from_env() -> Any:
+    """The uvicorn factory: one app per gateway process, from ``KERASGUARD_SERVE_CONFIG``."""
+    raw = json.loads(os.environ[CONFIG_ENV])
+    config = ServeConfig(**raw)
+    setup_logging(config.log_level)
+    return build_app(config, os.environ.get(TOKEN_ENV, ""))
+
+
+def build_app(config: ServeConfig, token: str) -> Any:
+    from kerasguard.policy import load_policy
+    from kerasguard.serve.app import create_app
+    from kerasguard.serve.registry import StoreAccess
+    from kerasguard.store import ModelStore, load_master_key
+
+    if not token:
+        raise KerasGuardError(
+            f"the gateway needs a store token in ${TOKEN_ENV} (an admin token, or a reader token "
+            "with [serve] namespaces) to list and pull the served models"
+        )
+    policy = load_policy(config.policy) if config.policy else load_policy()
+    key_file = Path(config.key_file) if config.key_file else None
+    store = ModelStore.open(Path(config.store), load_master_key(key_file), policy=policy)
+    access = StoreAccess(store, token, policy)
+    try:
+        access.tenants()  # a token that cannot tell which tenants to serve fails now, not at every poll
+    except KerasGuardError as exc:
+        store.close()
+        raise KerasGuardError(
+            f"the gateway's store token cannot list the tenants to serve: {exc.message}",
+            hint="use an admin token, or a reader token with [serve] namespaces = [its namespace]",
+        ) from None
+    return create_app(access, policy)
+
+
+def setup_logging(level: str) -> None:
+    """Access-log lines and gateway events as plain lines (the access log is JSON) on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("kerasguard.serve", "kerasguard.events", "kerasguard.sandbox", "kerasguard.loader"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level.upper())
+        logger.propagate = False
+
+
+def run(
+    config: ServeConfig,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+) -> None:
+    """Run uvicorn in the foreground until interrupted."""
+    import uvicorn
+
+    if (tls_cert is None) != (tls_key is None):
+        raise KerasGuardError("--tls-cert and --tls-key go together")
+    os.environ[CONFIG_ENV] = json.dumps(asdict(config))
+    # One process: build the app here, so a wrong store, key or token fails before binding. Several:
+    # each uvicorn worker process builds its own from the environment.
+    target: Any = app_from_env() if workers == 1 else "kerasguard.serve.process:app_from_env"
+    uvicorn.run(
+        target,
+        factory=workers > 1,
+        host=host,
+        port=port,
+        workers=workers,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+        log_level=config.log_level,
+        timeout_graceful_shutdown=10,
+    )

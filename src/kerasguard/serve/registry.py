@@ -1,0 +1,158 @@
+"""Which model versions each tenant may call: the store's admitted versions at the served stage.
+
+The gateway polls the store (one ``list`` per tenant) every ``poll_seconds``: a version promoted to the
+stage gets a worker, a version quarantined, deleted or moved off the stage loses its worker, without a
+restart. Models are pulled into a private folder, digest-checked against the store's record, and
+loaded with ``kerasguard.load_model`` (verify, scan, sandbox) under the gateway's policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kerasguard.errors import KerasGuardError
+from kerasguard.policy import Policy
+from kerasguard.sandbox.model import SandboxedModel
+from kerasguard.serve.metrics import Metrics
+from kerasguard.serve.workers import ModelRef, Worker, WorkerSettings
+from kerasguard.store import ModelStore
+from kerasguard.store.rbac import Principal
+
+log = logging.getLogger("kerasguard.serve.registry")
+
+
+@dataclass(frozen=True)
+class StoreAccess:
+    """The gateway's view of the store: its own token for list and pull, invoker keys for clients."""
+
+    store: ModelStore
+    token: str
+    policy: Policy
+
+    def tenants(self) -> list[str]:
+        """The namespaces served: the policy's list, else every namespace with a live invoker key."""
+        if self.policy.serve.namespaces:
+            return list(self.policy.serve.namespaces)
+        rows = self.store.list_tokens(self.token)
+        return sorted({r["namespace"] for r in rows if r["role"] == "invoker" and not r["revoked"]})
+
+    def served(self, tenant: str) -> list[ModelRef]:
+        """Admitted versions at the served stage, newest first within a name."""
+        stage = self.policy.serve.stage
+        return [
+            ModelRef(s.namespace, s.name, s.version, s.digest)
+            for s in self.store.list(self.token, namespace=tenant, stage=stage)
+            if s.digest is not None
+        ]
+
+    def authenticate(self, key: str) -> Principal | None:
+        return self.store.authenticate_invoker(key)
+
+    def load(self, ref: ModelRef) -> SandboxedModel:
+        """Pull (digest-checked) into a private folder, then ``load_model`` the pulled file."""
+        import kerasguard
+
+        folder = Path(tempfile.mkdtemp(prefix="kg-serve-"))
+        try:
+            os.chmod(folder, 0o700)
+            path = self.store.pull(
+                self.token, ref.name, ref.version, folder, namespace=ref.tenant, expect_digest=ref.digest
+            )
+            model = kerasguard.load_model(
+                path, policy=self.policy, digest=ref.digest, model_name=ref.name, model_version=ref.version
+            )
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        if not isinstance(model, SandboxedModel):  # the policy allowed in-process loading: never here
+            raise KerasGuardError("the gateway serves sandboxed models only: enable [sandbox]")
+        return model
+
+
+class Registry:
+    """Workers by (tenant, name, version), kept in step with the store."""
+
+    def __init__(self, access: StoreAccess, settings: WorkerSettings, metrics: Metrics) -> None:
+        self.access = access
+        self.settings = settings
+        self.metrics = metrics
+        self.workers: dict[tuple[str, str, str], Worker] = {}
+        self.latest: dict[tuple[str, str], str] = {}  # (tenant, name) -> version served by default
+        self.polled = False
+        self.store_ok = False
+
+    def find(self, tenant: str, name: str, version: str | None) -> Worker | None:
+        if version is None:
+            version = self.latest.get((tenant, name))
+            if version is None:
+                return None
+        return self.workers.get((tenant, name, version))
+
+    def models(self, tenant: str) -> dict[str, list[Worker]]:
+        out: dict[str, list[Worker]] = {}
+        for (t, name, _v), worker in self.workers.items():
+            if t == tenant:
+                out.setdefault(name, []).append(worker)
+        return out
+
+    @property
+    def ready(self) -> bool:
+        return self.polled and self.store_ok and all(w.attempted for w in self.workers.values())
+
+    async def poll(self) -> None:
+        """One round: ask the store, start new workers, stop withdrawn ones."""
+        loop = asyncio.get_running_loop()
+        try:
+            refs = await loop.run_in_executor(None, self._desired)
+        except Exception as exc:  # the store is unreachable: keep serving what was admitted
+            self.store_ok = False
+            message = exc.message if isinstance(exc, KerasGuardError) else type(exc).__name__
+            log.warning("store poll failed: %s", message)
+            return
+        self.store_ok = True
+        desired = {(r.tenant, r.name, r.version): r for r in refs}
+        for key in list(self.workers):
+            worker = self.workers[key]
+            if key not in desired or desired[key].digest != worker.ref.digest:
+                del self.workers[key]
+                log.info("withdrawing %s/%s:%s", *key)
+                await worker.stop()
+        for key, ref in desired.items():
+            if key not in self.workers:
+                worker = Worker(ref, self.access.load, self.settings, self.metrics)
+                self.workers[key] = worker
+                log.info("serving %s/%s:%s", *key)
+                worker.start()
+        latest: dict[tuple[str, str], str] = {}
+        for ref in refs:  # newest first within a name
+            latest.setdefault((ref.tenant, ref.name), ref.version)
+        self.latest = latest
+        self.metrics.models_served.set(len(self.workers))
+        self.polled = True
+
+    def _desired(self) -> list[ModelRef]:
+        refs: list[ModelRef] = []
+        for tenant in self.access.tenants():
+            refs.extend(self.access.served(tenant))
+        return refs
+
+    async def run(self, interval: float) -> None:
+        while True:
+            await self.poll()
+            await asyncio.sleep(interval)
+
+    async def close(self) -> None:
+        workers, self.workers = list(self.workers.values()), {}
+        for worker in workers:
+            with contextlib.suppress(Exception):
+                await worker.stop()
+
+    def all_workers(self) -> Iterable[Worker]:
+        return list(self.workers.values())

@@ -1,0 +1,266 @@
+"""One sandboxed model per (tenant, model version), fed by its batcher, restarted with backoff.
+
+A worker never shares its process with another tenant or version. When the child dies (a crash, a
+SIGKILL, a sandbox limit) the requests of that batch and every queued request get 503, the event is
+logged and counted, and the worker loads the model again after an exponential backoff; requests that
+arrive meanwhile get 503 with ``Retry-After`` instead of waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from kerasguard.errors import KerasGuardError, ModelError, SandboxError
+from kerasguard.sandbox.model import SandboxedModel, TensorSpec
+from kerasguard.serve.batching import Batcher, Job, buckets, merge, split
+from kerasguard.serve.errors import ApiError, unavailable
+from kerasguard.serve.metrics import Metrics
+
+log = logging.getLogger("kerasguard.serve.workers")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A served model version of one tenant, as admitted by the store."""
+
+    tenant: str
+    name: str
+    version: str
+    digest: str
+
+    @property
+    def labels(self) -> tuple[str, str, str]:
+        return (self.tenant, self.name, self.version)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    max_batch: int
+    batch_wait_s: float
+    queue_size: int
+    backoff_s: float
+    backoff_max_s: float
+
+
+Loader = Callable[[ModelRef], SandboxedModel]
+
+
+class Worker:
+    """The serving loop of one model version: load, take batches, predict, restart on failure."""
+
+    def __init__(self, ref: ModelRef, loader: Loader, settings: WorkerSettings, metrics: Metrics) -> None:
+        self.ref = ref
+        self.settings = settings
+        self.metrics = metrics
+        self.batcher = Batcher(settings.max_batch, settings.batch_wait_s, settings.queue_size)
+        self.input_spec: tuple[TensorSpec, ...] = ()
+        self.output_spec: tuple[TensorSpec, ...] = ()
+        self.state = "starting"
+        self.attempted = False  # a first load has finished (well or not): readiness
+        self.restarts = 0
+        self._loader = loader
+        self._model: SandboxedModel | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._running: list[Job] = []  # the batch in the child now
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        self.state = "stopped"
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        gone = ApiError(404, "not_found", "model not found")
+        self.batcher.fail_all(gone)
+        for job in self._running:
+            if not job.future.done():
+                job.future.set_exception(gone)
+        self._close_model()  # a load still running closes its model itself (it sees "stopped")
+        self.metrics.worker_up.labels(*self.ref.labels).set(0)
+
+    @property
+    def pid(self) -> int | None:
+        model = self._model
+        return model.pid if model is not None and not model.closed else None
+
+    def rss_bytes(self) -> int | None:
+        pid = self.pid
+        if pid is None:
+            return None
+        try:
+            with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            return None
+        return None
+
+    # ------------------------------------------------------------------ requests
+
+    async def predict(self, arrays: list[np.ndarray[Any, Any]], count: int) -> Any:
+        """The outputs for these rows, or ApiError 503 when the worker is down or its queue full."""
+        if self.state != "ready":
+            wait = max(1.0, self._retry_at - time.monotonic())
+            raise unavailable("worker_unavailable", "the model is starting or restarting; retry later", wait)
+        future = self.batcher.submit(arrays, count)
+        self.metrics.queue_depth.labels(*self.ref.labels).set(len(self.batcher))
+        return await future
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _run(self) -> None:
+        while self.state != "stopped":
+            self.state = "starting"
+            try:
+                model = await in_thread(self._load)
+            except Exception as exc:  # a refused or failed load: counted, retried later
+                self._failed("load", _cause(exc), exc)
+                await self._backoff()
+                continue
+            self._model = model
+            self.input_spec, self.output_spec = model.input_spec, model.output_spec
+            self.state, self.attempted = "ready", True
+            self.metrics.worker_up.labels(*self.ref.labels).set(1)
+            log.info("worker %s ready (pid %s)", _label(self.ref), model.pid)
+            try:
+                await self._serve(model)
+            except _WorkerDown as down:
+                self.state = "restarting"
+                self.metrics.worker_up.labels(*self.ref.labels).set(0)
+                self.batcher.fail_all(unavailable("worker_crashed", "the model failed; retry later"))
+                await in_thread(self._close_model)
+                self._failed("predict", down.cause, down.error)
+                await self._backoff()
+
+    def _load(self) -> SandboxedModel:
+        model = self._loader(self.ref)
+        if self.state == "stopped":  # withdrawn while it loaded: nobody will close it otherwise
+            model.close()
+            raise _Stopped
+        try:
+            # Compile every padded batch size now, when the input shape is fixed (free axes would
+            # need a guess that may not fit the model, and a failed call can break its predict).
+            fixed = all(d is not None for s in model.input_spec for d in s.shape[1:])
+            warm = [np.zeros((1, *(d or 1 for d in s.shape[1:])), dtype=s.dtype) for s in model.input_spec]
+            warm = warm if fixed else []
+            for size in buckets(self.settings.max_batch) if warm else []:
+                batch = [np.repeat(w, size, axis=0) for w in warm]
+                model.predict(batch if len(batch) > 1 else batch[0], batch_size=size)
+        except BaseException:
+            model.close()
+            raise
+        return model
+
+    async def _serve(self, model: SandboxedModel) -> None:
+        while True:
+            batch = await self.batcher.next_batch()
+            self._running = batch
+            self.metrics.queue_depth.labels(*self.ref.labels).set(len(self.batcher))
+            arrays, total = merge(batch)
+            self.metrics.batch_size.labels(*self.ref.labels).observe(total)
+            x: Any = arrays if len(arrays) > 1 else arrays[0]
+            call = functools.partial(model.predict, x, batch_size=len(arrays[0]))
+            try:
+                result = await in_thread(call)
+            except (SandboxError, ModelError, KerasGuardError, OSError) as exc:
+                error = unavailable("worker_crashed", "the model failed; retry later")
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_exception(error)
+                raise _WorkerDown(_cause(exc), exc) from None
+            split(result, batch)
+            self._running = []
+            self._failures = 0
+
+    def _failed(self, stage: str, cause: str, error: BaseException) -> None:
+        self.restarts += 1
+        self.metrics.restarts.labels(*self.ref.labels, cause).inc()
+        if cause in ("memory", "cpu", "wall", "files"):
+            self.metrics.sandbox_kills.labels(cause).inc()
+        self.attempted = True
+        message = error.message if isinstance(error, KerasGuardError) else type(error).__name__
+        log.warning("worker %s failed at %s (%s): %s", _label(self.ref), stage, cause, message)
+
+    async def _backoff(self) -> None:
+        delay = min(self.settings.backoff_max_s, self.settings.backoff_s * (2**self._failures))
+        self._failures += 1
+        self._retry_at = time.monotonic() + delay
+        self.state = "backoff"
+        await asyncio.sleep(delay)
+
+    def _close_model(self) -> None:
+        model, self._model = self._model, None
+        if model is not None:
+            with contextlib.suppress(Exception):
+                model.close()
+
+
+async def in_thread(fn: Callable[[], T]) -> T:
+    """Run a blocking call (a load, a predict) in a daemon thread: a gateway that shuts down never
+    waits for a model that is still loading (its child exits when the gateway's pipes close)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def deliver(ok: bool, value: Any) -> None:
+        if future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def target() -> None:
+        try:
+            result = fn()
+        except BaseException as exc:
+            outcome: tuple[bool, Any] = (False, exc)
+        else:
+            outcome = (True, result)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+            loop.call_soon_threadsafe(deliver, *outcome)
+
+    threading.Thread(target=target, name="kg-serve-worker", daemon=True).start()
+    return await future
+
+
+class _Stopped(Exception):
+    pass
+
+
+class _WorkerDown(Exception):
+    def __init__(self, cause: str, error: BaseException) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.error = error
+
+
+def _cause(exc: BaseException) -> str:
+    if isinstance(exc, SandboxError):
+        return exc.limit or "crash"
+    if isinstance(exc, ModelError):
+        return "model-error"
+    if isinstance(exc, KerasGuardError):
+        return "refused"
+    return "error"
+
+
+def _label(ref: ModelRef) -> str:
+    return f"{ref.tenant}/{ref.name}:{ref.version}"

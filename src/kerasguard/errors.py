@@ -84,3 +84,7 @@ class ModelError(KerasGuardError):
     def __init__(self, message: str, *, error_type: str | None = None, hint: str | None = None):
         super().__init__(message, hint=hint)
         self.error_type = error_type
+
+
+class ProbeError(KerasGuardError):
+    """A behavioural probe (backdoor search, STRIP, membership inference) cannot run on this model or data."""

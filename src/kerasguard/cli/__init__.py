@@ -14,6 +14,7 @@ from kerasguard.cli import golden as _golden  # noqa: F401
 from kerasguard.cli import inspect as _inspect  # noqa: F401
 from kerasguard.cli import integrity as _integrity  # noqa: F401
 from kerasguard.cli import load as _load  # noqa: F401
+from kerasguard.cli import probe as _probe  # noqa: F401
 from kerasguard.cli import scan as _scan  # noqa: F401
 from kerasguard.cli import store as _store  # noqa: F401
 from kerasguard.cli.app import app

@@ -52,9 +52,10 @@ def test_planted_trigger_is_flagged_with_its_target_class(runs: dict[Any, Any], 
     flagged = report.classes[TARGET]
     assert flagged.anomaly_index > report.anomaly_threshold
     assert flagged.attack_success > 0.8  # the recovered trigger works on held-out inputs
-    # the recovered mask sits on the planted corner: most of its weight is in the bottom-right 2x2
+    # the recovered mask sits on the planted corner: its two strongest pixels are in the bottom-right 2x2
     mask = report.triggers[TARGET].mask.reshape(8, 8)
-    assert mask[6:, 6:].sum() > 0.4 * mask.sum()
+    rows, cols = np.unravel_index(np.argsort(mask, axis=None)[-2:], mask.shape)
+    assert all(r >= 6 and c >= 6 for r, c in zip(rows, cols, strict=True)), mask.round(2)
 
 
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])

@@ -1,6 +1,6 @@
 """kerasguard probe against IBM ART 1.20.1, same models, weights and data, in the same run.
 
-    PYTHONPATH=src KERAS_BACKEND=jax .venv/bin/python bench/bench_probe.py [--art-python /work/.venv-art/bin/python]
+    PYTHONPATH=src KERAS_BACKEND=jax .venv/bin/python bench/bench_probe.py [--art-python PATH]
 
 1. Builds (JAX, fixed seeds) a digits CNN with a planted 2x2 trigger (target 0, 10% of its class), the
    same CNN trained on clean data, and two MLPs on the same 60 samples: overfit and regularised. Saves
@@ -74,7 +74,9 @@ def _kerasguard_search(folder: Path) -> dict[str, Any]:
         model = keras.saving.load_model(folder / f"cnn_{name}.keras")
         target = Target.of(model)
         target.calibrate(x)
-        config = SearchConfig(epochs=EPOCHS, steps_per_epoch=len(x) // BATCH, batch_size=BATCH, max_samples=len(x))
+        config = SearchConfig(
+            epochs=EPOCHS, steps_per_epoch=len(x) // BATCH, batch_size=BATCH, max_samples=len(x)
+        )
         started = time.perf_counter()
         triggers = search_triggers(target, x, config)
         seconds = time.perf_counter() - started
@@ -159,7 +161,9 @@ def _art_worker(folder: Path) -> dict[str, Any]:
             p_in = attack.infer(xm[half:], np.eye(10)[ym[half:]], probabilities=True)
             p_out = attack.infer(xn[half:], np.eye(10)[yn[half:]], probabilities=True)
             col = 1 if p_in.ndim == 2 and p_in.shape[1] > 1 else 0
-            result[f"blackbox_{input_type}"] = round(roc_auc(p_in.reshape(len(p_in), -1)[:, col], p_out.reshape(len(p_out), -1)[:, col]), 3)
+            result[f"blackbox_{input_type}"] = round(
+                roc_auc(p_in.reshape(len(p_in), -1)[:, col], p_out.reshape(len(p_out), -1)[:, col]), 3
+            )
         out[name] = result
     return out
 
@@ -177,10 +181,17 @@ def main() -> None:
         folder = Path(tmp)
         t = time.perf_counter()
         info = _prepare(folder)
-        print(f"models trained in {time.perf_counter() - t:.1f} s; {info['probe_samples']} clean probe samples")
+        print(
+            f"models trained in {time.perf_counter() - t:.1f} s; {info['probe_samples']} clean probe samples"
+        )
         ours = _kerasguard_search(folder)
         ours_mia = _kerasguard_membership(folder)
-        env = {**os.environ, "KERAS_BACKEND": "tensorflow", "PYTHONPATH": str(ROOT / "src"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+        env = {
+            **os.environ,
+            "KERAS_BACKEND": "tensorflow",
+            "PYTHONPATH": str(ROOT / "src"),
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+        }
         proc = subprocess.run(
             [args.art_python, __file__, "--worker", "art", "--folder", str(folder)],
             capture_output=True,

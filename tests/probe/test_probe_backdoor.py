@@ -92,3 +92,56 @@ def test_trigger_pngs_for_flat_inputs_with_an_image_shape(runs: dict[Any, Any], 
         str(tmp_path / "class_0_mask.png"),
         str(tmp_path / "class_0_trigger.png"),
     ]
+
+
+def test_cli_backdoor_in_process_then_strip_only_in_the_sandbox(runs: dict[Any, Any], tmp_path: Path) -> None:
+    import hashlib
+    import json
+
+    from typer.testing import CliRunner
+
+    from kerasguard.cli import app
+
+    model, _, xh, yh = runs[("mlp", True)]
+    model.save(tmp_path / "poisoned.keras")
+    np.savez(tmp_path / "clean.npz", x=xh, y=yh)
+    policy = tmp_path / "kerasguard.toml"
+    policy.write_text("[sandbox]\nallow_unsafe_in_process = true\n")
+    common = [str(tmp_path / "poisoned.keras"), str(tmp_path / "clean.npz"), "--policy", str(policy)]
+    result = CliRunner().invoke(
+        app,
+        [
+            "probe",
+            "backdoor",
+            *common,
+            "--in-process",
+            "-f",
+            "json",
+            "--trigger-dir",
+            str(tmp_path / "t"),
+            "--image-shape",
+            "8x8",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    assert doc["verdict"] == "backdoor" and doc["flagged_classes"] == [TARGET]
+    assert (tmp_path / "t" / "class_0_trigger.png").is_file()
+    # STRIP only: black-box, through the sandboxed model; the detector is bound to the file's digest
+    result = CliRunner().invoke(
+        app,
+        [
+            "probe",
+            "backdoor",
+            *common,
+            "--strip-only",
+            "-f",
+            "markdown",
+            "--strip-out",
+            str(tmp_path / "s.npz"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "**Verdict: not searched**" in result.stdout
+    detector = StripDetector.load(tmp_path / "s.npz")
+    assert detector.model_sha256 == hashlib.sha256((tmp_path / "poisoned.keras").read_bytes()).hexdigest()

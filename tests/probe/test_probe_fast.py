@@ -203,3 +203,16 @@ def test_strip_detector_hostile_files_are_refused(tmp_path: Path) -> None:
     _rewrite(path, meta=np.frombuffer(b"[1, 2]", dtype=np.uint8))
     with pytest.raises(ProbeError, match="JSON object"):
         StripDetector.load(path)
+
+
+def test_reports_escape_hostile_model_names() -> None:
+    from kerasguard.probe.backdoor import BackdoorReport, ClassResult
+    from kerasguard.probe.render import backdoor_markdown, backdoor_text
+
+    report = BackdoorReport(n_classes=2, n_samples=40, anomaly_threshold=2.0, verdict="clean")
+    report.model = "evil\x1b[31m](http://x)|\n# owned"
+    report.classes = [ClassResult(0, 3.0, 0.5, False, 0.9, True), ClassResult(1, 3.2, -0.5, False, 0.9, True)]
+    text = backdoor_text(report)
+    assert "\x1b" not in text and "\n# owned" not in text
+    markdown = backdoor_markdown(report)
+    assert "\\]\\(http://x\\)\\|" in markdown and "\x1b" not in markdown

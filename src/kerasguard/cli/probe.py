@@ -50,8 +50,8 @@ InProcessOption = Annotated[
     bool,
     typer.Option(
         "--in-process",
-        help="Load the real model into this process after verify + scan (needs [sandbox] "
-        "allow_unsafe_in_process = true). Required by the white-box parts: trigger search, LiRA.",
+        help="Load the real model into this process after verify + scan (the policy must set "
+        "sandbox.allow_unsafe_in_process = true). Required by the white-box parts: trigger search, LiRA.",
     ),
 ]
 SeedOption = Annotated[int, typer.Option(help="Random seed (samples, initial masks, reference models).")]
@@ -240,7 +240,7 @@ def privacy(
 
     Loss and confidence attacks need only predictions and run on the sandboxed model; LiRA clones the
     architecture to train reference models on half the holdout and needs --in-process. Exit codes: 0 no
-    leak above the policy's [probe] thresholds, 1 a leak (or the model refused), 2 error.
+    leak above the policy's probe thresholds, 1 a leak (or the model refused), 2 error.
     """
     from kerasguard.probe.data import read_npz
     from kerasguard.probe.membership import ReferenceTraining

@@ -81,7 +81,9 @@ def _loaded(
 
     catcher = _EventCatcher()
     events = logging.getLogger("kerasguard.events")
+    level = events.level
     events.addHandler(catcher)
+    events.setLevel(logging.INFO)  # the loaded event is INFO; only its sha256 is kept, nothing printed
     try:
         model = load_model(path, policy=policy, digest=digest, key=key, sandbox=False if in_process else None)
     except (UntrustedSourceError, IntegrityError, UnsafeModelError) as exc:
@@ -90,7 +92,9 @@ def _loaded(
         raise _Refused(exc.diagnostics()) from None
     finally:
         events.removeHandler(catcher)
-    sha = (catcher.event or {}).get("sha256")
+        events.setLevel(level)
+    event = getattr(model, "event", None) or catcher.event or {}
+    sha = event.get("sha256") if isinstance(event, dict) else None
     try:
         yield model, sha if isinstance(sha, str) else None
     finally:

@@ -88,3 +88,7 @@ class ModelError(KerasGuardError):
 
 class DataError(KerasGuardError):
     """A dataset could not be read, or is unusable for the check asked for (``kerasguard data``)."""
+
+
+class ProbeError(KerasGuardError):
+    """A behavioural probe (backdoor search, STRIP, membership inference) cannot run on this model or data."""

@@ -311,6 +311,29 @@ class Serve:
 
 
 @dataclass(frozen=True)
+class Probe:
+    """Thresholds of ``kerasguard probe`` (docs/probe.md): when a backdoor or a privacy leak is reported."""
+
+    backdoor_anomaly_index: float = 2.0  # a class whose trigger is this many MADs below the median
+    min_clean_per_class: int = 10  # clean samples per class the trigger search and STRIP need
+    strip_fpr: float = 0.05  # false-positive rate the STRIP detector is fitted at
+    privacy_max_auc: float = 0.6  # membership-inference AUC above this is a leak
+    privacy_max_tpr_at_1pct_fpr: float = 0.05  # members found at 1% false positives above this is a leak
+
+    def __post_init__(self) -> None:
+        if not self.backdoor_anomaly_index > 0:
+            raise PolicyError("probe.backdoor_anomaly_index must be above 0")
+        if self.min_clean_per_class < 2:
+            raise PolicyError("probe.min_clean_per_class must be at least 2")
+        if not 0 < self.strip_fpr < 0.5:
+            raise PolicyError("probe.strip_fpr must be between 0 and 0.5")
+        if not 0.5 <= self.privacy_max_auc <= 1:
+            raise PolicyError("probe.privacy_max_auc must be between 0.5 and 1")
+        if not 0 < self.privacy_max_tpr_at_1pct_fpr <= 1:
+            raise PolicyError("probe.privacy_max_tpr_at_1pct_fpr must be above 0 and at most 1")
+
+
+@dataclass(frozen=True)
 class Policy:
     """The whole policy. ``Policy()`` is the safe default."""
 
@@ -325,6 +348,7 @@ class Policy:
     audit: Audit = field(default_factory=Audit)
     store: Store = field(default_factory=Store)
     serve: Serve = field(default_factory=Serve)
+    probe: Probe = field(default_factory=Probe)
     source: str = "<default>"
     # True for a policy found upwards from the working directory rather than given: it cannot suppress
     # code-execution findings (kerasguard.suppressions). Never read from a file.

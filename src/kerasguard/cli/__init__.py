@@ -15,6 +15,7 @@ from kerasguard.cli import golden as _golden  # noqa: F401
 from kerasguard.cli import inspect as _inspect  # noqa: F401
 from kerasguard.cli import integrity as _integrity  # noqa: F401
 from kerasguard.cli import load as _load  # noqa: F401
+from kerasguard.cli import probe as _probe  # noqa: F401
 from kerasguard.cli import robustness as _robustness  # noqa: F401
 from kerasguard.cli import scan as _scan  # noqa: F401
 from kerasguard.cli import serve as _serve  # noqa: F401

@@ -221,6 +221,12 @@ def push(
         Path | None,
         typer.Option(help="Training record (TrainingGuard JSON) to attach as provenance."),
     ] = None,
+    detector: Annotated[
+        Path | None,
+        typer.Option(
+            help="Fitted detector folder (robustness detectors --out) to attach: serve scores OOD with it."
+        ),
+    ] = None,
     key_file: KeyFile = None,
     policy_file: PolicyFile = None,
     fmt: Format = TextOrJson.text,
@@ -240,6 +246,17 @@ def push(
 
         record, record_digest = read_training_record(training_record)
         extra = {**(extra or {}), "training_record": record, "training_record_digest": record_digest}
+    if detector is not None:
+        import hashlib
+
+        from kerasguard.robustness.detector_files import attachment
+
+        try:
+            with path.open("rb") as fh:
+                model_sha = hashlib.file_digest(fh, "sha256").hexdigest()
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+        extra = {**(extra or {}), "detector": attachment(detector, model_sha256=model_sha)}
     with _opened(store, key_file, policy_file) as opened:
         info = opened.push(
             token,

@@ -101,17 +101,14 @@ def load_detectors(folder: str | os.PathLike[str], *, model_sha256: str | None =
     """Read and check a saved detector; with ``model_sha256``, refuse one fitted on another model."""
     base = Path(folder)
     raw = _read_bounded(base / JSON_NAME, MAX_JSON_BYTES)
+    _document(raw, str(base))  # a foreign or edited JSON is named before the arrays are read
     blob = _read_bounded(base / ARRAYS_NAME, MAX_ARRAY_BYTES)
     return detectors_from_bytes(raw, blob, where=str(base), model_sha256=model_sha256)
 
 
-def detectors_from_bytes(
-    raw: bytes, blob: bytes, *, where: str, model_sha256: str | None = None
-) -> DetectorSet:
-    """The checks of :func:`load_detectors` on the two files' bytes (``where`` names them in errors)."""
-    json_name, arrays_name = f"{where}/{JSON_NAME}", f"{where}/{ARRAYS_NAME}"
-    if len(raw) > MAX_JSON_BYTES or len(blob) > MAX_ARRAY_BYTES:
-        raise DetectorFileError(f"the detector in {where} is too large")
+def _document(raw: bytes, where: str) -> dict[str, Any]:
+    """The detector JSON, parsed, of the right format and with its own digest intact."""
+    json_name = f"{where}/{JSON_NAME}"
     try:
         doc = json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -126,6 +123,17 @@ def detectors_from_bytes(
             f"{json_name} was changed after it was written (digest mismatch)",
             hint="refit the detectors (kerasguard robustness detectors ... --out DIR)",
         )
+    return doc
+
+
+def detectors_from_bytes(
+    raw: bytes, blob: bytes, *, where: str, model_sha256: str | None = None
+) -> DetectorSet:
+    """The checks of :func:`load_detectors` on the two files' bytes (``where`` names them in errors)."""
+    json_name, arrays_name = f"{where}/{JSON_NAME}", f"{where}/{ARRAYS_NAME}"
+    if len(raw) > MAX_JSON_BYTES or len(blob) > MAX_ARRAY_BYTES:
+        raise DetectorFileError(f"the detector in {where} is too large")
+    doc = _document(raw, where)
     if not hmac.compare_digest(str(doc.get("arrays_sha256")), hashlib.sha256(blob).hexdigest()):
         raise DetectorFileError(
             f"{arrays_name} was changed after it was written (sha256 mismatch)",

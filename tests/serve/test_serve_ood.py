@@ -3,7 +3,8 @@
 A digits MLP trained here, a Mahalanobis detector fitted on its penultimate features and attached at
 push (the store's MAC-covered provenance). Tenant ``acme`` is served ``digits`` (with the detector),
 ``plain`` (the same model, no detector) and ``tampered`` (a detector whose JSON was edited after it
-was written: refused, so the version is not served).
+was written: refused, so the version is not served). Tenant ``quiet`` has ``digits`` with the detector,
+served by a second gateway without the header.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from servehelp import SOURCE, STAGE, Gateway, World, auth, write_policy
 pytestmark = [pytest.mark.slow, pytest.mark.keras]
 
 WINDOW = 40
-SERVE = {"namespaces": ["acme"], "poll_seconds": 1.0, "max_instances": 128, "drift_window": WINDOW}
+# small batches: fewer padded sizes to compile at load (predict and the feature path)
+SERVE = {"poll_seconds": 1.0, "max_instances": 128, "max_batch": 16, "drift_window": WINDOW}
 HEADER = "X-KerasGuard-OOD-Score"
 
 
@@ -51,7 +53,7 @@ class Digits:
         outputs = keras.layers.Dense(10, activation="softmax")(hidden)
         model = keras.Model(inputs, outputs, name="digits")
         model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-        model.fit(self.train_x, self.train_y, epochs=15, batch_size=64, verbose=0)
+        model.fit(self.train_x, self.train_y, epochs=10, batch_size=32, verbose=0)
         self.model_path = folder / "digits.keras"
         model.save(self.model_path)
         import hashlib
@@ -104,6 +106,8 @@ def world(digits: Digits, tmp_path_factory: pytest.TempPathFactory) -> World:
     with store:
         publisher = store.create_token(admin, "publisher", "acme", "ci")
         world.keys["acme"] = store.create_token(admin, "invoker", "acme", "client")
+        quiet = store.create_token(admin, "publisher", "quiet", "ci")
+        world.keys["quiet"] = store.create_token(admin, "invoker", "quiet", "client")
     policy_file = write_policy(folder / "push.toml", {})
     runner = CliRunner()
     env = {"KERASGUARD_STORE_TOKEN": publisher, "KERASGUARD_MASTER_KEY_FILE": str(key_file)}
@@ -137,6 +141,19 @@ def world(digits: Digits, tmp_path_factory: pytest.TempPathFactory) -> World:
         assert info.status == "admitted", info.reason
         for name in ("digits", "plain", "tampered"):
             opened.promote(publisher, name, "1", STAGE)
+        from kerasguard.robustness.detector_files import attachment as attach
+
+        value = attach(digits.detector_dir, model_sha256=None)
+        info = opened.push(
+            quiet,
+            digits.model_path,
+            name="digits",
+            version="1",
+            source=f"{SOURCE}/q",
+            provenance={"detector": value},
+        )
+        assert info.status == "admitted", info.reason
+        opened.promote(quiet, "digits", "1", STAGE)
     return world
 
 
@@ -159,7 +176,7 @@ def stop(gateway: Gateway) -> None:
 
 @pytest.fixture(scope="module")
 def gw(world: World) -> Iterator[Gateway]:
-    gateway = start(world, "gateway", {**SERVE, "ood_header": True})
+    gateway = start(world, "gateway", {**SERVE, "namespaces": ["acme"], "ood_header": True})
     try:
         yield gateway
     finally:
@@ -253,9 +270,9 @@ def test_drift_alarm_on_one_class_window(gw: Gateway, world: World, digits: Digi
 
 def test_header_only_when_the_policy_enables_it(gw: Gateway, world: World, digits: Digits) -> None:
     gw.stop()  # one gateway at a time on two cores
-    quiet = start(world, "quiet", SERVE)
+    quiet = start(world, "quiet", {**SERVE, "namespaces": ["quiet"], "max_batch": 4})
     try:
-        response = predict(quiet, world.keys["acme"], "digits", digits.test_x[:3])
+        response = predict(quiet, world.keys["quiet"], "digits", digits.test_x[:3])
         assert response.status_code == 200 and HEADER.lower() not in {k.lower() for k in response.headers}
         assert metric(quiet, "kerasguard_serve_ood_score_count", model="digits") == 3  # still measured
     finally:

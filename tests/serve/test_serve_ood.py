@@ -154,6 +154,12 @@ def world(digits: Digits, tmp_path_factory: pytest.TempPathFactory) -> World:
         )
         assert info.status == "admitted", info.reason
         opened.promote(quiet, "digits", "1", STAGE)
+    # `store show` names the attachment, checked as the gateway checks it
+    show = ["store", "show", "--store", str(world.root), "--policy", str(policy_file)]
+    shown = runner.invoke(app, [*show, "digits", "1"], env=env)
+    assert shown.exit_code == 0 and "mahalanobis on " in shown.output, shown.output
+    shown = runner.invoke(app, [*show, "tampered", "1"], env=env)
+    assert shown.exit_code == 0 and "REFUSED" in shown.output and "digest mismatch" in shown.output
     return world
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from kerasguard.errors import KerasGuardError, ModelError, SandboxError
 from kerasguard.robustness.detectors import DetectorSet
+from kerasguard.robustness.errors import DetectorFileError
 from kerasguard.sandbox.model import SandboxedModel, TensorSpec
 from kerasguard.serve.batching import Batcher, Job, Scored, buckets, merge, split
 from kerasguard.serve.drift import Monitor, log_alarm
@@ -201,7 +202,7 @@ class Worker:
             return None
         try:
             detector = self._detector_loader(self.ref)
-        except Exception:
+        except DetectorFileError:  # not a store outage: the attachment itself is bad
             self.metrics.detector_errors.labels(*self.ref.labels).inc()
             raise
         if detector is None:

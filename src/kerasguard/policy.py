@@ -284,6 +284,10 @@ class Serve:
     restart_backoff_max_s: float = 30.0
     # "model/input" -> [min, max]: values outside are refused with 422
     ranges: Mapping[str, Any] = field(default_factory=dict)
+    ood_header: bool = False  # send X-KerasGuard-OOD-Score when the version has a detector attached
+    drift_window: int = 200  # predictions per drift window (per model version, per gateway process)
+    drift_confidence_drop: float = 0.15  # alarm when a window's mean confidence falls this far
+    drift_p_value: float = 0.001  # class-mix alarm when the chi-square test's p-value is below this
 
     def __post_init__(self) -> None:
         if self.on_storage_error not in ("deny", "allow"):
@@ -295,6 +299,12 @@ class Serve:
                 raise PolicyError(f"serve.{name} must be at least 1")
         if self.request_timeout_s <= 0 or self.poll_seconds <= 0:
             raise PolicyError("serve.request_timeout_s and serve.poll_seconds must be positive")
+        if self.drift_window < 20:
+            raise PolicyError("serve.drift_window must be at least 20")
+        if not 0 < self.drift_confidence_drop < 1 or not 0 < self.drift_p_value < 0.5:
+            raise PolicyError(
+                "serve.drift_confidence_drop must be in (0, 1), serve.drift_p_value in (0, 0.5)"
+            )
         for key, bounds in self.ranges.items():
             if not isinstance(key, str) or key.count("/") != 1:
                 raise PolicyError(f"serve.ranges key {key!r} must be 'model/input'")

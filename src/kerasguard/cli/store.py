@@ -114,7 +114,26 @@ def _print_info(info: "ModelInfo", as_json: bool) -> None:
         lines.append(f"{'checks':14} {info.admission.get('checks')}")
         lines += [f"{'reason':14} {reason}" for reason in info.admission.get("reasons", [])]
     lines += _training_record_lines(info)
+    lines += _detector_lines(info)
     say("\n".join(lines), err=False)
+
+
+def _detector_lines(info: "ModelInfo") -> list[str]:
+    """The detector attached at push (``--detector``): checked as the gateway checks it, then named."""
+    from kerasguard.data.report import shown
+    from kerasguard.robustness.detector_files import from_attachment
+    from kerasguard.robustness.errors import DetectorFileError
+
+    client = (info.provenance or {}).get("client") or {}
+    value = client.get("detector") if isinstance(client, dict) else None
+    if value is None:
+        return []
+    try:
+        detector = from_attachment(value, model_sha256=info.digest, where="this version")
+    except DetectorFileError as exc:
+        return [f"{'detector':14} REFUSED: {shown(exc.message, 200)}"]
+    threshold = detector.thresholds["mahalanobis"]
+    return [f"{'detector':14} mahalanobis on {shown(detector.head)} (threshold {threshold:.4g})"]
 
 
 def _training_record_lines(info: "ModelInfo") -> list[str]:
@@ -221,6 +240,12 @@ def push(
         Path | None,
         typer.Option(help="Training record (TrainingGuard JSON) to attach as provenance."),
     ] = None,
+    detector: Annotated[
+        Path | None,
+        typer.Option(
+            help="Fitted detector folder (robustness detectors --out) to attach: serve scores OOD with it."
+        ),
+    ] = None,
     key_file: KeyFile = None,
     policy_file: PolicyFile = None,
     fmt: Format = TextOrJson.text,
@@ -240,6 +265,17 @@ def push(
 
         record, record_digest = read_training_record(training_record)
         extra = {**(extra or {}), "training_record": record, "training_record_digest": record_digest}
+    if detector is not None:
+        import hashlib
+
+        from kerasguard.robustness.detector_files import attachment
+
+        try:
+            with path.open("rb") as fh:
+                model_sha = hashlib.file_digest(fh, "sha256").hexdigest()
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+        extra = {**(extra or {}), "detector": attachment(detector, model_sha256=model_sha)}
     with _opened(store, key_file, policy_file) as opened:
         info = opened.push(
             token,

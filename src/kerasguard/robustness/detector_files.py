@@ -10,6 +10,7 @@ trusted writers can change it, or sign it.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import io
@@ -64,6 +65,8 @@ def save_detectors(detectors: DetectorSet, folder: str | os.PathLike[str]) -> Pa
         "arrays": {name: {"shape": list(a.shape), "dtype": str(a.dtype)} for name, a in arrays.items()},
         "arrays_sha256": hashlib.sha256(blob).hexdigest(),
     }
+    if detectors.reference is not None:
+        doc["reference"] = detectors.reference
     doc["digest"] = hashlib.sha256(_canonical(doc)).hexdigest()
     _write_atomic(out / ARRAYS_NAME, blob)
     _write_atomic(out / JSON_NAME, json.dumps(doc, indent=2, allow_nan=False).encode() + b"\n")
@@ -98,36 +101,60 @@ def load_detectors(folder: str | os.PathLike[str], *, model_sha256: str | None =
     """Read and check a saved detector; with ``model_sha256``, refuse one fitted on another model."""
     base = Path(folder)
     raw = _read_bounded(base / JSON_NAME, MAX_JSON_BYTES)
+    _document(raw, str(base))  # a foreign or edited JSON is named before the arrays are read
+    blob = _read_bounded(base / ARRAYS_NAME, MAX_ARRAY_BYTES)
+    return detectors_from_bytes(raw, blob, where=str(base), model_sha256=model_sha256)
+
+
+def _document(raw: bytes, where: str) -> dict[str, Any]:
+    """The detector JSON, parsed, of the right format and with its own digest intact."""
+    json_name = f"{where}/{JSON_NAME}"
     try:
         doc = json.loads(raw, parse_constant=_refuse_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DetectorFileError(f"{base / JSON_NAME} is not valid JSON: {exc}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise DetectorFileError(f"{json_name} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise DetectorFileError(f"{base / JSON_NAME} is not a {FORMAT} file")
+        raise DetectorFileError(f"{json_name} is not a {FORMAT} file")
     digest = doc.get("digest")
     if not isinstance(digest, str) or not hmac.compare_digest(
         digest, hashlib.sha256(_canonical(doc)).hexdigest()
     ):
         raise DetectorFileError(
-            f"{base / JSON_NAME} was changed after it was written (digest mismatch)",
+            f"{json_name} was changed after it was written (digest mismatch)",
             hint="refit the detectors (kerasguard robustness detectors ... --out DIR)",
         )
-    blob = _read_bounded(base / ARRAYS_NAME, MAX_ARRAY_BYTES)
+    return doc
+
+
+def detectors_from_bytes(
+    raw: bytes, blob: bytes, *, where: str, model_sha256: str | None = None
+) -> DetectorSet:
+    """The checks of :func:`load_detectors` on the two files' bytes (``where`` names them in errors)."""
+    json_name, arrays_name = f"{where}/{JSON_NAME}", f"{where}/{ARRAYS_NAME}"
+    if len(raw) > MAX_JSON_BYTES or len(blob) > MAX_ARRAY_BYTES:
+        raise DetectorFileError(f"the detector in {where} is too large")
+    doc = _document(raw, where)
     if not hmac.compare_digest(str(doc.get("arrays_sha256")), hashlib.sha256(blob).hexdigest()):
         raise DetectorFileError(
-            f"{base / ARRAYS_NAME} was changed after it was written (sha256 mismatch)",
+            f"{arrays_name} was changed after it was written (sha256 mismatch)",
             hint="refit the detectors (kerasguard robustness detectors ... --out DIR)",
         )
-    if model_sha256 is not None and doc.get("model_sha256") not in (None, model_sha256):
+    fitted_on = doc.get("model_sha256")
+    if model_sha256 is not None and fitted_on is not None and _bare(fitted_on) != _bare(model_sha256):
         raise DetectorFileError(
-            f"the detectors in {base} were fitted on another model (sha256 {doc.get('model_sha256')})"
+            f"the detectors in {where} were fitted on another model (sha256 {fitted_on!s:.80})"
         )
     try:
         return _build(doc, _arrays(blob, doc))
     except DetectorFileError:
         raise
     except (KeyError, TypeError, ValueError) as exc:
-        raise DetectorFileError(f"{base / JSON_NAME} is malformed: {type(exc).__name__}: {exc}") from None
+        raise DetectorFileError(f"{json_name} is malformed: {type(exc).__name__}: {exc}") from None
+
+
+def _bare(digest: Any) -> str:
+    text = str(digest)
+    return text.removeprefix("sha256:").lower()
 
 
 def _refuse_constant(name: str) -> Any:
@@ -192,6 +219,7 @@ def _build(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> DetectorSet:
     if primary not in thresholds or not 1 <= bits <= 16 or not clip_min < clip_max:
         raise DetectorFileError("detector settings are inconsistent (primary, bits or range)")
     sha = doc.get("model_sha256")
+    reference = _reference(doc.get("reference"), n_classes)
     return DetectorSet(
         head=str(doc["head"]),
         input_shape=tuple(shape),
@@ -208,4 +236,86 @@ def _build(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> DetectorSet:
         calibration_fpr={str(k): float(v) for k, v in dict(doc["calibration_fpr"]).items()},
         primary=primary,
         model_sha256=sha if isinstance(sha, str) else None,
+        reference=reference,
     )
+
+
+def _reference(value: Any, n_classes: int) -> dict[str, Any] | None:
+    """The optional reference statistics (detectors fitted before they existed have none)."""
+    if value is None:
+        return None
+    fractions = value.get("class_fractions") if isinstance(value, dict) else None
+    confidence = value.get("confidence_mean") if isinstance(value, dict) else None
+    count = value.get("count") if isinstance(value, dict) else None
+    ok = (
+        isinstance(fractions, list)
+        and len(fractions) == n_classes
+        and all(isinstance(f, int | float) and 0.0 <= f <= 1.0 for f in fractions)
+        and abs(sum(fractions) - 1.0) < 1e-6
+        and isinstance(confidence, int | float)
+        and 0.0 <= confidence <= 1.0
+        and isinstance(count, int)
+        and count > 0
+    )
+    if not ok or not isinstance(fractions, list) or not isinstance(confidence, int | float):
+        raise DetectorFileError("detector reference statistics are malformed")
+    return {
+        "confidence_mean": float(confidence),
+        "class_fractions": [float(f) for f in fractions],
+        "count": count,
+    }
+
+
+ATTACHMENT_FORMAT = "kerasguard.detector-attachment/1"
+MAX_ATTACHMENT_BYTES = 48 << 10  # the store keeps provenance up to 64 KiB
+
+
+def attachment(folder: str | os.PathLike[str], *, model_sha256: str | None = None) -> dict[str, Any]:
+    """The saved detector as a JSON object for the store's provenance (both files base64).
+
+    The detector is loaded first (every check of :func:`load_detectors`), and must have a Mahalanobis
+    threshold and reference statistics: that is what ``kerasguard serve`` uses.
+    """
+    base = Path(folder)
+    raw = _read_bounded(base / JSON_NAME, MAX_JSON_BYTES)
+    blob = _read_bounded(base / ARRAYS_NAME, MAX_ARRAY_BYTES)
+    if len(raw) + len(blob) > MAX_ATTACHMENT_BYTES * 3 // 4:
+        raise DetectorFileError(
+            f"the detector in {base} is {len(raw) + len(blob)} bytes; the store attaches at most"
+            f" {MAX_ATTACHMENT_BYTES * 3 // 4}",
+            hint="fit on a narrower penultimate layer, or keep the detector beside the store",
+        )
+    detectors = detectors_from_bytes(raw, blob, where=str(base), model_sha256=model_sha256)
+    check_servable(detectors, str(base))
+    return {
+        "format": ATTACHMENT_FORMAT,
+        "json": base64.b64encode(raw).decode("ascii"),
+        "npz": base64.b64encode(blob).decode("ascii"),
+    }
+
+
+def from_attachment(value: Any, *, model_sha256: str | None, where: str) -> DetectorSet:
+    """The detector of a store attachment, with every check of :func:`load_detectors` redone."""
+    if not isinstance(value, dict) or value.get("format") != ATTACHMENT_FORMAT:
+        raise DetectorFileError(f"the detector attached to {where} is not a {ATTACHMENT_FORMAT} object")
+    parts = []
+    for key in ("json", "npz"):
+        text = value.get(key)
+        if not isinstance(text, str) or len(text) > MAX_ATTACHMENT_BYTES:
+            raise DetectorFileError(f"the detector attached to {where} has no valid {key!r} part")
+        try:
+            parts.append(base64.b64decode(text, validate=True))
+        except ValueError:
+            raise DetectorFileError(f"the detector attached to {where}: {key!r} is not base64") from None
+    detectors = detectors_from_bytes(parts[0], parts[1], where=where, model_sha256=model_sha256)
+    check_servable(detectors, where)
+    return detectors
+
+
+def check_servable(detectors: DetectorSet, where: str) -> None:
+    if "mahalanobis" not in detectors.thresholds or detectors.reference is None:
+        raise DetectorFileError(
+            f"the detector in {where} cannot be served: it needs a mahalanobis threshold and reference"
+            " statistics",
+            hint="refit with kerasguard robustness detectors --kinds mahalanobis,... --out DIR",
+        )

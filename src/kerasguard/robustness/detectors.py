@@ -163,6 +163,9 @@ class DetectorSet:
     calibration_fpr: dict[str, float]
     primary: str = "mahalanobis"
     model_sha256: str | None = None
+    # the model's behaviour on the calibration data: {"confidence_mean": float, "class_fractions":
+    # [float] * n_classes, "count": int}; what ``kerasguard serve`` compares its drift windows with
+    reference: dict[str, Any] | None = None
     source: FeatureSource | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -238,6 +241,23 @@ class DetectorSet:
         """True where the score is above the threshold fitted for the target FPR."""
         name = kind or self.primary
         return self.score(x, name) > self.thresholds[name]
+
+
+def reference_stats(outputs: np.ndarray, n_classes: int) -> dict[str, Any]:
+    """Mean top probability and the predicted-class fractions of the model's outputs on clean data."""
+    probs = _probabilities(np.asarray(outputs).reshape(len(outputs), -1))
+    counts = np.bincount(probs.argmax(axis=1), minlength=n_classes)[:n_classes]
+    return {
+        "confidence_mean": float(probs.max(axis=1).mean()),
+        "class_fractions": [float(c) / max(len(probs), 1) for c in counts],
+        "count": len(probs),
+    }
+
+
+def confidences_and_classes(outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Top probability and predicted class of each row (softmax applied to logits)."""
+    probs = _probabilities(np.asarray(outputs).reshape(len(outputs), -1))
+    return probs.max(axis=1), probs.argmax(axis=1)
 
 
 def mahalanobis(features: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
@@ -333,6 +353,7 @@ def fit_detectors(
         model_sha256=model_sha256,
     ).bind(feats_source)
     clean = detectors.scores(calibration.x)
+    detectors.reference = reference_stats(feats_source.predict(calibration.x), n_classes)
     for kind, values in clean.items():
         threshold = float(np.quantile(values, 1 - fpr, method="higher"))
         detectors.thresholds[kind] = threshold

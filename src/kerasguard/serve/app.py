@@ -34,6 +34,7 @@ from kerasguard.serve.registry import Registry, StoreAccess
 from kerasguard.serve.workers import Worker, WorkerSettings
 
 log = logging.getLogger("kerasguard.serve")
+OOD_HEADER = "X-KerasGuard-OOD-Score"  # one score per instance, comma-separated, when the policy asks
 OFFLOAD_PARSE_BYTES = 64 * 1024
 
 
@@ -115,6 +116,9 @@ class Gateway:
             queue_size=serve.queue_size,
             backoff_s=serve.restart_backoff_s,
             backoff_max_s=serve.restart_backoff_max_s,
+            drift_window=serve.drift_window,
+            drift_confidence_drop=serve.drift_confidence_drop,
+            drift_p_value=serve.drift_p_value,
         )
         self.registry = Registry(access, settings, self.metrics)
         self.keys = KeyCache(access.authenticate, serve.key_cache_seconds)
@@ -181,7 +185,7 @@ class Gateway:
             await self.limits.elements(caller.tenant, caller.key_id, parsed.elements)
             remaining = serve.request_timeout_s - (time.perf_counter() - start)
             try:
-                result = await asyncio.wait_for(
+                result, ood = await asyncio.wait_for(
                     worker.predict(parsed.arrays, parsed.count), max(remaining, 0.001)
                 )
             except TimeoutError:
@@ -191,7 +195,12 @@ class Gateway:
             names = [s.name for s in worker.output_spec]
             payload = validation.encode_outputs(result, names, parsed.layout)
             status = "ok"
-            return Response(json.dumps(payload, separators=(",", ":")), media_type="application/json")
+            headers = {}
+            if ood is not None and serve.ood_header:
+                headers[OOD_HEADER] = ",".join(f"{float(v):.6g}" for v in ood)
+            return Response(
+                json.dumps(payload, separators=(",", ":")), media_type="application/json", headers=headers
+            )
         finally:
             self.inflight[caller.key_id] -= 1
             if self.inflight[caller.key_id] <= 0:

@@ -134,13 +134,22 @@ def merge(batch: list[Job]) -> tuple[list[np.ndarray[Any, Any]], int]:
     return merged, total
 
 
-def split(result: Any, batch: list[Job]) -> None:
-    """Hand each job its rows of the outputs (padding rows dropped)."""
+@dataclass(frozen=True)
+class Scored:
+    """A job's outputs with the OOD score of each of its instances."""
+
+    outputs: Any
+    ood: np.ndarray[Any, Any]
+
+
+def split(result: Any, batch: list[Job], ood: np.ndarray[Any, Any] | None = None) -> None:
+    """Hand each job its rows of the outputs (padding rows dropped), with its OOD scores if given."""
     start = 0
     for job in batch:
         end = start + job.count
         if not job.future.done():
-            job.future.set_result(_rows(result, start, end))
+            rows = _rows(result, start, end)
+            job.future.set_result(rows if ood is None else Scored(rows, ood[start:end]))
         start = end
 
 

@@ -7,6 +7,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# Squared Mahalanobis distances: clean data sits near the feature width, outliers far above it.
+OOD_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 100000)
 
 
 class Metrics:
@@ -60,6 +62,31 @@ class Metrics:
             "kerasguard_serve_sandbox_kills_total",
             "Workers killed by the sandbox for breaking a limit, by limit.",
             ["limit"],
+            registry=r,
+        )
+        self.ood_score = Histogram(
+            "kerasguard_serve_ood_score",
+            "OOD score (squared Mahalanobis distance) per instance, when a detector is attached.",
+            ["tenant", "model", "version"],
+            buckets=OOD_BUCKETS,
+            registry=r,
+        )
+        self.ood_alarms = Counter(
+            "kerasguard_serve_ood_alarms_total",
+            "Instances whose OOD score is above the attached detector's threshold.",
+            ["tenant", "model", "version"],
+            registry=r,
+        )
+        self.drift_alarms = Counter(
+            "kerasguard_serve_drift_alarms_total",
+            "Drift windows that differ from the detector's reference, by kind (confidence, class_mix).",
+            ["tenant", "model", "version", "kind"],
+            registry=r,
+        )
+        self.detector_errors = Counter(
+            "kerasguard_serve_detector_errors_total",
+            "Loads refused because the attached detector failed its checks (the version is not served).",
+            ["tenant", "model", "version"],
             registry=r,
         )
         self.models_served = Gauge("kerasguard_serve_models", "Model versions currently served.", registry=r)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from kerasguard.errors import KerasGuardError
 from kerasguard.policy import Policy
+from kerasguard.robustness.detectors import DetectorSet
 from kerasguard.sandbox.model import SandboxedModel
 from kerasguard.serve.metrics import Metrics
 from kerasguard.serve.workers import ModelRef, Worker, WorkerSettings
@@ -55,6 +57,35 @@ class StoreAccess:
 
     def authenticate(self, key: str) -> Principal | None:
         return self.store.authenticate_invoker(key)
+
+    def detector(self, ref: ModelRef) -> DetectorSet | None:
+        """The detector attached at push (``store push --detector``), from the MAC-checked provenance,
+        with its own digests and its model digest checked again; None when there is none."""
+        from kerasguard.robustness.detector_files import from_attachment
+
+        info = self.store.show(self.token, ref.name, ref.version, namespace=ref.tenant)
+        client = (info.provenance or {}).get("client")
+        value = client.get("detector") if isinstance(client, dict) else None
+        if value is None:
+            return None
+        where = f"{ref.tenant}/{ref.name}:{ref.version}"
+        try:
+            return from_attachment(value, model_sha256=ref.digest, where=where)
+        except KerasGuardError as exc:
+            log.error(
+                "%s",
+                json.dumps(
+                    {
+                        "event": "detector_refused",
+                        "tenant": ref.tenant,
+                        "model": ref.name,
+                        "version": ref.version,
+                        "reason": exc.message,
+                    },
+                    separators=(",", ":"),
+                ),
+            )
+            raise
 
     def load(self, ref: ModelRef) -> SandboxedModel:
         """Pull (digest-checked) into a private folder, then ``load_model`` the pulled file."""
@@ -126,7 +157,7 @@ class Registry:
                 await worker.stop()
         for key, ref in desired.items():
             if key not in self.workers:
-                worker = Worker(ref, self.access.load, self.settings, self.metrics)
+                worker = Worker(ref, self.access.load, self.settings, self.metrics, self.access.detector)
                 self.workers[key] = worker
                 log.info("serving %s/%s:%s", *key)
                 worker.start()

@@ -21,8 +21,11 @@ from typing import Any, TypeVar
 import numpy as np
 
 from kerasguard.errors import KerasGuardError, ModelError, SandboxError
+from kerasguard.robustness.detectors import DetectorSet
+from kerasguard.robustness.errors import DetectorFileError
 from kerasguard.sandbox.model import SandboxedModel, TensorSpec
-from kerasguard.serve.batching import Batcher, Job, buckets, merge, split
+from kerasguard.serve.batching import Batcher, Job, Scored, buckets, merge, split
+from kerasguard.serve.drift import Monitor, log_alarm
 from kerasguard.serve.errors import ApiError, unavailable
 from kerasguard.serve.metrics import Metrics
 
@@ -51,15 +54,27 @@ class WorkerSettings:
     queue_size: int
     backoff_s: float
     backoff_max_s: float
+    drift_window: int = 200
+    drift_confidence_drop: float = 0.15
+    drift_p_value: float = 0.001
 
 
 Loader = Callable[[ModelRef], SandboxedModel]
+# The detector attached to a version in the store (None: no detector); raises when it fails its checks.
+DetectorLoader = Callable[[ModelRef], DetectorSet | None]
 
 
 class Worker:
     """The serving loop of one model version: load, take batches, predict, restart on failure."""
 
-    def __init__(self, ref: ModelRef, loader: Loader, settings: WorkerSettings, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        ref: ModelRef,
+        loader: Loader,
+        settings: WorkerSettings,
+        metrics: Metrics,
+        detector_loader: DetectorLoader | None = None,
+    ) -> None:
         self.ref = ref
         self.settings = settings
         self.metrics = metrics
@@ -70,6 +85,8 @@ class Worker:
         self.attempted = False  # a first load has finished (well or not): readiness
         self.restarts = 0
         self._loader = loader
+        self._detector_loader = detector_loader
+        self.monitor: Monitor | None = None  # set when the version has a detector attached
         self._model: SandboxedModel | None = None
         self._failures = 0
         self._retry_at = 0.0
@@ -115,14 +132,20 @@ class Worker:
 
     # ------------------------------------------------------------------ requests
 
-    async def predict(self, arrays: list[np.ndarray[Any, Any]], count: int) -> Any:
-        """The outputs for these rows, or ApiError 503 when the worker is down or its queue full."""
+    async def predict(
+        self, arrays: list[np.ndarray[Any, Any]], count: int
+    ) -> tuple[Any, np.ndarray[Any, Any] | None]:
+        """(the outputs for these rows, their OOD scores or None without a detector), or ApiError 503
+        when the worker is down or its queue full."""
         if self.state != "ready":
             wait = max(1.0, self._retry_at - time.monotonic())
             raise unavailable("worker_unavailable", "the model is starting or restarting; retry later", wait)
         future = self.batcher.submit(arrays, count)
         self.metrics.queue_depth.labels(*self.ref.labels).set(len(self.batcher))
-        return await future
+        result = await future
+        if isinstance(result, Scored):
+            return result.outputs, result.ood
+        return result, None
 
     # ------------------------------------------------------------------ the loop
 
@@ -130,12 +153,12 @@ class Worker:
         while self.state != "stopped":
             self.state = "starting"
             try:
-                model = await in_thread(self._load)
+                model, monitor = await in_thread(self._load)
             except Exception as exc:  # a refused or failed load: counted, retried later
                 self._failed("load", _cause(exc), exc)
                 await self._backoff()
                 continue
-            self._model = model
+            self._model, self.monitor = model, monitor
             self.input_spec, self.output_spec = model.input_spec, model.output_spec
             self.state, self.attempted = "ready", True
             self.metrics.worker_up.labels(*self.ref.labels).set(1)
@@ -150,7 +173,8 @@ class Worker:
                 self._failed("predict", down.cause, down.error)
                 await self._backoff()
 
-    def _load(self) -> SandboxedModel:
+    def _load(self) -> tuple[SandboxedModel, Monitor | None]:
+        monitor = self._load_detector()
         model = self._loader(self.ref)
         if self.state == "stopped":  # withdrawn while it loaded: nobody will close it otherwise
             model.close()
@@ -164,10 +188,42 @@ class Worker:
             for size in buckets(self.settings.max_batch) if warm else []:
                 batch = [np.repeat(w, size, axis=0) for w in warm]
                 model.predict(batch if len(batch) > 1 else batch[0], batch_size=size)
+            if monitor is not None:
+                self._check_detector_fits(model, monitor)
         except BaseException:
             model.close()
             raise
-        return model
+        return model, monitor
+
+    def _load_detector(self) -> Monitor | None:
+        """The attached detector, checked; a detector that fails its checks fails the load (fail
+        closed: a version whose monitoring was tampered with is not served)."""
+        if self._detector_loader is None:
+            return None
+        try:
+            detector = self._detector_loader(self.ref)
+        except DetectorFileError:  # not a store outage: the attachment itself is bad
+            self.metrics.detector_errors.labels(*self.ref.labels).inc()
+            raise
+        if detector is None:
+            return None
+        s = self.settings
+        return Monitor(detector, s.drift_window, s.drift_confidence_drop, s.drift_p_value)
+
+    def _check_detector_fits(self, model: SandboxedModel, monitor: Monitor) -> None:
+        """One input and one output, and the head layer's features as wide as the detector's."""
+        specs = model.input_spec
+        if len(specs) != 1 or len(model.output_spec) != 1:
+            raise ModelError("an attached detector needs a model with one input and one output")
+        warm = np.zeros((1, *(d or 1 for d in specs[0].shape[1:])), dtype=specs[0].dtype)
+        fixed = all(d is not None for d in specs[0].shape[1:])
+        try:
+            for size in buckets(self.settings.max_batch) if fixed else [1]:  # compiled now, not on a request
+                batch = np.repeat(warm, size, axis=0)
+                monitor.scores(np.asarray(model.layer_input(batch, monitor.head, batch_size=size)))
+        except ValueError as exc:
+            self.metrics.detector_errors.labels(*self.ref.labels).inc()
+            raise ModelError(f"the attached detector does not fit the model: {exc}") from None
 
     async def _serve(self, model: SandboxedModel) -> None:
         while True:
@@ -177,18 +233,45 @@ class Worker:
             arrays, total = merge(batch)
             self.metrics.batch_size.labels(*self.ref.labels).observe(total)
             x: Any = arrays if len(arrays) > 1 else arrays[0]
-            call = functools.partial(model.predict, x, batch_size=len(arrays[0]))
+            call = functools.partial(self._predict, model, self.monitor, x, len(arrays[0]))
             try:
-                result = await in_thread(call)
-            except (SandboxError, ModelError, KerasGuardError, OSError) as exc:
+                result, features = await in_thread(call)
+                ood = None if self.monitor is None else self._score(result, features, total)
+            except (SandboxError, ModelError, KerasGuardError, OSError, ValueError) as exc:
                 error = unavailable("worker_crashed", "the model failed; retry later")
                 for job in batch:
                     if not job.future.done():
                         job.future.set_exception(error)
                 raise _WorkerDown(_cause(exc), exc) from None
-            split(result, batch)
+            split(result, batch, ood)
             self._running = []
             self._failures = 0
+
+    @staticmethod
+    def _predict(model: SandboxedModel, monitor: Monitor | None, x: Any, size: int) -> tuple[Any, Any]:
+        """The outputs and, with a detector, the head layer's input features, from the child."""
+        result = model.predict(x, batch_size=size)
+        features = None if monitor is None else model.layer_input(x, monitor.head, batch_size=size)
+        return result, features
+
+    def _score(self, result: Any, features: Any, total: int) -> np.ndarray[Any, Any]:
+        """OOD scores of the real rows (padding dropped), observed in the metrics, and the drift window."""
+        assert self.monitor is not None
+        labels = self.ref.labels
+        scores = self.monitor.scores(np.asarray(features)[:total])
+        histogram = self.metrics.ood_score.labels(*labels)
+        for value in scores:
+            histogram.observe(float(value))
+        above = int(np.count_nonzero(scores > self.monitor.threshold))
+        if above:
+            self.metrics.ood_alarms.labels(*labels).inc(above)
+        outputs = np.asarray(_only(result))[:total]
+        if not np.all(np.isfinite(outputs)):
+            outputs = np.nan_to_num(outputs, nan=0.0, posinf=0.0, neginf=0.0)
+        for alarm in self.monitor.observe(outputs):
+            self.metrics.drift_alarms.labels(*labels, alarm.kind).inc()
+            log_alarm(labels, alarm)
+        return scores
 
     def _failed(self, stage: str, cause: str, error: BaseException) -> None:
         self.restarts += 1
@@ -239,6 +322,15 @@ async def in_thread(fn: Callable[[], T]) -> T:
 
     threading.Thread(target=target, name="kg-serve-worker", daemon=True).start()
     return await future
+
+
+def _only(result: Any) -> Any:
+    """The one output of a one-output model, however the child shaped the reply."""
+    if isinstance(result, dict):
+        return next(iter(result.values()))
+    if isinstance(result, list | tuple):
+        return result[0]
+    return result
 
 
 class _Stopped(Exception):

@@ -1,0 +1,151 @@
+"""The pieces of OOD monitoring without a server: store attachments and their checks, drift windows."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from kerasguard.robustness.detector_files import (
+    MAX_ATTACHMENT_BYTES,
+    attachment,
+    from_attachment,
+    save_detectors,
+)
+from kerasguard.robustness.detectors import DetectorSet, Squeezers, mahalanobis
+from kerasguard.robustness.errors import DetectorFileError
+from kerasguard.serve.drift import Monitor, chi2_critical
+
+SHA = "ab" * 32
+UNIFORM = {"confidence_mean": 0.9, "class_fractions": [0.25] * 4, "count": 400}
+
+
+def detector(reference: dict[str, Any] | None = UNIFORM, width: int = 6) -> DetectorSet:
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(width, width))
+    return DetectorSet(
+        head="out",
+        input_shape=(None, 8),
+        n_classes=4,
+        clip_min=0.0,
+        clip_max=1.0,
+        kernel=rng.normal(size=(width, 4)),
+        bias=np.zeros(4),
+        means=rng.normal(size=(4, width)),
+        precision=a @ a.T + np.eye(width),
+        squeezers=Squeezers(4, False, 0.0, 1.0),
+        thresholds={"mahalanobis": 12.5},
+        target_fpr=0.05,
+        calibration_fpr={"mahalanobis": 0.05},
+        model_sha256=SHA,
+        reference=reference,
+    )
+
+
+def saved(tmp_path: Path, **kwargs: Any) -> Path:
+    return save_detectors(detector(**kwargs), tmp_path / "det")
+
+
+def test_attachment_round_trip_keeps_every_number(tmp_path: Path) -> None:
+    value = attachment(saved(tmp_path), model_sha256=SHA)
+    json.dumps(value)  # it is what the store keeps as provenance
+    back = from_attachment(value, model_sha256="sha256:" + SHA, where="t/m:1")
+    original = detector()
+    np.testing.assert_array_equal(back.precision, original.precision)
+    np.testing.assert_array_equal(back.means, original.means)
+    assert back.thresholds == original.thresholds and back.reference == UNIFORM
+
+
+def _edit(value: dict[str, Any], part: str, change: Any) -> dict[str, Any]:
+    data = bytearray(base64.b64decode(value[part]))
+    change(data)
+    return {**value, part: base64.b64encode(bytes(data)).decode()}
+
+
+def test_every_tampered_attachment_is_refused(tmp_path: Path) -> None:
+    value = attachment(saved(tmp_path), model_sha256=SHA)
+
+    def flip_last(data: bytearray) -> None:
+        data[-30] ^= 1
+
+    def raise_threshold(data: bytearray) -> None:
+        doc = json.loads(bytes(data))
+        doc["thresholds"]["mahalanobis"] = 1e12
+        data[:] = json.dumps(doc).encode()
+
+    cases = {
+        "sha256 mismatch": _edit(value, "npz", flip_last),
+        "digest mismatch": _edit(value, "json", raise_threshold),
+        "not base64": {**value, "npz": "***"},
+        "no valid 'json' part": {**value, "json": "A" * (MAX_ATTACHMENT_BYTES + 4)},
+        "is not a kerasguard.detector-attachment/1": {**value, "format": "other"},
+    }
+    for message, bad in cases.items():
+        with pytest.raises(DetectorFileError, match=message):
+            from_attachment(bad, model_sha256=SHA, where="t/m:1")
+    with pytest.raises(DetectorFileError, match="fitted on another model"):
+        from_attachment(value, model_sha256="cd" * 32, where="t/m:1")
+
+
+def test_attach_refuses_what_serve_cannot_use(tmp_path: Path) -> None:
+    with pytest.raises(DetectorFileError, match="reference statistics"):
+        attachment(saved(tmp_path, reference=None), model_sha256=SHA)
+    with pytest.raises(DetectorFileError, match="the store attaches at most"):
+        attachment(save_detectors(detector(width=80), tmp_path / "wide"), model_sha256=SHA)
+    with pytest.raises(DetectorFileError, match="fitted on another model"):
+        attachment(saved(tmp_path), model_sha256="cd" * 32)
+    folder = saved(tmp_path)
+    doc = json.loads((folder / "detector.json").read_text())
+    doc["reference"]["class_fractions"] = [1.0, 1.0, 0.0, 0.0]  # re-digested, but not fractions
+    import hashlib
+
+    from kerasguard.robustness.detector_files import _canonical
+
+    doc["digest"] = hashlib.sha256(_canonical(doc)).hexdigest()
+    (folder / "detector.json").write_text(json.dumps(doc))
+    with pytest.raises(DetectorFileError, match="reference statistics are malformed"):
+        attachment(folder, model_sha256=SHA)
+
+
+def onehot(classes: list[int], confidence: float) -> np.ndarray:
+    out = np.full((len(classes), 4), (1 - confidence) / 3)
+    out[np.arange(len(classes)), classes] = confidence
+    return out
+
+
+def test_drift_windows() -> None:
+    monitor = Monitor(detector(), window=40, confidence_drop=0.15, p_value=0.001)
+    balanced = [i % 4 for i in range(40)]
+    assert monitor.observe(onehot(balanced[:25], 0.9)) == []  # the window is not full yet
+    assert monitor.observe(onehot(balanced[25:], 0.9)) == []  # full, like the reference
+    [alarm] = monitor.observe(onehot(balanced, 0.5))
+    assert alarm.kind == "confidence" and alarm.detail["window_mean"] == 0.5
+    [alarm] = monitor.observe(onehot([2] * 40, 0.9))
+    assert alarm.kind == "class_mix" and alarm.detail["counts"] == [0, 0, 40, 0]
+    # logits (not probabilities) are turned into probabilities first
+    logits = np.log(onehot(balanced, 0.9)) + 3.0
+    assert monitor.observe(logits) == []
+    # two windows in one batch: two verdicts
+    assert [a.kind for a in monitor.observe(onehot([1] * 80, 0.9))] == ["class_mix", "class_mix"]
+
+
+def test_chi2_critical_values() -> None:
+    # table values: chi2.ppf(0.999, 9) = 27.877, chi2.ppf(0.99, 3) = 11.345, chi2.ppf(0.95, 1) = 3.841
+    assert chi2_critical(9, 0.001) == pytest.approx(27.877, rel=0.02)
+    assert chi2_critical(3, 0.01) == pytest.approx(11.345, rel=0.02)
+    assert chi2_critical(1, 0.05) == pytest.approx(3.841, rel=0.03)
+
+
+def test_scores_are_the_detectors_and_non_finite_features_are_outliers() -> None:
+    det = detector()
+    monitor = Monitor(det, window=40, confidence_drop=0.15, p_value=0.001)
+    feats = np.random.default_rng(1).normal(size=(5, 6))
+    np.testing.assert_allclose(monitor.scores(feats), mahalanobis(feats, det.means, det.precision))
+    feats[2, 0] = np.inf
+    assert np.isinf(monitor.scores(feats)[2])
+    with pytest.raises(ValueError, match="width"):
+        monitor.scores(np.zeros((2, 7)))

@@ -91,6 +91,7 @@ class SuspiciousSample:
     score: float  # robust distance over the class's threshold (> 1 = candidate)
     spectral: float  # classic centred spectral-signature score
     reclassified_as: int | None  # the class exclusionary reclassification gave it, if not its label
+    confirmed: bool = False  # in a class confirmed poisoned, and looks like another class: remove it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +100,7 @@ class SuspiciousSample:
             "score": round(self.score, 6),
             "spectral": round(self.spectral, 6),
             "reclassified_as": self.reclassified_as,
+            "confirmed": self.confirmed,
         }
 
 
@@ -112,6 +114,8 @@ class ClassAnalysis:
     candidates: int
     reclassified_fraction: float | None
     reclassified_as: int | None
+    trigger_flip: float | None = None  # share of other classes the candidates' shared difference moves here
+    poisoned: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,6 +127,8 @@ class ClassAnalysis:
                 None if self.reclassified_fraction is None else round(self.reclassified_fraction, 4)
             ),
             "reclassified_as": self.reclassified_as,
+            "trigger_flip": None if self.trigger_flip is None else round(self.trigger_flip, 4),
+            "poisoned": self.poisoned,
         }
 
 
@@ -170,6 +176,12 @@ class BackdoorReport:
 
     @property
     def flagged_indices(self) -> tuple[int, ...]:
+        """The samples to remove: those of classes confirmed poisoned that look like another class."""
+        return tuple(sorted(s.index for s in self.suspicious if s.confirmed))
+
+    @property
+    def candidate_indices(self) -> tuple[int, ...]:
+        """Every robust spectral outlier, confirmed or only for review."""
         return tuple(sorted(s.index for s in self.suspicious))
 
     def at_or_above(self, threshold: Severity) -> tuple[Finding, ...]:

@@ -19,9 +19,11 @@ along few directions. Per class:
    The per-feature median of (candidate - mean of its 5 nearest clean neighbours in the class it was
    reclassified as) estimates that shared difference. It is pasted onto clean samples of the other
    classes and the model is asked: if it now sends at least TRIGGER_MIN of them to the class, the
-   difference is a working trigger and the class is confirmed poisoned (KGD201, high); its
-   reclassified candidates are the samples to remove. A clean tail's difference is a writing style,
-   not a switch: on clean digits and breast-cancer data it moves at most ~26% (docs/data.md).
+   difference is a working trigger and the class is confirmed poisoned (KGD201, high). The samples
+   to remove are its reclassified candidates and the samples of the class that the model moves to
+   another class once the difference is subtracted (poison that was not a spectral outlier).
+   A clean tail's difference is a writing style, not a switch: on clean digits and breast-cancer
+   data it moved at most 26% (docs/data.md).
    Candidates of classes not confirmed are listed at low severity (KGD202), for review only.
 
 Activation clustering's silhouette of the candidates against the rest of the class is still measured

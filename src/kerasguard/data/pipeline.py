@@ -12,6 +12,7 @@ find_backdoor: model (a keras.Model, or a file loaded by kerasguard.load_model a
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -128,10 +129,11 @@ def _split(split: Split | str | os.PathLike[str] | None) -> tuple[FloatArray, In
 
 
 def _judge_class(
-    cls: bd.ClassScores, predicted: dict[int, int], flip: float | None, loc: Location
+    cls: bd.ClassScores, predicted: dict[int, int], test: _TriggerTest | None, loc: Location
 ) -> tuple[list[Finding], ClassAnalysis, list[SuspiciousSample]]:
     """One class's finding (KGD201 confirmed poisoned, KGD202 for review, KGD203 too small), its
-    measurements and its suspicious samples."""
+    measurements and its suspicious samples. In a poisoned class, the confirmed ones are the outliers
+    that look like another class and the samples that leave the class once the trigger is subtracted."""
     if cls.skipped:
         message = f"class {cls.label}: {len(cls.indices)} samples, fewer than {bd.MIN_CLASS}; not analysed"
         return (
@@ -142,15 +144,18 @@ def _judge_class(
     fraction, other = bd.reclassification(cls, predicted)
     members = cls.indices[cls.candidate]
     elsewhere = [int(i) for i in members if predicted[int(i)] != cls.label]
-    poisoned = bd.confirmed(len(elsewhere), flip)
+    flip = None if test is None else test.flip
+    poisoned = test is not None and bd.confirmed(len(elsewhere), flip)
+    untriggered = test.untriggered if test is not None and poisoned else {}
     norm = bd.normalised(cls)
     samples = []
-    for pos in np.flatnonzero(cls.candidate):
+    for pos in np.flatnonzero(cls.candidate | np.isin(cls.indices, list(untriggered))):
         index = int(cls.indices[pos])
-        again = predicted[index]
+        poison = poisoned and (index in untriggered or index in elsewhere)
+        again: int | None = untriggered.get(index, predicted.get(index, cls.label))
         samples.append(SuspiciousSample(index, cls.label, float(norm[pos]), float(cls.spectral[pos]),
                                         None if again == cls.label else again,
-                                        confirmed=poisoned and again != cls.label))  # fmt: skip
+                                        confirmed=poison))  # fmt: skip
     analysis = ClassAnalysis(
         cls.label, len(cls.indices), cls.silhouette, int(members.size), fraction, other, flip, poisoned
     )
@@ -166,9 +171,10 @@ def _judge_class(
     )
     if poisoned:
         message = (
-            f"class {cls.label}: {len(elsewhere)} samples look like other classes and share a difference "
+            f"class {cls.label}: {len(elsewhere)} outliers look like other classes and share a difference "
             f"that acts as a trigger on the model ({flip_text} of other classes' samples flip to "
-            f"{cls.label}): likely backdoor poison"
+            f"{cls.label}); {len(untriggered)} of its samples leave it once the difference is subtracted: "
+            "likely backdoor poison"
         )
         remediation = "remove the confirmed samples the report lists, retrain, and find where they came from"
         return (
@@ -183,7 +189,17 @@ def _judge_class(
     return [finding("KGD202", message, loc, evidence=evidence)], analysis, samples
 
 
-def _trigger_flips(
+@dataclass(frozen=True)
+class _TriggerTest:
+    """A class's trigger test: the share of other classes' samples its outliers' shared difference
+    sends into it, and (when that confirms it) its samples the model moves elsewhere once the
+    difference is subtracted, with the class it then gives them."""
+
+    flip: float
+    untriggered: dict[int, int]
+
+
+def _trigger_tests(
     model: Any,
     x: npt.NDArray[np.float32],
     y: IntArray,
@@ -191,9 +207,10 @@ def _trigger_flips(
     flagged: Any,
     predicted: dict[int, int],
     seed: int,
-) -> dict[int, float]:
-    """Per class with enough reclassified outliers: the share of other classes' clean samples the
-    model sends to the class once the outliers' shared difference is pasted on them."""
+) -> dict[int, _TriggerTest]:
+    """Per class with enough reclassified outliers: paste their shared difference on other classes'
+    clean samples (does the model follow it into the class?), and for a class that passes, subtract it
+    from the class's own samples (which ones does the model then put elsewhere?)."""
     flat = x.reshape(len(x), -1).astype(np.float64)
     clean = np.ones(len(y), dtype=bool)
     clean[flagged] = False
@@ -201,7 +218,7 @@ def _trigger_flips(
         return {}
     z = bd.scaled_inputs(flat, clean)
     low, high = flat.min(axis=0), flat.max(axis=0)
-    flips: dict[int, float] = {}
+    tests: dict[int, _TriggerTest] = {}
     for cls in classes:
         if cls.skipped:
             continue
@@ -217,8 +234,15 @@ def _trigger_flips(
         pasted = np.clip(flat[rows] + diff, low, high).reshape(x[rows].shape).astype(x.dtype)
         after = predict_classes(model, pasted)
         moved = before != cls.label
-        flips[cls.label] = float(np.mean(after[moved] == cls.label)) if moved.any() else 0.0
-    return flips
+        flip = float(np.mean(after[moved] == cls.label)) if moved.any() else 0.0
+        untriggered: dict[int, int] = {}
+        if bd.confirmed(members.size, flip):
+            own = cls.indices
+            removed = np.clip(flat[own] - diff, low, high).reshape(x[own].shape).astype(x.dtype)
+            gives = predict_classes(model, removed)
+            untriggered = {int(i): int(g) for i, g in zip(own, gives, strict=True) if g != cls.label}
+        tests[cls.label] = _TriggerTest(flip, untriggered)
+    return tests
 
 
 def find_backdoor(
@@ -258,19 +282,19 @@ def find_backdoor(
     candidates = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.intp)
     clean, poisoned = _split(test), _split(poisoned_test)  # read (and refused) before a long retrain
     predicted: dict[int, int] = {}
-    flips: dict[int, float] = {}
+    tests: dict[int, _TriggerTest] = {}
     if candidates.size:
         fit = np.ones(len(y), dtype=bool)
         fit[candidates] = False
         z = bd.scaled_inputs(x.reshape(len(x), -1).astype(np.float64), fit)
         again = bd.input_reclassify(z, y, candidates) if fit.any() else y[candidates]
         predicted = dict(zip(candidates.tolist(), again.tolist(), strict=True))
-        flips = _trigger_flips(model, x, y, classes, candidates, predicted, seed)
+        tests = _trigger_tests(model, x, y, classes, candidates, predicted, seed)
     findings: list[Finding] = []
     analyses: list[ClassAnalysis] = []
     suspicious: list[SuspiciousSample] = []
     for cls in classes:
-        found, analysis, samples = _judge_class(cls, predicted, flips.get(cls.label), Location(
+        found, analysis, samples = _judge_class(cls, predicted, tests.get(cls.label), Location(
             file=ds.source, pointer=f"/classes/{cls.label}"))  # fmt: skip
         findings += found
         analyses.append(analysis)

@@ -91,7 +91,7 @@ class SuspiciousSample:
     score: float  # robust distance over the class's threshold (> 1 = candidate)
     spectral: float  # classic centred spectral-signature score
     reclassified_as: int | None  # the class exclusionary reclassification gave it, if not its label
-    confirmed: bool = False  # in a class confirmed poisoned, and looks like another class: remove it
+    confirmed: bool = False  # in a class confirmed poisoned, and poison by the trigger test: remove it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -176,7 +176,8 @@ class BackdoorReport:
 
     @property
     def flagged_indices(self) -> tuple[int, ...]:
-        """The samples to remove: those of classes confirmed poisoned that look like another class."""
+        """The samples to remove: in classes confirmed poisoned, the outliers that look like another class
+        and the samples the model moves out of the class once the trigger is subtracted."""
         return tuple(sorted(s.index for s in self.suspicious if s.confirmed))
 
     @property

@@ -166,8 +166,13 @@ def _judge_class(
     evidence = (
         f"{len(elsewhere)} of {members.size} outliers look like other classes"
         + (f" (mostly {other})" if other is not None else "")
-        + f"; their shared difference, pasted on other classes' samples, sends {flip_text} of them to "
-        f"class {cls.label}; top samples {top}"
+        + (
+            f"; their shared difference, pasted on other classes' samples, sends {flip_text} of them to "
+            f"class {cls.label}"
+            if flip is not None
+            else f"; trigger test not run (fewer than {bd.MIN_RECLASSIFIED} look like other classes)"
+        )
+        + f"; top samples {top}"
     )
     if poisoned:
         message = (

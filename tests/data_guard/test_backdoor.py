@@ -155,3 +155,16 @@ def test_planted_label_flips_are_found() -> None:
     precision = len(rows & set(flipped.tolist())) / len(rows)
     assert recall >= 0.7, recall
     assert precision >= 3 * len(flipped) / len(y), precision  # far above a random pick
+
+
+def test_non_finite_inputs_are_a_clear_error_not_a_traceback() -> None:
+    from kerasguard.data import find_backdoor
+    from kerasguard.errors import DataError
+
+    x_train, _, y_train, _ = digits_split()
+    model = train_mlp(x_train, y_train, epochs=1)
+    x = x_train.copy()
+    x[5, 2, 2] = np.nan
+    x[9, 0, 0] = np.inf
+    with pytest.raises(DataError, match="2 sample"):
+        find_backdoor(model, x, y_train)

@@ -281,6 +281,12 @@ def find_backdoor(
         raise DataError(f"{ds.source}: backdoor analysis needs labels")
     y = ds.labels
     x = ds.inputs().astype(np.float32)
+    if not np.isfinite(x).all():
+        bad = int((~np.isfinite(x.reshape(len(x), -1))).any(axis=1).sum())
+        raise DataError(
+            f"{ds.source}: {bad} sample(s) hold NaN or infinite values; the analysis needs finite inputs",
+            hint="run `kerasguard data check` to find them (KGD103), then fix or drop them",
+        )
     acts, layer_name = activations(model, x, layer)
     classes = bd.score_classes(acts, y, directions=directions, quantile=quantile, seed=seed)
     parts = [c.indices[c.candidate] for c in classes]

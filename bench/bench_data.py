@@ -133,7 +133,10 @@ def detection(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
             poisoned_test=poisoned_test,
         )
         seconds = time.perf_counter() - start
-        methods = {"kerasguard_jax": {"flagged": list(report.flagged_indices), "seconds": seconds}}
+        kgd201 = [f.location.pointer for f in report.findings if f.rule_id == "KGD201"]
+        methods = {
+            "kerasguard_jax": {"flagged": list(report.flagged_indices), "seconds": seconds, "kgd201": kgd201}
+        }
         methods.update(side(args.art_python, case, "art", "tensorflow"))
         if share == 0.10 and not args.skip_backends:
             for backend in ("tensorflow", "torch"):
@@ -157,6 +160,8 @@ def detection(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                 "asr_before": asr_before,
                 "acc_before": acc_before,
             }
+            if "kgd201" in result:  # kerasguard's class verdict: which classes got the high finding
+                row["kgd201"] = result["kgd201"]
             if name == "kerasguard_jax" and report.retrain is not None:
                 row["asr_after"] = report.retrain.attack_success_after
                 row["acc_after"] = report.retrain.clean_accuracy_after

@@ -81,6 +81,7 @@ def kerasguard_other_backend(case: Path) -> dict[str, object]:
         f"kerasguard_{keras.backend.backend()}": {
             "flagged": list(report.flagged_indices),
             "seconds": seconds,
+            "kgd201": [f.location.pointer for f in report.findings if f.rule_id == "KGD201"],
             "guard_gradient_norms": [e.get("monitor_gradient_norm") for e in guard.epochs],
         }
     }

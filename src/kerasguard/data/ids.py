@@ -42,7 +42,7 @@ CHECKS: dict[str, DataCheck] = {
         _C("KGD115", Severity.INFO, "check skipped"),
         # data backdoor (KGD2xx)
         _C("KGD201", Severity.HIGH, "suspected backdoor poison in a class"),
-        _C("KGD202", Severity.MEDIUM, "spectral outliers not confirmed as a poisoned cluster"),
+        _C("KGD202", Severity.LOW, "spectral outliers with no shared trigger, for review"),
         _C("KGD203", Severity.INFO, "class too small for backdoor analysis"),
         # TrainingGuard (KGD3xx)
         _C("KGD301", Severity.HIGH, "training loss spike"),

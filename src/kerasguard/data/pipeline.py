@@ -12,9 +12,11 @@ find_backdoor: model (a keras.Model, or a file loaded by kerasguard.load_model a
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from kerasguard.data import backdoor as bd
 from kerasguard.data.activations import activations
@@ -127,10 +129,11 @@ def _split(split: Split | str | os.PathLike[str] | None) -> tuple[FloatArray, In
 
 
 def _judge_class(
-    cls: bd.ClassScores, predicted: dict[int, int], loc: Location, how: str
+    cls: bd.ClassScores, predicted: dict[int, int], test: _TriggerTest | None, loc: Location
 ) -> tuple[list[Finding], ClassAnalysis, list[SuspiciousSample]]:
-    """One class's finding (KGD201 confirmed, KGD202 for review, KGD203 too small), its measurements
-    and its suspicious samples."""
+    """One class's finding (KGD201 confirmed poisoned, KGD202 for review, KGD203 too small), its
+    measurements and its suspicious samples. In a poisoned class, the confirmed ones are the outliers
+    that look like another class and the samples that leave the class once the trigger is subtracted."""
     if cls.skipped:
         message = f"class {cls.label}: {len(cls.indices)} samples, fewer than {bd.MIN_CLASS}; not analysed"
         return (
@@ -140,39 +143,111 @@ def _judge_class(
         )
     fraction, other = bd.reclassification(cls, predicted)
     members = cls.indices[cls.candidate]
+    elsewhere = [int(i) for i in members if predicted[int(i)] != cls.label]
+    flip = None if test is None else test.flip
+    poisoned = test is not None and bd.confirmed(len(elsewhere), flip)
+    untriggered = test.untriggered if test is not None and poisoned else {}
     norm = bd.normalised(cls)
     samples = []
-    for pos in np.flatnonzero(cls.candidate):
+    for pos in np.flatnonzero(cls.candidate | np.isin(cls.indices, list(untriggered))):
         index = int(cls.indices[pos])
-        again = predicted[index]
+        poison = poisoned and (index in untriggered or index in elsewhere)
+        again: int | None = untriggered.get(index, predicted.get(index, cls.label))
         samples.append(SuspiciousSample(index, cls.label, float(norm[pos]), float(cls.spectral[pos]),
-                                        None if again == cls.label else again))  # fmt: skip
-    analysis = ClassAnalysis(cls.label, len(cls.indices), cls.silhouette, int(members.size), fraction, other)
+                                        None if again == cls.label else again,
+                                        confirmed=poison))  # fmt: skip
+    analysis = ClassAnalysis(
+        cls.label, len(cls.indices), cls.silhouette, int(members.size), fraction, other, flip, poisoned
+    )
     if not members.size:
         return [], analysis, samples
     top = members[np.argsort(-norm[cls.candidate])][:10].tolist()
-    silhouette = "-" if cls.silhouette is None else f"{cls.silhouette:.3f}"
+    flip_text = "not measured" if flip is None else f"{flip:.0%}"
     evidence = (
-        f"silhouette {silhouette}, reclassified {fraction or 0.0:.0%}"
-        + (f" (mostly as {other})" if other is not None else "")
+        f"{len(elsewhere)} of {members.size} outliers look like other classes"
+        + (f" (mostly {other})" if other is not None else "")
+        + (
+            f"; their shared difference, pasted on other classes' samples, sends {flip_text} of them to "
+            f"class {cls.label}"
+            if flip is not None
+            else f"; trigger test not run (fewer than {bd.MIN_RECLASSIFIED} look like other classes)"
+        )
         + f"; top samples {top}"
     )
-    if bd.confirmed(cls, fraction):
+    if poisoned:
         message = (
-            f"class {cls.label}: {members.size} samples form a separate cluster in the penultimate layer "
-            f"and {how} puts {fraction or 0.0:.0%} of them in other classes: likely backdoor poison"
+            f"class {cls.label}: {len(elsewhere)} outliers look like other classes and share a difference "
+            f"that acts as a trigger on the model ({flip_text} of other classes' samples flip to "
+            f"{cls.label}); {len(untriggered)} of its samples leave it once the difference is subtracted: "
+            "likely backdoor poison"
         )
-        remediation = "remove them (the report lists them), retrain, and find where they came from"
+        remediation = "remove the confirmed samples the report lists, retrain, and find where they came from"
         return (
             [finding("KGD201", message, loc, evidence=evidence, remediation=remediation)],
             analysis,
             samples,
         )
     message = (
-        f"class {cls.label}: {members.size} of {len(cls.indices)} samples are robust spectral outliers "
-        "(not confirmed as one reclassified cluster); review them"
+        f"class {cls.label}: {members.size} of {len(cls.indices)} samples are robust spectral outliers; "
+        "no shared trigger found (the tail of a varied class, most likely); review if in doubt"
     )
     return [finding("KGD202", message, loc, evidence=evidence)], analysis, samples
+
+
+@dataclass(frozen=True)
+class _TriggerTest:
+    """A class's trigger test: the share of other classes' samples its outliers' shared difference
+    sends into it, and (when that confirms it) its samples the model moves elsewhere once the
+    difference is subtracted, with the class it then gives them."""
+
+    flip: float
+    untriggered: dict[int, int]
+
+
+def _trigger_tests(
+    model: Any,
+    x: npt.NDArray[np.float32],
+    y: IntArray,
+    classes: list[bd.ClassScores],
+    flagged: Any,
+    predicted: dict[int, int],
+    seed: int,
+) -> dict[int, _TriggerTest]:
+    """Per class with enough reclassified outliers: paste their shared difference on other classes'
+    clean samples (does the model follow it into the class?), and for a class that passes, subtract it
+    from the class's own samples (which ones does the model then put elsewhere?)."""
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    clean = np.ones(len(y), dtype=bool)
+    clean[flagged] = False
+    if not clean.any():
+        return {}
+    z = bd.scaled_inputs(flat, clean)
+    low, high = flat.min(axis=0), flat.max(axis=0)
+    tests: dict[int, _TriggerTest] = {}
+    for cls in classes:
+        if cls.skipped:
+            continue
+        members = np.asarray([int(i) for i in cls.indices[cls.candidate] if predicted[int(i)] != cls.label])
+        if members.size < bd.MIN_RECLASSIFIED:
+            continue
+        looks_like = np.asarray([predicted[int(i)] for i in members], dtype=np.int64)
+        diff = bd.shared_difference(flat, z, y, clean, members, looks_like)
+        rows = bd.transplant_rows(y, clean, cls.label, seed)
+        if not rows.size:
+            continue
+        before = predict_classes(model, x[rows])
+        pasted = np.clip(flat[rows] + diff, low, high).reshape(x[rows].shape).astype(x.dtype)
+        after = predict_classes(model, pasted)
+        moved = before != cls.label
+        flip = float(np.mean(after[moved] == cls.label)) if moved.any() else 0.0
+        untriggered: dict[int, int] = {}
+        if bd.confirmed(members.size, flip):
+            own = cls.indices
+            removed = np.clip(flat[own] - diff, low, high).reshape(x[own].shape).astype(x.dtype)
+            gives = predict_classes(model, removed)
+            untriggered = {int(i): int(g) for i, g in zip(own, gives, strict=True) if g != cls.label}
+        tests[cls.label] = _TriggerTest(flip, untriggered)
+    return tests
 
 
 def find_backdoor(
@@ -206,30 +281,41 @@ def find_backdoor(
         raise DataError(f"{ds.source}: backdoor analysis needs labels")
     y = ds.labels
     x = ds.inputs().astype(np.float32)
+    if not np.isfinite(x).all():
+        bad = int((~np.isfinite(x.reshape(len(x), -1))).any(axis=1).sum())
+        raise DataError(
+            f"{ds.source}: {bad} sample(s) hold NaN or infinite values; the analysis needs finite inputs",
+            hint="run `kerasguard data check` to find them (KGD103), then fix or drop them",
+        )
     acts, layer_name = activations(model, x, layer)
     classes = bd.score_classes(acts, y, directions=directions, quantile=quantile, seed=seed)
     parts = [c.indices[c.candidate] for c in classes]
-    flagged = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.intp)
+    candidates = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.intp)
     clean, poisoned = _split(test), _split(poisoned_test)  # read (and refused) before a long retrain
+    predicted: dict[int, int] = {}
+    tests: dict[int, _TriggerTest] = {}
+    if candidates.size:
+        fit = np.ones(len(y), dtype=bool)
+        fit[candidates] = False
+        z = bd.scaled_inputs(x.reshape(len(x), -1).astype(np.float64), fit)
+        again = bd.input_reclassify(z, y, candidates) if fit.any() else y[candidates]
+        predicted = dict(zip(candidates.tolist(), again.tolist(), strict=True))
+        tests = _trigger_tests(model, x, y, classes, candidates, predicted, seed)
+    findings: list[Finding] = []
+    analyses: list[ClassAnalysis] = []
+    suspicious: list[SuspiciousSample] = []
+    for cls in classes:
+        found, analysis, samples = _judge_class(cls, predicted, tests.get(cls.label), Location(
+            file=ds.source, pointer=f"/classes/{cls.label}"))  # fmt: skip
+        findings += found
+        analyses.append(analysis)
+        suspicious += samples
+    flagged = np.asarray(sorted(s.index for s in suspicious if s.confirmed), dtype=np.intp)
     retrained = None
     if retrain_filtered:
         keep = np.ones(len(y), dtype=bool)
         keep[flagged] = False
         retrained = retrain(model, x[keep], y[keep], epochs=epochs, batch_size=batch_size, seed=seed)
-        predicted_flagged = predict_classes(retrained, x[flagged]) if flagged.size else np.zeros(0, np.int64)
-    else:
-        predicted_flagged = bd.probe_reclassify(acts, y, flagged) if flagged.size else np.zeros(0, np.int64)
-    predicted = dict(zip(flagged.tolist(), predicted_flagged.tolist(), strict=True))
-    how = "the retrained model" if retrained is not None else "a probe trained without them"
-    findings: list[Finding] = []
-    analyses: list[ClassAnalysis] = []
-    suspicious: list[SuspiciousSample] = []
-    for cls in classes:
-        found, analysis, samples = _judge_class(cls, predicted, Location(file=ds.source,
-                                                pointer=f"/classes/{cls.label}"), how)  # fmt: skip
-        findings += found
-        analyses.append(analysis)
-        suspicious += samples
     result = None
     if retrained is not None:
         result = RetrainResult(

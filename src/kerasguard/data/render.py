@@ -66,20 +66,24 @@ def render_text(report: DataReport | BackdoorReport, *, color: bool = False, wid
         for c in report.classes:
             sil = "-" if c.silhouette is None else f"{c.silhouette:.3f}"
             re = "-" if c.reclassified_fraction is None else f"{c.reclassified_fraction:.0%}"
+            flip = "-" if c.trigger_flip is None else f"{c.trigger_flip:.0%}"
+            verdict = "  POISONED" if c.poisoned else ""
             con.print(
                 f"  class {c.label:>4}: {c.samples:6} samples, {c.candidates:5} outliers, "
-                f"silhouette {sil}, reclassified {re}"
+                f"silhouette {sil}, reclassified {re}, trigger test {flip}{verdict}"
             )
     _findings(con, report.findings)
     if isinstance(report, BackdoorReport):
         top = sorted(report.suspicious, key=lambda s: -s.score)[:20]
         if top:
             con.print(
-                f"  most suspicious of {len(report.suspicious)} (index label score -> reclassified as):"
+                f"  {len(report.flagged_indices)} to remove (confirmed), {len(report.suspicious)} outliers; "
+                "most suspicious (index label score -> reclassified as, * = confirmed):"
             )
             for s in top:
                 again = "" if s.reclassified_as is None else f" -> {s.reclassified_as}"
-                con.print(f"    {s.index:8} {s.label:4} {s.score:8.2f}{again}")
+                mark = " *" if s.confirmed else ""
+                con.print(f"    {s.index:8} {s.label:4} {s.score:8.2f}{again}{mark}")
         if report.retrain is not None:
             r = report.retrain
 

@@ -88,6 +88,7 @@ class SuspiciousSample:
     score: float  # robust distance over the class's threshold (> 1 = candidate)
     spectral: float  # classic centred spectral-signature score
     reclassified_as: int | None  # the class exclusionary reclassification gave it, if not its label
+    confirmed: bool = False  # in a class confirmed poisoned, and poison by the trigger test: remove it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +97,7 @@ class SuspiciousSample:
             "score": round(self.score, 6),
             "spectral": round(self.spectral, 6),
             "reclassified_as": self.reclassified_as,
+            "confirmed": self.confirmed,
         }
 
 
@@ -109,6 +111,8 @@ class ClassAnalysis:
     candidates: int
     reclassified_fraction: float | None
     reclassified_as: int | None
+    trigger_flip: float | None = None  # share of other classes the candidates' shared difference moves here
+    poisoned: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -120,6 +124,8 @@ class ClassAnalysis:
                 None if self.reclassified_fraction is None else round(self.reclassified_fraction, 4)
             ),
             "reclassified_as": self.reclassified_as,
+            "trigger_flip": None if self.trigger_flip is None else round(self.trigger_flip, 4),
+            "poisoned": self.poisoned,
         }
 
 
@@ -167,6 +173,13 @@ class BackdoorReport:
 
     @property
     def flagged_indices(self) -> tuple[int, ...]:
+        """The samples to remove: in classes confirmed poisoned, the outliers that look like another class
+        and the samples the model moves out of the class once the trigger is subtracted."""
+        return tuple(sorted(s.index for s in self.suspicious if s.confirmed))
+
+    @property
+    def candidate_indices(self) -> tuple[int, ...]:
+        """Every robust spectral outlier, confirmed or only for review."""
         return tuple(sorted(s.index for s in self.suspicious))
 
     def at_or_above(self, threshold: Severity) -> tuple[Finding, ...]:

@@ -36,8 +36,9 @@ class Site:
 
 
 def build_models(folder: Path) -> dict[str, Path]:
-    """``digits``: a clean MLP. ``suspect``: a Lambda layer (quarantined at push). ``hostile``: the same
-    with HTML, JavaScript, rich markup and terminal escapes in its layer names and a member's file name."""
+    """``digits``: a clean MLP. ``suspect``, ``review``: a Lambda layer (quarantined at push).
+    ``hostile``: that with HTML, JavaScript, rich markup and terminal escapes in its layer names and in
+    a member's file name."""
     import keras
 
     keras.utils.set_random_seed(0)
@@ -50,6 +51,8 @@ def build_models(folder: Path) -> dict[str, Path]:
     )
     out["suspect"] = folder / "suspect.keras"
     lam.save(out["suspect"])
+    out["review"] = folder / "review.keras"  # released by the browser test; ``suspect`` stays quarantined
+    lam.save(out["review"])
     out["hostile"] = folder / "hostile.keras"
     with zipfile.ZipFile(out["suspect"]) as src, zipfile.ZipFile(out["hostile"], "w") as dst:
         for item in src.infolist():

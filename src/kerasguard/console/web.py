@@ -51,7 +51,7 @@ SECURITY_HEADERS = {
     "content-security-policy": CSP,
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",  # "no-referrer" would make Chromium send "Origin: null" on our forms
     "cache-control": "no-store",
     "cross-origin-opener-policy": "same-origin",
 }

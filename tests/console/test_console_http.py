@@ -57,6 +57,16 @@ def test_bad_tokens_and_invoker_keys_get_no_session(site: Site) -> None:
         assert after.status_code == 303 and after.headers["location"] == "/console/login"
 
 
+def test_logout_ends_the_session(site: Site) -> None:
+    client = login(site, site.reader)
+    page = client.get("/console/models")
+    assert page.status_code == 200
+    assert client.post("/console/logout", data={"x": "1"}).status_code == 403  # CSRF on logout too
+    answer = client.post("/console/logout", data={"csrf": csrf_of(page.text)})
+    assert answer.status_code == 303 and "max-age=0" in answer.headers["set-cookie"].lower()
+    assert client.get("/console/models").headers["location"] == "/console/login"
+
+
 def test_unauthenticated_requests_are_sent_to_login_or_refused(site: Site) -> None:
     client = httpx.Client(base_url=site.url, timeout=30)
     assert client.get("/console/models").headers["location"] == "/console/login"
@@ -97,7 +107,7 @@ def test_a_reader_sees_no_actions_and_the_endpoints_answer_403(site: Site) -> No
             assert answer.status_code == 403, (action, name, answer.text[:300])
     assert reader.get("/console/quarantine").status_code == 403
     assert reader.get("/console/audit").status_code == 403
-    assert reader.get(f"/console/models/{NS}/suspect/1").status_code != 200  # quarantined: admins only
+    assert reader.get(f"/console/models/{NS}/suspect/1").status_code == 404  # quarantined: admins only
     assert status_of(site, "suspect") == "quarantined"
     assert status_of(site, "digits") == "admitted"
 

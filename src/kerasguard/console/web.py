@@ -333,7 +333,12 @@ def create_console(store: ModelStore, policy: Policy, metrics: Metrics) -> ASGIA
                         request, "error.html", console.session_of(request), exc.status, message=exc.message
                     )
             except KerasGuardError as exc:
-                status = 403 if type(exc).__name__ == "AccessDenied" else 409
+                if type(exc).__name__ == "AccessDenied":
+                    status = 403
+                elif exc.message.startswith("no model"):
+                    status = 404
+                else:
+                    status = 409  # the store refused the change (wrong state, tampered row...)
                 response = console.render(
                     request, "error.html", console.session_of(request), status, message=exc.message
                 )

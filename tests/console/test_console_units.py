@@ -8,7 +8,7 @@ import pytest
 
 from kerasguard.console import sessions as sessions_module
 from kerasguard.console.charts import gateway_charts
-from kerasguard.console.sessions import IDLE_S, LOGIN_FAILURES, MAX_SESSIONS, Sessions
+from kerasguard.console.sessions import IDLE_S, LOGIN_FAILURES, MAX_ANONYMOUS, MAX_SESSIONS, Sessions
 from kerasguard.serve.metrics import Metrics
 from kerasguard.store.rbac import Principal, Role
 
@@ -51,9 +51,14 @@ def test_sessions_expire_when_idle_and_the_table_is_bounded(clock: Clock) -> Non
     clock.now += IDLE_S + 1
     assert table.get(session.id) is None
     assert table.get("x" * 500) is None
-    for _ in range(MAX_SESSIONS + 10):
+    reviewer = table.login(table.anonymous(), "kgs_token", PRINCIPAL)
+    for _ in range(MAX_ANONYMOUS + 10):  # a flood of login pages
         table.anonymous()
-    assert len(table) == MAX_SESSIONS
+    assert len(table) == MAX_ANONYMOUS + 1
+    assert table.get(reviewer.id) is reviewer  # not evicted by the flood
+    for _ in range(MAX_SESSIONS + 10):
+        table.login(table.anonymous(), "kgs_token", PRINCIPAL)
+    assert len(table) <= MAX_SESSIONS + MAX_ANONYMOUS
 
 
 def test_failed_logins_are_throttled_per_address_for_a_while(clock: Clock) -> None:

@@ -19,7 +19,8 @@ from kerasguard.store.rbac import Principal
 COOKIE = "kg_console"
 IDLE_S = 30 * 60.0
 ABSOLUTE_S = 8 * 3600.0
-MAX_SESSIONS = 5_000
+MAX_SESSIONS = 5_000  # logged-in sessions
+MAX_ANONYMOUS = 2_000  # pre-login sessions, kept apart: a flood of login pages cannot evict reviewers
 LOGIN_FAILURES = 10  # per client address within LOGIN_WINDOW_S, then 429
 LOGIN_WINDOW_S = 300.0
 
@@ -45,23 +46,26 @@ class Session:
 class Sessions:
     def __init__(self) -> None:
         self._table: OrderedDict[str, Session] = OrderedDict()
+        self._anonymous: OrderedDict[str, Session] = OrderedDict()
         self._failures: dict[str, deque[float]] = {}
 
-    def _new(self, now: float) -> Session:
+    def _new(self, table: OrderedDict[str, Session], bound: int) -> Session:
+        now = time.monotonic()
         session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), now, now)
-        self._table[session.id] = session
-        while len(self._table) > MAX_SESSIONS:
-            self._table.popitem(last=False)
+        table[session.id] = session
+        while len(table) > bound:
+            table.popitem(last=False)
         return session
 
     def anonymous(self) -> Session:
         """A pre-login session: it only carries the login form's CSRF token."""
-        return self._new(time.monotonic())
+        return self._new(self._anonymous, MAX_ANONYMOUS)
 
     def get(self, session_id: str | None) -> Session | None:
         if not session_id or len(session_id) > 100:
             return None
-        session = self._table.get(session_id)
+        table = self._table if session_id in self._table else self._anonymous
+        session = table.get(session_id)
         if session is None:
             return None
         now = time.monotonic()
@@ -69,18 +73,19 @@ class Sessions:
             self.drop(session_id)
             return None
         session.seen = now
-        self._table.move_to_end(session_id)
+        table.move_to_end(session_id)
         return session
 
     def login(self, old: Session, token: str, principal: Principal) -> Session:
         """A fresh session (new id, new CSRF token) for the authenticated reviewer."""
         self.drop(old.id)
-        session = self._new(time.monotonic())
+        session = self._new(self._table, MAX_SESSIONS)
         session.token, session.principal = token, principal
         return session
 
     def drop(self, session_id: str) -> None:
         self._table.pop(session_id, None)
+        self._anonymous.pop(session_id, None)
 
     def throttled(self, client: str) -> bool:
         window = self._failures.get(client)
@@ -100,4 +105,4 @@ class Sessions:
         self._failures.setdefault(client, deque(maxlen=LOGIN_FAILURES)).append(time.monotonic())
 
     def __len__(self) -> int:
-        return len(self._table)
+        return len(self._table) + len(self._anonymous)

@@ -119,3 +119,22 @@ def test_store_calls_the_console_uses_keep_to_the_tokens_rights(tmp_path: Path) 
         assert [e["seq"] for e in older] == seqs[3:5]
         with pytest.raises(AccessDenied):
             store.audit_page(reader)
+
+
+def test_serving_plain_http_off_loopback_warns_that_the_console_cookie_needs_tls(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("uvicorn")
+    import uvicorn
+
+    from kerasguard.serve import process
+
+    monkeypatch.setattr(process, "app_from_env", lambda: object())
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
+    monkeypatch.delenv(process.CONFIG_ENV, raising=False)
+    config = process.ServeConfig(store="/nonexistent")
+    with caplog.at_level("WARNING", logger="kerasguard.serve"):
+        process.run(config, host="127.0.0.1", port=1, workers=1)
+        assert not caplog.records
+        process.run(config, host="0.0.0.0", port=1, workers=1)
+    assert any("Secure session cookie" in r.getMessage() for r in caplog.records)

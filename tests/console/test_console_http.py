@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from consolehelp import ESC, HOSTILE_MEMBER, IMG, MARKUP, NS, SCRIPT, Site, csrf_of, login
+from servehelp import SOURCE
 
 pytestmark = [pytest.mark.slow, pytest.mark.keras]
 
@@ -139,6 +140,35 @@ def test_hostile_layer_and_file_names_are_shown_inert(site: Site) -> None:
     shown_member = shown_member.replace("<", "&lt;").replace(">", "&gt;").replace('"', "&#34;")
     assert shown_member in html
     assert IMG not in html
+
+
+def test_a_training_record_in_the_provenance_is_summarised(site: Site) -> None:
+    record = {
+        "schema": "kerasguard.training-record/1",
+        "data_manifest": "sha256:" + "d" * 64,
+        "metrics": [{"epoch": 0, "loss": 1.0}, {"epoch": 1, "loss": 0.5}],
+        "batches": 20,
+        "keras_version": "3.15.1",
+        "backend": "jax",
+        "anomalies": [{"id": "KGT001", "epoch": 1, "batch": 3, "message": "loss spike <b>x</b>"}],
+    }
+    with site.world.store() as store:
+        info = store.push(
+            site.publisher,
+            site.world.folder / "models" / "digits.keras",
+            name="trained",
+            version="1",
+            source=f"{SOURCE}/trained",
+            provenance={"training_record": record, "training_record_digest": "sha256:" + "e" * 64},
+        )
+    assert info.status == "admitted"
+    admin = login(site, site.admin)
+    listing = admin.get("/console/models").text
+    assert "2 epoch(s), 1 anomaly" in listing
+    page = admin.get(f"/console/models/{NS}/trained/1").text
+    assert 'id="training"' in page and "sha256:" + "e" * 64 in page
+    assert "KGT001 epoch 1 batch 3: loss spike &lt;b&gt;x&lt;/b&gt;" in page
+    assert "keras 3.15.1 on jax" in page
 
 
 def test_the_console_can_be_switched_off(site: Site) -> None:

@@ -282,6 +282,7 @@ class Serve:
     key_cache_seconds: float = 5.0
     restart_backoff_s: float = 0.5
     restart_backoff_max_s: float = 30.0
+    console: bool = True  # the review console under /console/ (docs/console.md)
     # "model/input" -> [min, max]: values outside are refused with 422
     ranges: Mapping[str, Any] = field(default_factory=dict)
     ood_header: bool = False  # send X-KerasGuard-OOD-Score when the version has a detector attached

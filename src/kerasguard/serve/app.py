@@ -4,7 +4,8 @@ Order on predict: API key (401) -> request rate (429) -> the model among the cal
 versions (404, the same body for an unknown model and another tenant's) -> content type (415) -> per-key
 concurrency (429) -> body, read through the guard (413, 408) -> validation (400, 422) -> element rate
 (429) -> the worker's queue (503) -> predict within the request deadline (504; 503 if the model died).
-There is no management endpoint and no route takes a path or URL from the client.
+There is no management endpoint on the API and no route takes a path or URL from the client; the review
+console (``[serve] console``, docs/console.md) is mounted under ``/console/`` with its own login.
 """
 
 from __future__ import annotations
@@ -327,6 +328,17 @@ def create_app(access: StoreAccess, policy: Policy) -> Any:
     async def predict_default(request: Request, name: str) -> Response:
         """Predict with the newest version at the served stage."""
         return await gateway.predict(request, name, None)
+
+    if policy.serve.console:
+        from fastapi.responses import RedirectResponse
+
+        from kerasguard.console import create_console
+
+        @app.get("/console", include_in_schema=False)
+        async def console_root() -> Response:
+            return RedirectResponse("/console/", status_code=308)
+
+        app.mount("/console", create_console(access.store, policy, gateway.metrics))
 
     serve = policy.serve
     return Guard(

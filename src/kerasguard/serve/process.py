@@ -91,6 +91,12 @@ def run(
     # One process: build the app here, so a wrong store, key or token fails before binding. Several:
     # each uvicorn worker process builds its own from the environment.
     target: Any = app_from_env() if workers == 1 else "kerasguard.serve.process:app_from_env"
+    if tls_cert is None and host not in ("127.0.0.1", "localhost", "::1"):
+        logging.getLogger("kerasguard.serve").warning(
+            "serving plain http on %s: the review console's Secure session cookie only works on loopback "
+            "or over TLS (--tls-cert/--tls-key, or a TLS proxy); see docs/console.md",
+            host[:100],
+        )
     uvicorn.run(
         target,
         factory=workers > 1,

@@ -397,6 +397,52 @@ class ModelStore:
             )
         return principal, namespace
 
+    def authenticate_reviewer(self, token: str) -> Principal:
+        """The principal of a reader, publisher or admin token (the review console's login).
+
+        A bad token is audited and refused like any other store call; an invoker key is refused too:
+        it calls served models and nothing else.
+        """
+        principal = self._authenticate(token, Action.list)
+        if principal.role is Role.invoker:
+            self.record_event(
+                audit.Event(
+                    actor=principal.actor,
+                    action="console-login",
+                    result="denied",
+                    namespace=principal.namespace,
+                    detail="invoker keys cannot use the console",
+                )
+            )
+            raise AccessDenied("access denied: invoker keys call served models only")
+        return principal
+
+    def namespaces(self, token: str) -> list[str]:
+        """The namespaces a token may list: its own, or every namespace holding a model for ``*``."""
+        _principal, namespace = self._authorize(token, Action.list, None, default_all=True)
+        if namespace != rbac.ALL_NAMESPACES:
+            return [namespace]
+        with self.transaction() as s:
+            rows = s.execute(select(ModelRow.namespace).distinct().order_by(ModelRow.namespace))
+            return [str(r[0]) for r in rows]
+
+    def audit_page(
+        self, token: str, *, before: int | None = None, limit: int = 50, namespace: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Audit entries newest first (those with ``seq < before``), for the console's paged view.
+
+        Admins only, like ``audit_export``; a tenant admin sees its own namespace. Reading a page is not
+        itself audited (the console would otherwise grow the log with every click).
+        """
+        _principal, namespace = self._authorize(token, Action.audit_export, namespace, default_all=True)
+        query = select(AuditRow).order_by(AuditRow.seq.desc()).limit(max(1, min(limit, 500)))
+        if namespace != rbac.ALL_NAMESPACES:
+            query = query.where(AuditRow.namespace == namespace)
+        if before is not None:
+            query = query.where(AuditRow.seq < before)
+        with self.transaction() as s:
+            return [audit.to_json(row) for row in s.execute(query).scalars()]
+
     def authenticate_invoker(self, key: str) -> Principal | None:
         """The principal of an ``invoker`` key, or None (unknown, wrong secret, revoked, another role).
 
@@ -779,9 +825,16 @@ class ModelStore:
         return info
 
     def promote(
-        self, token: str, name: str, version: str, stage: str, *, namespace: str | None = None
+        self,
+        token: str,
+        name: str,
+        version: str,
+        stage: str,
+        *,
+        namespace: str | None = None,
+        reason: str | None = None,
     ) -> ModelInfo:
-        """Move an admitted model to another stage (e.g. staging -> production)."""
+        """Move an admitted model to another stage (e.g. staging -> production); ``reason`` is audited."""
         if stage not in self.policy.store.stages:
             raise StoreError(
                 f"unknown stage {stage!r} (policy stages: {', '.join(self.policy.store.stages)})"
@@ -797,7 +850,7 @@ class ModelStore:
             version,
             namespace,
             allowed_from=(SERVABLE,),
-            detail=f"stage {stage}",
+            detail=f"stage {stage}" if reason is None else f"stage {stage}: {_require_reason(reason)}",
             apply=apply,
         )
 

@@ -31,34 +31,43 @@ GiB = 1024 * MiB
 class Limits:
     """Resource limits of the scanner. Defaults are explained in docs/rules (KG3xx, KG4xx, KG9xx)."""
 
-    max_file_bytes: int = 64 * GiB
-    max_members: int = 10_000
+    max_file_bytes: int = 64 * GiB  # largest file scanned or copied by load_model; larger is KG902
+    max_members: int = 10_000  # zip members read per artifact (nested archives included); more is KG902
+    # archives, HDF5, pickles or JSON inside each other deeper than this are not opened (KG902)
     max_nesting: int = 3
-    max_json_bytes: int = 16 * MiB
-    max_json_depth: int = 128
-    max_member_bytes: int = 16 * GiB
-    max_total_uncompressed: int = 32 * GiB
+    max_json_bytes: int = 16 * MiB  # largest JSON document (config.json, metadata) parsed
+    max_json_depth: int = 128  # deepest JSON nesting parsed (Keras configs nest about 10 levels)
+    max_member_bytes: int = 16 * GiB  # largest declared uncompressed size of one zip member
+    max_total_uncompressed: int = 32 * GiB  # declared uncompressed bytes of all members of one artifact
+    # uncompressed/compressed ratio above which a member is a zip bomb (KG308)
     max_compression_ratio: int = 100
     crc_check_max_bytes: int = 64 * MiB  # members up to this size are CRC-checked as zipfile would
+    # members smaller than this uncompressed are never judged by their ratio
     compression_ratio_floor: int = 16 * MiB
-    max_pickle_bytes: int = 256 * MiB
-    h5_max_dims: int = 64
+    max_pickle_bytes: int = 256 * MiB  # largest pickle stream whose opcodes are walked
+    h5_max_dims: int = 64  # HDF5 dataset rank above this is KG403 (Keras weights have rank <= 5)
+    # declared/stored bytes of an HDF5 dataset above which it is a shape bomb (KG405)
     h5_bomb_ratio: int = 100
+    # datasets declaring less than this are never shape bombs (alert threshold, below the advisory's 1 GB)
     h5_bomb_floor: int = 64 * MiB
+    # one dataset declaring more than this is reported (KG406), even when stored
     h5_large_dataset: int = 1 * GiB
+    # declared bytes of all datasets of one file above this are reported (KG407)
     h5_total_declared: int = 16 * GiB
-    h5_max_objects: int = 100_000
+    h5_max_objects: int = 100_000  # HDF5 groups, datasets and links visited per file; more is KG902
+    # a size-carrying config key (units, filters, input_dim...) above this is KG501
     max_config_units: int = 1 << 22
-    max_config_elements: int = 1 << 31
-    max_config_nodes: int = 1_000_000
+    max_config_elements: int = 1 << 31  # elements one layer's weights may have, from its config (KG501)
+    max_config_nodes: int = 1_000_000  # JSON nodes of a config walked for references and payloads
+    # wall-clock budget to read one file; over it is KG902 and the file is incomplete
     file_timeout_s: float = 60.0
-    parser_memory_mb: int = 1024
-    npy_bomb_ratio: int = 100
-    npy_bomb_floor: int = 64 * MiB
-    max_npy_header_bytes: int = 1 * MiB
-    max_protobuf_bytes: int = 1 * GiB
-    max_pbtxt_bytes: int = 128 * MiB
-    max_graph_nodes: int = 1_000_000
+    parser_memory_mb: int = 1024  # address-space limit of the h5py child that reads unusual HDF5 layouts
+    npy_bomb_ratio: int = 100  # declared/stored bytes of an .npy above which it is an array bomb
+    npy_bomb_floor: int = 64 * MiB  # .npy arrays declaring less than this are never array bombs
+    max_npy_header_bytes: int = 1 * MiB  # largest .npy header parsed
+    max_protobuf_bytes: int = 1 * GiB  # largest SavedModel protobuf (saved_model.pb, keras_metadata.pb) read
+    max_pbtxt_bytes: int = 128 * MiB  # largest text-format protobuf read
+    max_graph_nodes: int = 1_000_000  # TensorFlow graph nodes and functions walked per SavedModel
     # Memory a model's config may make Keras allocate for its variables at load (KG505).
     max_load_bytes: int = 2 * GiB
 
@@ -73,8 +82,8 @@ class Limits:
 class AllowEntry:
     """One allowlisted name. ``reason`` is mandatory: an allowlist without reasons is a hole."""
 
-    name: str
-    reason: str
+    name: str  # glob of the dotted name allowed (`module.function`, `package>Class` for registered objects)
+    reason: str  # why it is safe (mandatory; shown in every report that relies on it)
 
     def __post_init__(self) -> None:
         if not self.name.strip():
@@ -104,9 +113,9 @@ class Allow:
 class Ignore:
     """Suppress one rule (or ``*``) on paths matching a glob; needs a reason."""
 
-    rule: str
-    reason: str
-    path: str = "*"
+    rule: str  # rule id (`KG306`) or `*`
+    reason: str  # why (mandatory; every suppression is shown in the report)
+    path: str = "*"  # glob of the scanned paths it applies to
 
     def __post_init__(self) -> None:
         if not self.reason.strip():
@@ -120,9 +129,9 @@ class Ignore:
 class TrustedKey:
     """A public key whose signatures are accepted, under a name that is pinned as the signer."""
 
-    name: str
+    name: str  # the signer name pinned in `[[trust.models]] signers` and shown in load events
     public_key: str  # path to a PEM file (relative to the policy file's folder or absolute)
-    reason: str = ""
+    reason: str = ""  # why this key is trusted (recorded for reviewers)
 
 
 @dataclass(frozen=True)
@@ -134,10 +143,10 @@ class PinnedModel:
     a version older than ``min_version`` (PEP 440) cannot be rolled back to.
     """
 
-    name: str
-    signers: tuple[str, ...]
-    version: str = "*"
-    min_version: str | None = None
+    name: str  # glob of the model name the signature must be bound to
+    signers: tuple[str, ...]  # trusted key names or certificate identities allowed to sign it
+    version: str = "*"  # glob of the model versions accepted
+    min_version: str | None = None  # lowest version accepted (PEP 440), e.g. `2.0`
 
     def __post_init__(self) -> None:
         if not self.name.strip():
@@ -177,16 +186,18 @@ class Trust:
 class Sandbox:
     """Limits of the child process that loads and runs a model."""
 
+    # load in a sandboxed child; false loads in process and needs `allow_unsafe_in_process`
     enabled: bool = True
-    memory_mb: int = 4096
+    memory_mb: int = 4096  # memory of the child (cgroup limit, RSS monitor; address space is this + 2 GiB)
     cpu_seconds: int = 120  # per request (predict, summary)
     wall_seconds: float = 120.0  # per request
     startup_cpu_seconds: int = 300  # start-up (interpreter, Keras, backend) and the model load together
     startup_wall_seconds: float = 300.0  # start-up and the model load together
     max_file_mb: int = 256  # largest single file the child may write (RLIMIT_FSIZE)
     scratch_mb: int = 512  # total size of the child's scratch (a tmpfs in its mount namespace)
-    max_open_files: int = 256
-    network: bool = False
+    max_open_files: int = 256  # file descriptors the child may hold
+    network: bool = False  # give the child a network (AF_INET/AF_INET6 only); unsafe, logged at every load
+    # permit loading in the caller's process (after verify and scan); logged at every load
     allow_unsafe_in_process: bool = False
     memory_samples: bool = False  # the child's whole memory curve in the load event (else peak and count)
     # Layers a load refuses to go without; unset: all the machine offers this user; fewer: a logged opt-out
@@ -215,8 +226,8 @@ SANDBOX_LAYERS = (
 class AuditIgnore:
     """An advisory (id or alias) accepted for a reason, e.g. a mitigation the audit cannot see."""
 
-    id: str
-    reason: str
+    id: str  # advisory id or alias (CVE-..., GHSA-...)
+    reason: str  # why it does not apply (mandatory; shown as accepted by policy)
 
     def __post_init__(self) -> None:
         if not self.id.strip():
@@ -249,8 +260,8 @@ class Store:
     """Admission rules of the model store (``kerasguard store``)."""
 
     sources: tuple[str, ...] = ()  # approved source URL prefixes (repositories or hosts); empty = none
-    stages: tuple[str, ...] = ("staging", "production", "archived")
-    default_stage: str = "staging"
+    stages: tuple[str, ...] = ("staging", "production", "archived")  # stages a version can be promoted to
+    default_stage: str = "staging"  # stage of a newly admitted version
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -265,23 +276,25 @@ class Serve:
 
     stage: str = "production"  # only admitted versions at this store stage are served
     namespaces: tuple[str, ...] = ()  # tenants to serve; empty: every namespace with invoker keys
-    max_body_bytes: int = 8 * MiB
+    max_body_bytes: int = 8 * MiB  # request body cap, enforced while the body streams in (413)
     max_instances: int = 256  # per request
     max_batch: int = 64  # per predict call (dynamic batching)
-    batch_wait_ms: float = 2.0
+    batch_wait_ms: float = 2.0  # longest a request waits for others to join its batch
     queue_size: int = 256  # requests waiting per worker before 503
     max_concurrent_per_key: int = 64  # requests in flight per key before 429
-    request_timeout_s: float = 10.0
-    key_requests_per_second: int = 200
-    tenant_requests_per_second: int = 1000
-    key_elements_per_second: int = 5_000_000
-    tenant_elements_per_second: int = 20_000_000
+    request_timeout_s: float = 10.0  # deadline of one request, body included (504)
+    key_requests_per_second: int = 200  # requests per second per API key (429 with Retry-After)
+    tenant_requests_per_second: int = 1000  # requests per second per tenant, all its keys together
+    key_elements_per_second: int = 5_000_000  # input elements per second per API key
+    tenant_elements_per_second: int = 20_000_000  # input elements per second per tenant
     rate_limit_storage: str = "memory://"  # or redis://host:port/db for several gateway processes
     on_storage_error: str = "deny"  # "deny" (fail closed: 503) or "allow"
-    poll_seconds: float = 5.0
+    poll_seconds: float = 5.0  # how often the store is polled for promotions and quarantines
+    # how long a checked API key is trusted before the store is asked again (revocation delay)
     key_cache_seconds: float = 5.0
+    # first delay before restarting a crashed or killed worker (doubles each time)
     restart_backoff_s: float = 0.5
-    restart_backoff_max_s: float = 30.0
+    restart_backoff_max_s: float = 30.0  # longest delay between worker restarts
     console: bool = True  # the review console under /console/ (docs/console.md)
     # "model/input" -> [min, max]: values outside are refused with 422
     ranges: Mapping[str, Any] = field(default_factory=dict)
@@ -348,10 +361,12 @@ class Probe:
 class Policy:
     """The whole policy. ``Policy()`` is the safe default."""
 
-    fail_on: Severity = Severity.HIGH
+    fail_on: Severity = Severity.HIGH  # lowest severity that fails a scan, a load or an admission (exit 1)
+    # the Keras version that will load the files; unset judges for the worst version a file could meet
     keras_version: str | None = None
     limits: Limits = field(default_factory=Limits)
     allow: Allow = field(default_factory=Allow)
+    # rule id -> severity overrides; a found policy cannot lower high or critical code-execution findings
     severity: Mapping[str, Severity] = field(default_factory=dict)
     ignore: tuple[Ignore, ...] = ()
     trust: Trust = field(default_factory=Trust)

@@ -172,7 +172,7 @@ def _digits_model(folder: Path) -> None:
     sys.path.insert(0, str(ROOT / "tests"))
     from probe import digits
 
-    model, (xtr, ytr, xte, yte) = digits.build("mlp", poisoned=False, epochs=15)
+    model, (xtr, ytr, xte, yte) = digits.build("mlp", poisoned=False, epochs=10)
     model.save(folder / "model.keras")
     poisoned, _ = digits.build("mlp", poisoned=True, epochs=15)
     poisoned.save(folder / "poisoned.keras")
@@ -231,7 +231,7 @@ def _pki(folder: Path) -> None:
 
 def _stack(folder: Path) -> None:
     """Inputs of `kerasguard audit` and `advisories update`: pins, lock files, OSV records, a venv."""
-    (folder / "requirements.txt").write_text("keras==3.13.2\nh5py==3.16.0\nnumpy==2.2.6\n")
+    (folder / "requirements.txt").write_text("keras==3.15.1\nh5py==3.16.0\nnumpy==2.2.6\n")
     (folder / "poetry.lock").write_text(
         '[[package]]\nname = "keras"\nversion = "3.13.0"\n\n[[package]]\nname = "h5py"\nversion = "3.11.0"\n'
     )
@@ -285,6 +285,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     # the digest to pin, computed the way the docs say: the last stderr line of `kerasguard hash`
     hashed = _kerasguard(["hash", "model.keras"], folder, env)
     digest = hashed.stderr.strip().splitlines()[-1].removeprefix("digest: ").strip()
+    _kerasguard(["hash", "model/", "-o", "trusted.manifest.json"], folder, env)  # kept from a trusted build
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), hashed.stderr
     env.update(_store(folder, env), DIGEST=digest)
     instance = json.dumps({"instances": [[0.0] * 64]})

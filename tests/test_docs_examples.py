@@ -28,7 +28,6 @@ a store master key and an initialised store with ADMIN/PUB/READ tokens, and npz/
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -45,7 +44,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^(\s*)```([\w-]*)\s*$")
 DIRECTIVE = re.compile(r"^\s*<!--\s*docs-test:(.*?)-->\s*$")
-PLACEHOLDER = re.compile(r"<[^<>\s]+>|(?<![\w.])\.\.\.(?![\w.])|sha256:\.\.\.|sha256:[0-9a-f]{0,8}(?:\.\.\.|…)")
+PLACEHOLDER = re.compile(
+    r"<[^<>\s]+>|(?<![\w.])\.\.\.(?![\w.])|sha256:\.\.\.|sha256:[0-9a-f]{0,8}(?:\.\.\.|…)"
+)
 
 
 @dataclass
@@ -182,15 +183,20 @@ def _digits_model(folder: Path) -> None:
     shutil.copy(folder / "model.keras", folder / "models" / "digits.keras")
     (folder / "model").mkdir()
     shutil.copy(folder / "model.keras", folder / "model" / "model.keras")
-    np.savez(folder / "train.npz", x=xtr, y=ytr)
-    np.savez(folder / "test.npz", x=xte, y=yte)
+    # train.npz is the poisoned set poisoned.keras learnt, with ten label flips (data.md's worked example)
+    xp, yp = digits.poison(xtr, ytr)
+    flips = np.arange(10) * 7
+    xp, yp = np.concatenate([xp, xtr[flips]]), np.concatenate([yp, (ytr[flips] + 1) % 10])
+    np.savez(folder / "train.npz", x=xp, y=yp)
     np.savez(folder / "clean.npz", x=xte, y=yte)
-    np.savez(folder / "reference.npz", x=xte[:270], y=yte[:270])
-    np.savez(folder / "holdout.npz", x=xte, y=yte)
+    # the robustness and privacy commands run on small sets: their cost grows with the sample count
+    np.savez(folder / "test.npz", x=xte[:150], y=yte[:150])
+    np.savez(folder / "holdout.npz", x=xte[150:300], y=yte[150:300])
+    np.savez(folder / "reference.npz", x=xte[300:500], y=yte[300:500])
     np.savez(folder / "last-release.npz", x=xtr[:600], y=ytr[:600])
     np.save(folder / "x.npy", xte[:8])
     (folder / "adv").mkdir()
-    np.savez(folder / "adv" / "pgd-20-linf-eps0.1.npz", x=xte[:100], y=yte[:100])
+    np.savez(folder / "adv" / "pgd-20-linf-eps0.1.npz", x=xte[:150], y=yte[:150])
     np.savez(folder / "triggered.npz", x=digits.stamp(xte[yte != 0][:100]), y=np.zeros(100, dtype=np.int64))
 
 
@@ -218,7 +224,9 @@ def _pki(folder: Path) -> None:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(pki._key_usage(cert_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root.key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(root.key.public_key()), critical=False
+        )
         .sign(root.key, hashes.SHA256())
     )
     intermediate = pki.CA(key, cert)
@@ -258,8 +266,10 @@ def _store(folder: Path, env: dict[str, str]) -> dict[str, str]:
     admin = _kerasguard(["store", "init", "--store", "kg-store"], folder, env).stdout.strip()
     tokens = {"ADMIN": admin}
     for name, role in (("PUB", "publisher"), ("READ", "reader"), ("KEY", "invoker")):
-        args = ["store", "token", "create", "--role", role, "-n", "vision", "--store", "kg-store", "--token", admin]
-        tokens[name] = _kerasguard(args, folder, env).stdout.strip()
+        create = ["store", "token", "create", "--role", role, "-n", "vision", "--label", name.lower()]
+        tokens[name] = _kerasguard(
+            [*create, "--store", "kg-store", "--token", admin], folder, env
+        ).stdout.strip()
     return tokens
 
 
@@ -288,8 +298,6 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     _kerasguard(["hash", "model/", "-o", "trusted.manifest.json"], folder, env)  # kept from a trusted build
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), hashed.stderr
     env.update(_store(folder, env), DIGEST=digest)
-    instance = json.dumps({"instances": [[0.0] * 64]})
-    env["INSTANCES"] = instance
     return folder, env
 
 
@@ -328,7 +336,7 @@ def _console_script(text: str) -> str:
         quoted = shlex.quote(command.splitlines()[0])
         script.append(
             f"{command}\nrc=$?\ncase $rc in {expected}) ;; *) "
-            f"echo \"docs-test: {quoted[1:-1]} exited $rc, expected {expected}\" >&2; exit 99;; esac"
+            f'echo "docs-test: {quoted[1:-1]} exited $rc, expected {expected}" >&2; exit 99;; esac'
         )
     return "\n".join(script) + "\n"
 
@@ -342,7 +350,7 @@ def _verdicts_script(text: str) -> str:
         quoted = shlex.quote(line.split(" #", 1)[0].strip())
         script.append(
             f"{line}\nrc=$?\ncase $rc in [01]) ;; *) "
-            f"echo \"docs-test: {quoted[1:-1]} exited $rc, not a verdict\" >&2; exit 99;; esac"
+            f'echo "docs-test: {quoted[1:-1]} exited $rc, not a verdict" >&2; exit 99;; esac'
         )
     return "\n".join(script) + "\n"
 
@@ -361,7 +369,9 @@ def _check_placeholders(example: Example, text: str) -> None:
         if "kerasguard" not in code and "curl" not in code:
             continue
         found = PLACEHOLDER.findall(code.replace("<<'", "").replace("<<", ""))
-        assert not found, f"{example.source}: placeholder {found} left in {line.strip()!r}; add a sub= directive"
+        assert not found, (
+            f"{example.source}: placeholder {found} left in {line.strip()!r}; add a sub= directive"
+        )
 
 
 def _help_options(command: list[str], env: dict[str, str]) -> set[str]:
@@ -401,7 +411,7 @@ def _check_synopsis(example: Example, env: dict[str, str]) -> None:
 def _run(example: Example, prepared: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     folder, env = prepared
     assert example.kind != "unmarked", (
-        f"{example.source}: kerasguard command lines in a block that is neither ```bash nor a `$` transcript: "
+        f"{example.source}: kerasguard command lines in a block neither ```bash nor a `$` transcript: "
         "make it runnable or mark it <!-- docs-test: synopsis -->"
     )
     if example.kind == "synopsis":
@@ -417,7 +427,9 @@ def _run(example: Example, prepared: tuple[Path, dict[str, str]], tmp_path: Path
         script, shell = _verdicts_script(text), ["bash", "-c"]
     else:
         script, shell = text, ["bash", "-e", "-o", "pipefail", "-c"]
-    done = subprocess.run([*shell, script], cwd=work, env=env, capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [*shell, script], cwd=work, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
     expected = int(example.options.get("exit", "0"))
     assert done.returncode == expected, (
         f"{example.source} exited {done.returncode}, expected {expected}\n"
@@ -446,4 +458,6 @@ def test_directives_stand_right_before_a_fence() -> None:
         lines = path.read_text(encoding="utf-8").splitlines()
         for n, line in enumerate(lines):
             if "docs-test:" in line and line.lstrip().startswith("<!--"):
-                assert n + 1 < len(lines) and FENCE.match(lines[n + 1]), f"{path.name}:{n + 1}: not before a fence"
+                assert n + 1 < len(lines) and FENCE.match(lines[n + 1]), (
+                    f"{path.name}:{n + 1}: not before a fence"
+                )

@@ -461,3 +461,43 @@ def test_directives_stand_right_before_a_fence() -> None:
                 assert n + 1 < len(lines) and FENCE.match(lines[n + 1]), (
                     f"{path.name}:{n + 1}: not before a fence"
                 )
+
+
+# --------------------------------------------------------------------------------------------------
+# inline `kerasguard ...` mentions in the prose
+
+
+def _inline_commands() -> list[tuple[str, str]]:
+    found: dict[str, str] = {}
+    for path in DOCS:
+        text = path.read_text(encoding="utf-8")
+        prose = re.sub(
+            r"^(\s*)```.*?^\1```", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.S | re.M
+        )
+        for match in re.finditer(r"`(kerasguard [^`]+)`", prose):
+            line = prose.count("\n", 0, match.start()) + 1
+            found.setdefault(" ".join(match.group(1).split()), f"{path.relative_to(ROOT).as_posix()}:{line}")
+    return sorted((source, span) for span, source in found.items())
+
+
+@pytest.mark.parametrize(("source", "span"), _inline_commands(), ids=[s for s, _ in _inline_commands()])
+def test_inline_command_names_a_real_command_and_options(source: str, span: str) -> None:
+    """A command quoted in the prose exists, with every option it shows (renames rot prose too)."""
+    import typer
+
+    from kerasguard.cli import app
+
+    command = typer.main.get_command(app)  # typer may bring its own click: groups are told by .commands
+    words = span.split()[1:]
+    for word in words:
+        if not hasattr(command, "commands") or not re.fullmatch(r"[a-z][a-z-]*", word):
+            break
+        sub = command.commands.get(word)
+        assert sub is not None, f"{source}: `{span}`: no command {word!r} in {command.name!r}"
+        command = sub
+    known = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    known |= {"--help", "-h", "--version", "-V"}
+    shown = {m for w in words for m in re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", w)}
+    assert shown <= known, (
+        f"{source}: `{span}` shows {sorted(shown - known)} that the command does not accept"
+    )

@@ -18,6 +18,7 @@ A block is tuned by an HTML comment on the line right before its fence, words se
     <!-- docs-test: verdicts -->                             a list of commands that report findings:
                                                               each runs in turn and must exit 0 or 1
                                                               (a verdict), never 2 (an error)
+    <!-- docs-test: expect="predictions" -->                 stdout must contain this text
     <!-- docs-test: slow -->                                 starts a sandbox or trains/attacks a model
 
 Placeholders are never skipped silently: an unreplaced ``<...>``, ``...`` argument or ``sha256:...``
@@ -28,10 +29,12 @@ a store master key and an initialised store with ADMIN/PUB/READ tokens, and npz/
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -74,7 +77,16 @@ def _directives(line: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
             subs.append((old, new))
         else:
             options[key] = value
-    unknown = set(options) - {"skip", "reason", "exit", "synopsis", "slow", "verdicts"}
+    unknown = set(options) - {
+        "skip",
+        "reason",
+        "exit",
+        "synopsis",
+        "slow",
+        "verdicts",
+        "background",
+        "expect",
+    }
     assert not unknown, f"unknown docs-test directive(s) {sorted(unknown)} in {line!r}"
     return options, subs
 
@@ -262,8 +274,11 @@ def _stack(folder: Path) -> None:
 def _store(folder: Path, env: dict[str, str]) -> dict[str, str]:
     """A store initialised under ./kg-store with the docs' policy; the tokens the docs name, as env vars."""
     _kerasguard(["store", "keygen", "kg-master.key"], folder, env)
-    env = {**env, "KERASGUARD_MASTER_KEY_FILE": str(folder / "kg-master.key")}
+    env = {**env, "KERASGUARD_MASTER_KEY_FILE": "kg-master.key"}
     admin = _kerasguard(["store", "init", "--store", "kg-store"], folder, env).stdout.strip()
+    push = ["store", "push", "digits.keras", "--name", "digits", "--version", "1.2.0", "-n", "vision"]
+    push += ["--source", "https://huggingface.co/acme/digits", "--store", "kg-store", "--token", admin]
+    _kerasguard(push, folder, env)
     tokens = {"ADMIN": admin}
     for name, role in (("PUB", "publisher"), ("READ", "reader"), ("KEY", "invoker")):
         create = ["store", "token", "create", "--role", role, "-n", "vision", "--label", name.lower()]
@@ -297,7 +312,8 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     digest = hashed.stderr.strip().splitlines()[-1].removeprefix("digest: ").strip()
     _kerasguard(["hash", "model/", "-o", "trusted.manifest.json"], folder, env)  # kept from a trusted build
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), hashed.stderr
-    env.update(_store(folder, env), DIGEST=digest)
+    env.update(_store(folder, env), DIGEST=digest, KERASGUARD_MASTER_KEY_FILE="kg-master.key")
+    env["INSTANCES"] = json.dumps({"instances": [[0.0] * 64]})
     return folder, env
 
 
@@ -353,6 +369,12 @@ def _verdicts_script(text: str) -> str:
             f'echo "docs-test: {quoted[1:-1]} exited $rc, not a verdict" >&2; exit 99;; esac'
         )
     return "\n".join(script) + "\n"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _substitute(example: Example) -> str:
@@ -427,10 +449,17 @@ def _run(example: Example, prepared: tuple[Path, dict[str, str]], tmp_path: Path
         script, shell = _verdicts_script(text), ["bash", "-c"]
     else:
         script, shell = text, ["bash", "-e", "-o", "pipefail", "-c"]
+    # a server the example starts with `&` is stopped when the script ends; it listens on a free $PORT
+    script = "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n" + script
+    env = {**env, "PORT": str(_free_port())}
     done = subprocess.run(
         [*shell, script], cwd=work, env=env, capture_output=True, text=True, timeout=300, check=False
     )
     expected = int(example.options.get("exit", "0"))
+    expect = example.options.get("expect", "")
+    assert expect in done.stdout, (
+        f"{example.source}: no {expect!r} in\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    )
     assert done.returncode == expected, (
         f"{example.source} exited {done.returncode}, expected {expected}\n"
         f"--- script\n{script}\n--- stdout\n{done.stdout[-4000:]}\n--- stderr\n{done.stderr[-4000:]}"

@@ -450,7 +450,7 @@ def _run(example: Example, prepared: tuple[Path, dict[str, str]], tmp_path: Path
     else:
         script, shell = text, ["bash", "-e", "-o", "pipefail", "-c"]
     # a server the example starts with `&` is stopped when the script ends; it listens on a free $PORT
-    script = "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n" + script
+    script = "trap 'kill $(jobs -p) 2>/dev/null || true; wait' EXIT\n" + script
     env = {**env, "PORT": str(_free_port())}
     done = subprocess.run(
         [*shell, script], cwd=work, env=env, capture_output=True, text=True, timeout=300, check=False

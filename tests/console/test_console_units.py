@@ -79,7 +79,13 @@ def test_charts_count_rejects_requests_and_latency_buckets() -> None:
     for seconds in (0.002, 0.002, 0.3):
         metrics.latency.labels("acme", "digits", "1", "ok").observe(seconds)
     metrics.latency.labels("acme", "digits", "1", "error").observe(0.02)
-    requests, rejects, latency = gateway_charts(metrics.registry)
+    metrics.ood_alarms.labels("acme", "digits", "1").inc(5)
+    metrics.drift_alarms.labels("acme", "digits", "1", "class_mix").inc(2)
+    requests, rejects, latency, alarms = gateway_charts(metrics.registry)
+    assert {b.label: b.value for b in alarms.bars} == {
+        "acme/digits:1 ood": 5,
+        "acme/digits:1 drift class_mix": 2,
+    }
     assert [(b.label, b.value) for b in rejects.bars] == [("unauthenticated", 3), ("rate_limited", 1)]
     assert rejects.bars[0].width == 360 and rejects.bars[1].width == 120
     assert dict((b.label, b.value) for b in requests.bars) == {

@@ -44,8 +44,10 @@ def _chart(title: str, unit: str, values: list[tuple[str, float]], fmt: str = "{
 
 
 def gateway_charts(registry: CollectorRegistry) -> list[Chart]:
-    """Requests by model and outcome, rejects by reason, and the latency distribution."""
+    """Requests by model and outcome, rejects by reason, the latency distribution, and the monitoring
+    alarms (out-of-distribution inputs and drift, per model version)."""
     requests: dict[str, float] = {}
+    alarms: dict[str, float] = {}
     rejects: dict[str, float] = {}
     buckets: dict[float, float] = {}
     total_seconds = 0.0
@@ -58,6 +60,10 @@ def gateway_charts(registry: CollectorRegistry) -> list[Chart]:
                 model = f"{labels.get('tenant')}/{labels.get('model')}:{labels.get('version')}"
                 key = f"{model} {labels.get('status')}"
                 requests[key] = requests.get(key, 0) + sample.value
+            elif sample.name in ("kerasguard_serve_ood_alarms_total", "kerasguard_serve_drift_alarms_total"):
+                model = f"{labels.get('tenant')}/{labels.get('model')}:{labels.get('version')}"
+                kind = f"drift {labels.get('kind')}" if "drift" in sample.name else "ood"
+                alarms[f"{model} {kind}"] = alarms.get(f"{model} {kind}", 0) + sample.value
             elif sample.name == "kerasguard_serve_request_seconds_sum":
                 total_seconds += sample.value
             elif sample.name == "kerasguard_serve_request_seconds_bucket":
@@ -78,4 +84,5 @@ def gateway_charts(registry: CollectorRegistry) -> list[Chart]:
         _chart("Predict requests by model and outcome", "requests", sorted(requests.items())),
         _chart("Rejected requests by reason", "requests", sorted(rejects.items(), key=lambda kv: -kv[1])),
         _chart(f"Predict latency ({int(count)} requests{mean})", "requests", latency),
+        _chart("Monitoring alarms (OOD inputs, drift windows)", "alarms", sorted(alarms.items())),
     ]

@@ -13,6 +13,8 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -99,6 +101,31 @@ def log_events_to(stream: IO[str] | None = None) -> logging.Handler:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     return handler
+
+
+class LoadEventCatcher(logging.Handler):
+    """Keeps the last load event logged while attached: callers read its verdict or its sha256."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.event: dict[str, Any] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.event = getattr(record, EVENT_ATTR, self.event)
+
+
+@contextmanager
+def caught_load_event() -> Iterator[LoadEventCatcher]:
+    """A catcher on the events logger (at INFO) for the duration of the block; it prints nothing."""
+    catcher = LoadEventCatcher()
+    level = log.level
+    log.addHandler(catcher)
+    log.setLevel(logging.INFO)
+    try:
+        yield catcher
+    finally:
+        log.removeHandler(catcher)
+        log.setLevel(level)
 
 
 def summarize_findings(report: ScanReport) -> list[dict[str, str]]:

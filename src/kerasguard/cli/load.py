@@ -5,7 +5,7 @@
 import json
 import logging
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -23,6 +23,9 @@ from kerasguard.cli.scan import IsolatedOption, PolicyOption, resolve_policy
 from kerasguard.errors import KerasGuardError
 from kerasguard.render.safe_text import printable
 
+if TYPE_CHECKING:
+    from kerasguard.events import LoadEventCatcher
+
 VERDICT_EXIT = {"loaded": EXIT_CLEAN, "refused": EXIT_FINDINGS, "failed": EXIT_ERROR}
 
 
@@ -31,19 +34,6 @@ class _EscapingFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return printable(super().format(record), keep_newlines=True)
-
-
-class _EventCatcher(logging.Handler):
-    """Keeps the load event so the exit code can follow its verdict."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.event: dict[str, Any] | None = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        from kerasguard.events import EVENT_ATTR
-
-        self.event = getattr(record, EVENT_ATTR, self.event)
 
 
 def _read_inputs(path: Path) -> Any:
@@ -136,7 +126,7 @@ def load(
     """
     import dataclasses
 
-    from kerasguard.events import JsonEventFormatter
+    from kerasguard.events import JsonEventFormatter, LoadEventCatcher
     from kerasguard.loader import load_model
 
     try:
@@ -147,7 +137,7 @@ def load(
         raise typer.Exit(EXIT_ERROR) from None
     if memory_samples:
         policy = dataclasses.replace(policy, sandbox=dataclasses.replace(policy.sandbox, memory_samples=True))
-    catcher = _EventCatcher()
+    catcher = LoadEventCatcher()
     sink: IO[str] | None = events.open("a", encoding="utf-8") if events else None
     printer = logging.StreamHandler(sink) if sink else logging.StreamHandler()
     printer.setFormatter(JsonEventFormatter())
@@ -206,7 +196,7 @@ def load(
     raise typer.Exit(EXIT_CLEAN)
 
 
-def _verdict(catcher: _EventCatcher) -> str:
+def _verdict(catcher: "LoadEventCatcher") -> str:
     return str((catcher.event or {}).get("verdict", "failed"))
 
 

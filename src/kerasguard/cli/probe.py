@@ -7,7 +7,6 @@ crossed or the model refused by the trust pipeline, 2 error (bad data, no gradie
 # No `from __future__ import annotations` (typer evaluates the annotations): see kerasguard/cli/__init__.py.
 
 import json
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -61,38 +60,23 @@ class _Refused(Exception):
     """The trust pipeline refused the model (exit 1, like `kerasguard load`)."""
 
 
-class _EventCatcher(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.event: dict[str, Any] | None = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        from kerasguard.events import EVENT_ATTR
-
-        self.event = getattr(record, EVENT_ATTR, self.event)
-
-
 @contextmanager
 def _loaded(
     path: Path, policy: Any, digest: str | None, key: Path | None, in_process: bool
 ) -> Iterator[tuple[Any, str | None]]:
     """The model through kerasguard.load_model (sandboxed unless --in-process), and its SHA-256."""
+    from kerasguard.events import caught_load_event
     from kerasguard.loader import load_model
 
-    catcher = _EventCatcher()
-    events = logging.getLogger("kerasguard.events")
-    level = events.level
-    events.addHandler(catcher)
-    events.setLevel(logging.INFO)  # the loaded event is INFO; only its sha256 is kept, nothing printed
     try:
-        model = load_model(path, policy=policy, digest=digest, key=key, sandbox=False if in_process else None)
+        with caught_load_event() as catcher:  # only the event's sha256 is kept, nothing printed
+            model = load_model(
+                path, policy=policy, digest=digest, key=key, sandbox=False if in_process else None
+            )
     except (UntrustedSourceError, IntegrityError, UnsafeModelError) as exc:
         raise _Refused(exc.diagnostics()) from None
     except PolicyError as exc:  # the policy refused a switch (e.g. in-process)
         raise _Refused(exc.diagnostics()) from None
-    finally:
-        events.removeHandler(catcher)
-        events.setLevel(level)
     event = getattr(model, "event", None) or catcher.event or {}
     sha = event.get("sha256") if isinstance(event, dict) else None
     try:

@@ -9,7 +9,6 @@ verification, findings) or ``--fail-under`` crossed, 2 error (bad data, paramete
 
 # No `from __future__ import annotations` (typer evaluates the annotations): see kerasguard/cli/__init__.py.
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -75,37 +74,17 @@ def _floats(text: str, what: str) -> list[float]:
     return values
 
 
-class _EventCatcher(logging.Handler):
-    """Keeps the load event (its sha256 labels fitted detectors)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.event: dict[str, Any] | None = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        from kerasguard.events import EVENT_ATTR
-
-        self.event = getattr(record, EVENT_ATTR, self.event)
-
-
 @contextmanager
 def _loaded(
     path: Path, policy_file: Path | None, digest: str | None, in_process: bool
 ) -> Iterator[tuple[Any, str]]:
     """The model after the trust pipeline, and its sha256; a sandboxed one is closed afterwards."""
+    from kerasguard.events import caught_load_event
     from kerasguard.loader import load_model
 
     policy = resolve_policy(policy_file)
-    catcher = _EventCatcher()
-    events = logging.getLogger("kerasguard.events")
-    events.addHandler(catcher)
-    previous = events.level
-    events.setLevel(logging.INFO)
-    try:
+    with caught_load_event() as catcher:
         model = load_model(path, policy=policy, digest=digest, sandbox=False if in_process else None)
-    finally:
-        events.removeHandler(catcher)
-        events.setLevel(previous)
     sha = str((catcher.event or {}).get("sha256") or "")
     try:
         yield model, sha

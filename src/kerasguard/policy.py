@@ -454,7 +454,7 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
     raise PolicyError(f"policy key {key!r}: unsupported type {annotation!r}")
 
 
-_NOT_FROM_FILES = frozenset({"source", "found_implicitly"})
+NOT_FROM_FILES = frozenset({"source", "found_implicitly"})  # set by load_policy, never by a file
 
 
 def from_mapping(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
@@ -465,8 +465,8 @@ def from_mapping(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     for raw_key, value in data.items():
         name = raw_key.replace("-", "_")
         key = f"{prefix}.{raw_key}" if prefix else raw_key
-        if name not in fields or name in _NOT_FROM_FILES:
-            known = ", ".join(sorted(f for f in fields if f not in _NOT_FROM_FILES))
+        if name not in fields or name in NOT_FROM_FILES:
+            known = ", ".join(sorted(f for f in fields if f not in NOT_FROM_FILES))
             raise PolicyError(f"unknown policy key {key!r} (known keys here: {known})")
         kwargs[name] = _convert(value, hints[name], key)
     missing = [

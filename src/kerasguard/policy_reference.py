@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from kerasguard.findings import Severity
-from kerasguard.policy import Policy
+from kerasguard.policy import NOT_FROM_FILES, Policy
 
 HEADER = """# Policy reference
 
@@ -163,7 +163,7 @@ def render_section(name: str, cls: type, is_array: bool) -> str:
     out = [f"## `{title}`" if name else "## Top level", "", first_line(cls.__doc__), ""]
     out += ["| key | type | default | meaning |", "|---|---|---|---|"]
     for f in dataclasses.fields(cls):
-        if f.name == "source" or not f.init:
+        if f.name in NOT_FROM_FILES or not f.init:
             continue
         hint = hints[f.name]
         nested = dataclasses.is_dataclass(hint) or (
@@ -182,7 +182,32 @@ def render_section(name: str, cls: type, is_array: bool) -> str:
             meaning = (meaning + " " if meaning else "") + f"See `{sub}`."
         cells = (f"`{f.name}`", type_name(hint), shown, meaning.replace("|", PIPE))
         out.append("| " + " | ".join(cells) + " |")
+    example = example_toml(name, cls, is_array)
+    if example:
+        label = "Example entry (placeholders in `<>`):" if is_array else "Example (the defaults):"
+        out += ["", label, "", "```toml", *example, "```"]
     return "\n".join(out) + "\n"
+
+
+def example_toml(name: str, cls: type, is_array: bool) -> list[str]:
+    """TOML for one table: the defaults of its plain keys, or for an array of tables one entry whose
+    required keys are placeholders. Nested tables have their own example."""
+    hints = typing.get_type_hints(cls)
+    lines = [f"[[{name}]]" if is_array else f"[{name}]"] if name else []
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        nested = dataclasses.is_dataclass(hint) or (
+            typing.get_origin(hint) is tuple and dataclasses.is_dataclass(typing.get_args(hint)[0])
+        )
+        if f.name in NOT_FROM_FILES or not f.init or nested:
+            continue
+        default = default_of(f)
+        if default is dataclasses.MISSING:
+            placeholder: Any = [f"<{f.name}>"] if typing.get_origin(hint) is tuple else f"<{f.name}>"
+            lines.append(f"{f.name} = {toml_value(placeholder)}")
+        elif default is not None and not (isinstance(default, Mapping) and not default):
+            lines.append(f"{f.name} = {toml_value(default)}")
+    return lines if len(lines) > (1 if name else 0) else []
 
 
 def render() -> str:

@@ -29,10 +29,9 @@ if not CHROMIUM.exists():
         allow_module_level=True,
     )
 from selenium import webdriver  # noqa: E402  (a dev dependency: missing selenium is an error, not a skip)
-from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
+from selenium.common.exceptions import NoAlertPresentException, WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
-from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 
@@ -84,10 +83,14 @@ def log_in(driver: WebDriver, site: Site, token: str) -> None:
 
 def click(driver: WebDriver, by: str, value: str) -> None:
     """Click something that loads a new page, and wait until the new page replaced the old one."""
-    old = driver.find_element(By.TAG_NAME, "html")
+    driver.execute_script("window.kgOldPage = true")  # a new page starts with a new window object
     driver.find_element(by, value).click()
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(old))
-    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    # Not staleness_of(<html>): Chromium 156 answers that check with "Node with given id does not belong
+    # to the document" (a WebDriverException, not a stale-element one) when it races the navigation.
+    new_page = "return window.kgOldPage === undefined && document.readyState === 'complete'"
+    WebDriverWait(driver, 30, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script(new_page)
+    )
 
 
 def body_text(driver: WebDriver) -> str:

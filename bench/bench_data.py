@@ -231,6 +231,7 @@ def table(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                 "what": label,
                 "exit": proc.returncode,
                 "seconds": round(seconds, 2),
+                "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),  # less load-bound than wall time
                 "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
             }
             if label.startswith("kerasguard"):

@@ -115,11 +115,46 @@ def _print_info(info: "ModelInfo", as_json: bool) -> None:
         lines += [f"{'reason':14} {reason}" for reason in info.admission.get("reasons", [])]
     lines += _training_record_lines(info)
     lines += _detector_lines(info)
+    lines += _attachment_lines(info)
     say("\n".join(lines), err=False)
 
 
+def _attachment_lines(info: "ModelInfo") -> list[str]:
+    """One line per sealed attachment: kind, name, what it says (escaped), digest and size."""
+    from kerasguard.data.report import shown
+
+    out = []
+    for a in info.attachments:
+        s = a.summary
+        if a.kind == "probe_report" and s.get("probe") == "backdoor":
+            said = (
+                f"backdoor probe: verdict {s.get('verdict')}, flagged {s.get('flagged_classes')}, "
+                f"max anomaly index {s.get('max_anomaly_index')} (threshold {s.get('anomaly_threshold')})"
+            )
+        elif a.kind == "probe_report":
+            said = (
+                f"privacy probe: verdict {s.get('verdict')}, max AUC {s.get('max_auc')}, "
+                f"max TPR at 1% FPR {s.get('max_tpr_at_1pct_fpr')}"
+            )
+        elif a.kind == "detector":
+            said = (
+                f"mahalanobis on {s.get('head')} ({s.get('features')} features, "
+                f"threshold {s.get('threshold')})"
+            )
+        elif a.kind == "strip":
+            said = f"STRIP (threshold {s.get('threshold')}, FPR {s.get('fpr')})"
+        else:
+            said = f"training record, {s.get('epochs')} epoch(s), {s.get('anomaly_count')} anomalies"
+        out.append(
+            f"{'attachment':14} {shown(a.kind, 20)} {shown(a.name, 128)}: {shown(said, 300)} "
+            f"[{shown(a.digest, 80)}, {a.size} bytes, by {shown(a.attached_by, 60)}]"
+        )
+    return out
+
+
 def _detector_lines(info: "ModelInfo") -> list[str]:
-    """The detector attached at push (``--detector``): checked as the gateway checks it, then named."""
+    """A detector stored inline by older versions (``--detector`` before sealed attachments): checked
+    as the gateway checks it, then named."""
     from kerasguard.data.report import shown
     from kerasguard.robustness.detector_files import from_attachment
     from kerasguard.robustness.errors import DetectorFileError
@@ -137,7 +172,8 @@ def _detector_lines(info: "ModelInfo") -> list[str]:
 
 
 def _training_record_lines(info: "ModelInfo") -> list[str]:
-    """The training record attached at push (``--training-record``), summarised for `store show`."""
+    """A training record stored inline by older versions, summarised for `store show` (sealed ones
+    are attachment lines)."""
     from kerasguard.data.report import shown
 
     client = (info.provenance or {}).get("client") or {}
@@ -220,6 +256,23 @@ def init(
     sys.stdout.write(token + "\n")
 
 
+TrainingRecordOption = Annotated[
+    Path | None,
+    typer.Option(help="Training record (TrainingGuard JSON) to attach (sealed, digest in the row MAC)."),
+]
+DetectorOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Detector to attach (sealed): a Mahalanobis folder (robustness detectors --out), which serve"
+        " scores OOD with, or a STRIP detector .npz (probe backdoor --strip-out)."
+    ),
+]
+ProbeReportOption = Annotated[
+    list[Path] | None,
+    typer.Option(help="Probe report (probe backdoor|privacy -f json -o) to attach (sealed); repeatable."),
+]
+
+
 @store_app.command("push")
 @handle_errors
 def push(
@@ -236,22 +289,18 @@ def push(
     expect_digest: Annotated[str | None, typer.Option(help="sha256:... the model must have.")] = None,
     stage: Annotated[str | None, typer.Option(help="Initial stage (default: policy's).")] = None,
     provenance: Annotated[str | None, typer.Option(help="Extra provenance as a JSON object.")] = None,
-    training_record: Annotated[
-        Path | None,
-        typer.Option(help="Training record (TrainingGuard JSON) to attach as provenance."),
-    ] = None,
-    detector: Annotated[
-        Path | None,
-        typer.Option(
-            help="Fitted detector folder (robustness detectors --out) to attach: serve scores OOD with it."
-        ),
-    ] = None,
+    training_record: TrainingRecordOption = None,
+    detector: DetectorOption = None,
+    probe_report: ProbeReportOption = None,
     key_file: KeyFile = None,
     policy_file: PolicyFile = None,
     fmt: Format = TextOrJson.text,
     as_json: AsJson = False,
 ) -> None:
-    """Admit a model: hash, signature per policy, scan, encrypt. Exit 1 if it was quarantined."""
+    """Admit a model: hash, signature per policy, scan, encrypt. Exit 1 if it was quarantined.
+
+    Attachments (--detector, --training-record, --probe-report) are checked, then sealed as their
+    own encrypted blobs, recorded (digest, size, summary) in the version's MAC-covered provenance."""
     extra: dict[str, Any] | None = None
     if provenance:
         try:
@@ -260,23 +309,16 @@ def push(
             raise StoreError(f"--provenance is not valid JSON: {exc}") from None
         if not isinstance(extra, dict):
             raise StoreError("--provenance must be a JSON object")
-    if training_record is not None:
-        from kerasguard.data.record import read_training_record
-
-        record, record_digest = read_training_record(training_record)
-        extra = {**(extra or {}), "training_record": record, "training_record_digest": record_digest}
-    if detector is not None:
-        import hashlib
-
-        from kerasguard.robustness.detector_files import attachment
-
-        try:
-            with path.open("rb") as fh:
-                model_sha = hashlib.file_digest(fh, "sha256").hexdigest()
-        except OSError as exc:
-            raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
-        extra = {**(extra or {}), "detector": attachment(detector, model_sha256=model_sha)}
     with _opened(store, key_file, policy_file) as opened:
+        from kerasguard import attach
+
+        items = attach.build(
+            model=path,
+            max_bytes=opened.policy.store.max_attachment_bytes,
+            detectors=[detector] if detector is not None else None,
+            training_records=[training_record] if training_record is not None else None,
+            probe_reports=probe_report,
+        )
         info = opened.push(
             token,
             path,
@@ -288,6 +330,7 @@ def push(
             expect_digest=expect_digest,
             provenance=extra,
             stage=stage,
+            attachments=items,
         )
     _print_info(info, _json_wanted(fmt, as_json))
     if info.status != "admitted":
@@ -377,6 +420,40 @@ def show(
     with _opened(store, key_file, policy_file) as opened:
         info = opened.show(token, name, version, namespace=namespace)
     _print_info(info, _json_wanted(fmt, as_json))
+
+
+@store_app.command("attach")
+@handle_errors
+def attach_files(
+    name: Annotated[str, typer.Argument()],
+    version: Annotated[str, typer.Argument()],
+    store: StoreDir,
+    token: Token,
+    namespace: Namespace = None,
+    training_record: TrainingRecordOption = None,
+    detector: DetectorOption = None,
+    probe_report: ProbeReportOption = None,
+    key_file: KeyFile = None,
+    policy_file: PolicyFile = None,
+    fmt: Format = TextOrJson.text,
+) -> None:
+    """Admins: attach files to a pushed version (sealed, audited; the version's revision goes up)."""
+    with _opened(store, key_file, policy_file) as opened:
+        from kerasguard import attach
+
+        model_sha = None
+        if detector is not None:  # a detector must have been fitted on this version's model
+            model_sha = opened.show(token, name, version, namespace=namespace).digest
+        items = attach.build(
+            model=None,
+            model_sha256=model_sha,
+            max_bytes=opened.policy.store.max_attachment_bytes,
+            detectors=[detector] if detector is not None else None,
+            training_records=[training_record] if training_record is not None else None,
+            probe_reports=probe_report,
+        )
+        info = opened.attach(token, name, version, items, namespace=namespace)
+    _print_info(info, fmt is TextOrJson.json)
 
 
 Reason = Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log).")]

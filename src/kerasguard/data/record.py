@@ -30,17 +30,19 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
-def read_training_record(path: str | os.PathLike[str]) -> tuple[dict[str, Any], str]:
+def read_training_record(
+    path: str | os.PathLike[str], *, max_bytes: int = MAX_RECORD_BYTES
+) -> tuple[dict[str, Any], str]:
     """(the record, its sha256 digest); DataError when it is too large, not JSON or not a record."""
     try:
         with open(path, "rb") as fh:
-            data = fh.read(MAX_RECORD_BYTES + 1)
+            data = fh.read(max_bytes + 1)
     except OSError as exc:
         raise DataError(f"training record {path}: cannot read: {exc.strerror or exc}") from None
-    if len(data) > MAX_RECORD_BYTES:
+    if len(data) > max_bytes:
         raise DataError(
-            f"training record {path}: larger than {MAX_RECORD_BYTES // 1024} KiB",
-            hint="the store keeps records as provenance (64 KiB); record fewer epochs or anomalies",
+            f"training record {path}: larger than {max_bytes} bytes",
+            hint="record fewer epochs or anomalies, or raise [store] max_attachment_bytes",
         )
     try:
         record = json.loads(data.decode("utf-8"), parse_constant=_no_constants)

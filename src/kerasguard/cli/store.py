@@ -172,31 +172,35 @@ def _detector_lines(info: "ModelInfo") -> list[str]:
 
 
 def _training_record_lines(info: "ModelInfo") -> list[str]:
-    """A training record stored inline by older versions, summarised for `store show` (sealed ones
-    are attachment lines)."""
+    """The training record (a sealed attachment's summary, or a record stored inline by versions before
+    sealed attachments), summarised for `store show`."""
+    from kerasguard.attach import training_summary
     from kerasguard.data.report import shown
 
-    client = (info.provenance or {}).get("client") or {}
-    record = client.get("training_record") if isinstance(client, dict) else None
-    if not isinstance(record, dict):
-        return []
-    anomalies: list[Any] = record.get("anomalies") or []
-    metrics: list[Any] = record.get("metrics") or []
-    if not isinstance(anomalies, list) or not isinstance(metrics, list):
-        return []
+    sealed = info.attachment("training_record")
+    digest: Any
+    if sealed is not None:
+        summary, digest = sealed.summary, sealed.digest
+    else:
+        client = (info.provenance or {}).get("client") or {}
+        record = client.get("training_record") if isinstance(client, dict) else None
+        if not isinstance(record, dict):
+            return []
+        summary, digest = training_summary(record), client.get("training_record_digest")
+    anomalies = summary.get("anomalies") if isinstance(summary.get("anomalies"), list) else []
     rows = [
-        ("training", f"{shown(client.get('training_record_digest'))} ({shown(record.get('schema'))})"),
-        ("data", shown(record.get("data_manifest"), 120)),
+        ("training", f"{shown(digest)} ({shown(summary.get('schema'))})"),
+        ("data", shown(summary.get("data_manifest"), 120)),
         (
             "trained",
-            f"{len(metrics)} epoch(s), {shown(record.get('batches'))} batches, "
-            f"keras {shown(record.get('keras_version'))} on {shown(record.get('backend'))}",
+            f"{shown(summary.get('epochs'))} epoch(s), {shown(summary.get('batches'))} batches, "
+            f"keras {shown(summary.get('keras_version'))} on {shown(summary.get('backend'))}",
         ),
-        ("anomalies", str(len(anomalies))),
+        ("anomalies", shown(summary.get("anomaly_count"))),
     ]
-    if record.get("stopped"):
-        rows.append(("stopped", shown(record.get("stop_reason"), 200)))
-    for entry in anomalies[:10]:
+    if summary.get("stopped"):
+        rows.append(("stopped", shown(summary.get("stopped"), 200)))
+    for entry in (anomalies or [])[:10]:
         if isinstance(entry, dict):
             rows.append(
                 (

@@ -414,3 +414,38 @@ def test_sqlite_blob_ids_are_never_shown(sqlite_env: StoreEnv, model: Path, tmp_
     with sqlite3.connect(env.root / "store.db") as db:
         audit = json.dumps(db.execute("select * from audit").fetchall())
     assert entry["blob_id"] not in audit and entry["wrapped_key"] not in audit
+
+
+def test_a_strip_detector_is_checked_then_sealed(sqlite_env: StoreEnv, model: Path, tmp_path: Path) -> None:
+    """``--detector FILE.npz``: a STRIP detector fitted on this very model, its digest checked first."""
+    import hashlib
+
+    import keras
+    import numpy as np
+
+    from kerasguard.errors import KerasGuardError
+    from kerasguard.probe.strip import fit_strip
+
+    env = sqlite_env
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    clean = np.random.default_rng(0).normal(size=(120, 8)).astype("float32")
+    strip = fit_strip(keras.saving.load_model(model), clean, model_sha256="sha256:" + sha)
+    path = tmp_path / "strip.npz"
+    strip.save(path)
+    (item,) = attach.build(model=model, max_bytes=MiB, detectors=[path])
+    assert item.kind == "strip" and item.summary["detector_digest"] == strip.digest
+    push(env, env.token("publisher"), model, "1", [item])
+    found = env.store.read_attachment(env.admin, "digits", "1", kind="strip", namespace="team")
+    assert found is not None and found[1] == path.read_bytes()
+    assert found[0].summary["threshold"] == strip.threshold
+    # fitted on another model: refused before anything is stored
+    with pytest.raises(StoreError, match="fitted on another model"):
+        attach.detector(path, model_sha256="0" * 64, max_bytes=MiB)
+    # edited after it was saved (the threshold in its header): its own digest refuses it
+    edited = tmp_path / "edited.npz"
+    with np.load(path, allow_pickle=False) as npz:
+        overlay, meta = npz["overlay"], json.loads(npz["meta"].tobytes())
+    meta["threshold"] = -1.0  # nothing would ever be flagged; the stored digest is kept
+    np.savez(edited, overlay=overlay, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+    with pytest.raises(KerasGuardError, match="digest mismatch"):
+        attach.detector(edited, model_sha256=sha, max_bytes=MiB)

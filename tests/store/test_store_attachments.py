@@ -392,6 +392,18 @@ def test_store_show_escapes_hostile_text_from_a_probe_report(
         app, ["store", "attach", "digits", "1", "--probe-report", str(again), *base], env=environ
     )
     assert attached.exit_code == 0 and "later.json" in attached.output, attached.output
+    # `store show` reads every attachment back: an edited blob is named and the exit code is 1
+    path = blob_path(env, blob_of(env, "1")["blob_id"])
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 1
+    path.write_bytes(bytes(data))
+    tampered = runner.invoke(app, ["store", "show", "digits", "1", *base], env=environ)
+    assert tampered.exit_code == 1, tampered.output
+    assert "REFUSED: the probe_report attachment hostile.json" in tampered.output
+    assert "damaged or was tampered with" in tampered.output
+    as_json = runner.invoke(app, ["store", "show", "digits", "1", "-f", "json", *base], env=environ)
+    checks = [a["check"] for a in json.loads(as_json.stdout)["attachments"]]
+    assert checks[0].startswith("REFUSED") and checks[1:] == ["ok", "ok"], checks
 
 
 def test_the_store_modules_below_the_service_never_import_it() -> None:

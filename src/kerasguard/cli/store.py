@@ -101,9 +101,14 @@ def _print_json(data: Any) -> None:
     write_output(json.dumps(data, indent=2, sort_keys=True), None)
 
 
-def _print_info(info: "ModelInfo", as_json: bool) -> None:
+def _print_info(info: "ModelInfo", as_json: bool, checks: dict[str, str] | None = None) -> None:
+    """The record; ``checks`` maps "kind/name" of each sealed attachment to "ok" or why it was refused."""
     if as_json:
-        _print_json(info.to_dict())
+        data = info.to_dict()
+        for entry in data.get("attachments") or []:
+            if checks is not None:
+                entry["check"] = checks.get(f"{entry['kind']}/{entry['name']}", "not checked")
+        _print_json(data)
         return
     lines = []
     for key, value in info.to_dict().items():
@@ -115,12 +120,37 @@ def _print_info(info: "ModelInfo", as_json: bool) -> None:
         lines += [f"{'reason':14} {reason}" for reason in info.admission.get("reasons", [])]
     lines += _training_record_lines(info)
     lines += _detector_lines(info)
-    lines += _attachment_lines(info)
+    lines += _attachment_lines(info, checks)
     say("\n".join(lines), err=False)
 
 
-def _attachment_lines(info: "ModelInfo") -> list[str]:
-    """One line per sealed attachment: kind, name, what it says (escaped), digest and size."""
+def _check_attachments(opened: "ModelStore", token: str, info: "ModelInfo") -> dict[str, str]:
+    """Read every sealed attachment back (decrypted, digest and size checked; a detector also through
+    every check the gateway runs): "ok" or the reason it is refused."""
+    from kerasguard.errors import KerasGuardError
+
+    checks: dict[str, str] = {}
+    for a in info.attachments:
+        key = f"{a.kind}/{a.name}"
+        try:
+            found = opened.read_attachment(
+                token, info.name, info.version, kind=a.kind, attachment_name=a.name, namespace=info.namespace
+            )
+            if found is None:
+                raise StoreError("the attachment disappeared")
+            if a.kind == "detector":
+                from kerasguard.robustness.detector_files import from_sealed
+
+                from_sealed(found[1], model_sha256=info.digest, where=f"{info.ref} ({a.name})")
+        except KerasGuardError as exc:
+            checks[key] = f"REFUSED: {exc.message}"
+        else:
+            checks[key] = "ok"
+    return checks
+
+
+def _attachment_lines(info: "ModelInfo", checks: dict[str, str] | None = None) -> list[str]:
+    """One line per sealed attachment: kind, name, what it says (escaped), digest, size, check."""
     from kerasguard.data.report import shown
 
     out = []
@@ -145,10 +175,14 @@ def _attachment_lines(info: "ModelInfo") -> list[str]:
             said = f"STRIP (threshold {s.get('threshold')}, FPR {s.get('fpr')})"
         else:
             said = f"training record, {s.get('epochs')} epoch(s), {s.get('anomaly_count')} anomalies"
-        out.append(
+        line = (
             f"{'attachment':14} {shown(a.kind, 20)} {shown(a.name, 128)}: {shown(said, 300)} "
             f"[{shown(a.digest, 80)}, {a.size} bytes, by {shown(a.attached_by, 60)}]"
         )
+        check = (checks or {}).get(f"{a.kind}/{a.name}")
+        if check is not None and check != "ok":
+            line += f" {shown(check, 300)}"
+        out.append(line)
     return out
 
 
@@ -420,10 +454,19 @@ def show(
     fmt: Format = TextOrJson.text,
     as_json: AsJson = False,
 ) -> None:
-    """Show a model's metadata, admission checks and (with --format json) its scan report."""
+    """Show a model's metadata, admission checks and (with --format json) its scan report.
+
+    Each sealed attachment is read back and checked; exit 1 when one is refused (tampered)."""
     with _opened(store, key_file, policy_file) as opened:
         info = opened.show(token, name, version, namespace=namespace)
-    _print_info(info, _json_wanted(fmt, as_json))
+        checks = _check_attachments(opened, token, info)
+    _print_info(info, _json_wanted(fmt, as_json), checks)
+    refused = sorted(k for k, v in checks.items() if v != "ok")
+    if refused:
+        print_error(
+            f"attachment(s) refused: {printable(', '.join(refused))}", label="tampered", style="bold red"
+        )
+        raise typer.Exit(EXIT_FINDINGS)
 
 
 @store_app.command("attach")

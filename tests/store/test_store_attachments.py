@@ -461,3 +461,30 @@ def test_a_strip_detector_is_checked_then_sealed(sqlite_env: StoreEnv, model: Pa
     np.savez(edited, overlay=overlay, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
     with pytest.raises(KerasGuardError, match="digest mismatch"):
         attach.detector(edited, model_sha256=sha, max_bytes=MiB)
+
+
+def test_a_push_whose_witness_write_fails_keeps_its_committed_blobs(
+    sqlite_env: StoreEnv, model: Path, tmp_path: Path
+) -> None:
+    """Regression: the witness is written after the commit; its failure must not delete the blobs of
+    the version that was just stored (the model's and its attachments')."""
+    from kerasguard.store.witness import WitnessError
+
+    env = sqlite_env
+    publisher = env.token("publisher")
+    report = backdoor_report(tmp_path / "r.json")
+    items = attach.build(model=model, max_bytes=MiB, probe_reports=[report])
+    witness = env.root / "audit-witness.jsonl"
+    witness.rename(tmp_path / "witness.keep")
+    witness.mkdir()  # cannot be opened for appending
+    try:
+        with pytest.raises(WitnessError, match="the change was committed"):
+            push(env, publisher, model, "1", items)
+    finally:
+        witness.rmdir()
+        (tmp_path / "witness.keep").rename(witness)
+    assert env.store.pull(
+        env.admin, "digits", "1", tmp_path / "out.keras", namespace="team"
+    ).read_bytes() == (model.read_bytes())
+    found = env.store.read_attachment(env.admin, "digits", "1", kind="probe_report", namespace="team")
+    assert found is not None and found[1] == report.read_bytes()

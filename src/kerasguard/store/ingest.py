@@ -48,6 +48,7 @@ from kerasguard.store.records import (
     seal,
 )
 from kerasguard.store.sources import approve
+from kerasguard.store.witness import WitnessError
 
 if TYPE_CHECKING:
     from kerasguard.store.parts import StoreParts
@@ -208,6 +209,9 @@ def push_model(
                 expect_digest=expect_digest,
                 attachments=items,
             )
+        except WitnessError:  # raised after the commit: the version is stored and its blob referenced
+            upload.finish()
+            raise
         except BaseException as exc:
             abandon(store, upload, row)
             message = describe_failure(exc)

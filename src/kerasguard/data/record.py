@@ -1,7 +1,7 @@
 """Training records (written by TrainingGuard) read back for the store: bounded, strict, validated.
 
-A record travels as client provenance of a model version (``store push --training-record``), which
-the store binds into the version's row MAC, so it cannot be swapped afterwards without detection.
+A record travels as a sealed attachment of a model version (``store push --training-record``): its
+digest is in the version's MAC-covered provenance, so it cannot be swapped afterwards without detection.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from kerasguard.errors import DataError
 
 RECORD_SCHEMA = "kerasguard.training-record/v1"
-#: The store caps client provenance at 64 KiB; a record must leave room for the rest.
+#: The default bound when reading a record (the store passes its ``max_attachment_bytes``).
 MAX_RECORD_BYTES = 48 * 1024
 _REQUIRED: dict[str, type | tuple[type, ...]] = {
     "schema": str,

@@ -175,7 +175,7 @@ def world(digits: Digits, tmp_path_factory: pytest.TempPathFactory) -> World:
     shown = runner.invoke(app, [*show, "digits", "1"], env=env)
     assert shown.exit_code == 0 and "mahalanobis on " in shown.output, shown.output
     shown = runner.invoke(app, [*show, "tampered", "1"], env=env)
-    assert shown.exit_code == 0 and "REFUSED" in shown.output and "digest mismatch" in shown.output
+    assert shown.exit_code == 1 and "REFUSED" in shown.output and "digest mismatch" in shown.output
     return world
 
 

@@ -462,6 +462,8 @@ def show(
         checks = _check_attachments(opened, token, info)
     _print_info(info, _json_wanted(fmt, as_json), checks)
     refused = sorted(k for k, v in checks.items() if v != "ok")
+    if any("REFUSED" in line for line in _detector_lines(info)):  # an inline detector of an older version
+        refused.append("detector (inline)")
     if refused:
         print_error(
             f"attachment(s) refused: {printable(', '.join(refused))}", label="tampered", style="bold red"

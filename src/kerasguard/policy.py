@@ -262,8 +262,11 @@ class Store:
     sources: tuple[str, ...] = ()  # approved source URL prefixes (repositories or hosts); empty = none
     stages: tuple[str, ...] = ("staging", "production", "archived")  # stages a version can be promoted to
     default_stage: str = "staging"  # stage of a newly admitted version
+    max_attachment_bytes: int = 32 * MiB  # largest attachment (detector, training record, probe report)
 
     def __post_init__(self) -> None:
+        if self.max_attachment_bytes < 1:
+            raise PolicyError("store.max_attachment_bytes must be at least 1")
         if not self.stages:
             raise PolicyError("store.stages must list at least one stage")
         if self.default_stage not in self.stages:

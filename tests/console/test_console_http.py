@@ -3,6 +3,9 @@ security headers, and hostile names from a model file shown inert."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import httpx
 import pytest
 from consolehelp import ESC, HOSTILE_MEMBER, IMG, MARKUP, NS, SCRIPT, Site, csrf_of, login
@@ -169,6 +172,60 @@ def test_a_training_record_in_the_provenance_is_summarised(site: Site) -> None:
     assert 'id="training"' in page and "sha256:" + "e" * 64 in page
     assert "KGT001 epoch 1 batch 3: loss spike &lt;b&gt;x&lt;/b&gt;" in page
     assert "keras 3.15.1 on jax" in page
+
+
+def test_sealed_attachments_are_listed_escaped_and_the_sealed_record_summarised(
+    site: Site, tmp_path: Path
+) -> None:
+    from kerasguard import attach
+
+    hostile = SCRIPT + MARKUP + ESC
+    report = {
+        "schema": "kerasguard.probe.backdoor/1",
+        "model": hostile,
+        "verdict": "backdoor" + ESC,
+        "flagged_classes": [IMG],
+        "anomaly_threshold": 2.0,
+        "n_classes": 10,
+        "classes": [{"class": 7, "anomaly_index": 4.5}],
+    }
+    (tmp_path / "backdoor.json").write_text(json.dumps(report))
+    record = {
+        "schema": "kerasguard.training-record/v1",
+        "data_manifest": None,
+        "hyperparameters": {},
+        "metrics": [{}, {}, {}],
+        "anomalies": [{"id": "KGT002", "epoch": 2, "batch": 1, "message": SCRIPT}],
+        "stopped": False,
+        "batches": 30,
+        "keras_version": "3.15.1",
+        "backend": "jax",
+    }
+    (tmp_path / "training.json").write_text(json.dumps(record))
+    items = attach.build(
+        model=None,
+        max_bytes=1 << 20,
+        probe_reports=[tmp_path / "backdoor.json"],
+        training_records=[tmp_path / "training.json"],
+    )
+    with site.world.store() as store:
+        store.push(
+            site.publisher,
+            site.world.folder / "models" / "digits.keras",
+            name="probed",
+            version="1",
+            source=f"{SOURCE}/probed",
+            attachments=items,
+        )
+    admin = login(site, site.admin)
+    assert "3 epoch(s), 1 anomaly" in admin.get("/console/models").text
+    html = admin.get(f"/console/models/{NS}/probed/1").text
+    assert 'id="attachments"' in html and "backdoor.json" in html and "training.json" in html
+    assert "backdoor probe: verdict backdoor\\x1b[31mESC\\x1b[0m, flagged" in html  # escapes as text
+    assert SCRIPT not in html and "<img" not in html and "\x1b" not in html
+    assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "KGT002 epoch 2 batch 1: &lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert 'id="training"' in html and "keras 3.15.1 on jax" in html
 
 
 def test_the_console_can_be_switched_off(site: Site) -> None:

@@ -1,5 +1,5 @@
 """TrainingGuard on real training: quiet on a clean run, stops a run fed a poisoned batch stream, and
-its training record lands in the model store as provenance (`store push --training-record`)."""
+its training record lands in the model store as a sealed attachment (`store push --training-record`)."""
 
 from __future__ import annotations
 
@@ -123,9 +123,10 @@ def test_guard_stops_a_poisoned_stream_and_the_record_lands_in_the_store(tmp_pat
               "--training-record", str(record_path), "-n", "team", "--json", *pol)
     )  # fmt: skip
     assert pushed["status"] == "admitted"
-    client = pushed["provenance"]["client"]
-    assert client["training_record"] == record
-    assert client["training_record_digest"].startswith("sha256:")
+    (sealed,) = pushed["attachments"]  # a sealed attachment: its own encrypted blob, digest recorded
+    assert sealed["kind"] == "training_record" and sealed["digest"].startswith("sha256:")
+    assert sealed["summary"]["anomaly_count"] == len(record["anomalies"])
+    assert "training_record" not in pushed["provenance"]["client"]
     shown = store("show", "m", "1", "-n", "team", *pol)
     assert "stopped" in shown and "KGD301" in shown and "sha256:" + "b" * 64 in shown
 

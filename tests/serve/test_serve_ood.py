@@ -1,10 +1,12 @@
 """OOD scores and drift alarms in kerasguard serve: a real gateway, real sandboxed workers.
 
 A digits MLP trained here, a Mahalanobis detector fitted on its penultimate features and attached at
-push (the store's MAC-covered provenance). Tenant ``acme`` is served ``digits`` (with the detector),
-``plain`` (the same model, no detector) and ``tampered`` (a detector whose JSON was edited after it
-was written: refused, so the version is not served). Tenant ``quiet`` has ``digits`` with the detector,
-served by a second gateway without the header.
+push (a sealed attachment: its own encrypted blob, digest in the MAC-covered provenance). Tenant ``acme``
+is served ``digits`` (with the detector), ``plain`` (the same model, no detector), ``tampered`` (an inline
+detector, as versions before sealed attachments stored them, whose JSON was edited after it was
+written) and ``sealedbad`` (a sealed detector whose blob was edited on disk): both refused, so those
+versions are not served. Tenant ``quiet`` has ``digits`` with an inline detector (an older store's
+form, still read), served by a second gateway without the header.
 """
 
 from __future__ import annotations
@@ -120,6 +122,20 @@ def world(digits: Digits, tmp_path_factory: pytest.TempPathFactory) -> World:
     result = push("digits", "--detector", str(digits.detector_dir))
     assert result.exit_code == 0, result.output
     assert push("plain").exit_code == 0
+    # A sealed detector whose blob is edited on disk after the push (one ciphertext bit flipped).
+    assert push("sealedbad", "--detector", str(digits.detector_dir)).exit_code == 0
+    import sqlite3
+
+    with sqlite3.connect(world.root / "store.db") as db:
+        rows = db.execute(
+            "select d.provenance from model_details d join models m on m.id = d.model_id where m.name = ?",
+            ("sealedbad",),
+        ).fetchall()
+    (entry,) = json.loads(rows[0][0])["attachments"]
+    blob = world.root / "blobs" / entry["blob_id"]
+    data = bytearray(blob.read_bytes())
+    data[-20] ^= 1
+    blob.write_bytes(bytes(data))
     # The CLI refuses an edited detector before anything is stored (exit 2, named).
     edited = folder / "edited"
     edited.mkdir()
@@ -139,7 +155,7 @@ def world(digits: Digits, tmp_path_factory: pytest.TempPathFactory) -> World:
             provenance={"detector": attachment},
         )
         assert info.status == "admitted", info.reason
-        for name in ("digits", "plain", "tampered"):
+        for name in ("digits", "plain", "tampered", "sealedbad"):
             opened.promote(publisher, name, "1", STAGE)
         from kerasguard.robustness.detector_files import attachment as attach
 
@@ -159,7 +175,7 @@ def world(digits: Digits, tmp_path_factory: pytest.TempPathFactory) -> World:
     shown = runner.invoke(app, [*show, "digits", "1"], env=env)
     assert shown.exit_code == 0 and "mahalanobis on " in shown.output, shown.output
     shown = runner.invoke(app, [*show, "tampered", "1"], env=env)
-    assert shown.exit_code == 0 and "REFUSED" in shown.output and "digest mismatch" in shown.output
+    assert shown.exit_code == 1 and "REFUSED" in shown.output and "digest mismatch" in shown.output
     return world
 
 
@@ -252,9 +268,24 @@ def test_tampered_attachment_is_refused_fail_closed(gw: Gateway, world: World, d
     refused = [
         json.loads(line)
         for line in gw.log.read_text(errors="replace").splitlines()
-        if line.startswith('{"event":"detector_refused"')
+        if line.startswith('{"event":"detector_refused"') and '"model":"tampered"' in line
     ]
-    assert refused and refused[0]["model"] == "tampered" and "digest mismatch" in refused[0]["reason"]
+    assert refused and "digest mismatch" in refused[0]["reason"]
+
+
+def test_tampered_sealed_detector_blob_is_refused_fail_closed(
+    gw: Gateway, world: World, digits: Digits
+) -> None:
+    response = predict(gw, world.keys["acme"], "sealedbad", digits.test_x[:3])
+    assert response.status_code == 503, response.text
+    assert "tampered" not in response.text and "detector" not in response.text
+    assert metric(gw, "kerasguard_serve_detector_errors_total", model="sealedbad") >= 1
+    refused = [
+        json.loads(line)
+        for line in gw.log.read_text(errors="replace").splitlines()
+        if line.startswith('{"event":"detector_refused"') and '"model":"sealedbad"' in line
+    ]
+    assert refused and "damaged or was tampered with" in refused[0]["reason"], refused
 
 
 def test_drift_alarm_on_one_class_window(gw: Gateway, world: World, digits: Digits) -> None:

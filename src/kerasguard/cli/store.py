@@ -101,9 +101,14 @@ def _print_json(data: Any) -> None:
     write_output(json.dumps(data, indent=2, sort_keys=True), None)
 
 
-def _print_info(info: "ModelInfo", as_json: bool) -> None:
+def _print_info(info: "ModelInfo", as_json: bool, checks: dict[str, str] | None = None) -> None:
+    """The record; ``checks`` maps "kind/name" of each sealed attachment to "ok" or why it was refused."""
     if as_json:
-        _print_json(info.to_dict())
+        data = info.to_dict()
+        for entry in data.get("attachments") or []:
+            if checks is not None:
+                entry["check"] = checks.get(f"{entry['kind']}/{entry['name']}", "not checked")
+        _print_json(data)
         return
     lines = []
     for key, value in info.to_dict().items():
@@ -115,11 +120,75 @@ def _print_info(info: "ModelInfo", as_json: bool) -> None:
         lines += [f"{'reason':14} {reason}" for reason in info.admission.get("reasons", [])]
     lines += _training_record_lines(info)
     lines += _detector_lines(info)
+    lines += _attachment_lines(info, checks)
     say("\n".join(lines), err=False)
 
 
+def _check_attachments(opened: "ModelStore", token: str, info: "ModelInfo") -> dict[str, str]:
+    """Read every sealed attachment back (decrypted, digest and size checked; a detector also through
+    every check the gateway runs): "ok" or the reason it is refused."""
+    from kerasguard.errors import KerasGuardError
+
+    checks: dict[str, str] = {}
+    for a in info.attachments:
+        key = f"{a.kind}/{a.name}"
+        try:
+            found = opened.read_attachment(
+                token, info.name, info.version, kind=a.kind, attachment_name=a.name, namespace=info.namespace
+            )
+            if found is None:
+                raise StoreError("the attachment disappeared")
+            if a.kind == "detector":
+                from kerasguard.robustness.detector_files import from_sealed
+
+                from_sealed(found[1], model_sha256=info.digest, where=f"{info.ref} ({a.name})")
+        except KerasGuardError as exc:
+            checks[key] = f"REFUSED: {exc.message}"
+        else:
+            checks[key] = "ok"
+    return checks
+
+
+def _attachment_lines(info: "ModelInfo", checks: dict[str, str] | None = None) -> list[str]:
+    """One line per sealed attachment: kind, name, what it says (escaped), digest, size, check."""
+    from kerasguard.data.report import shown
+
+    out = []
+    for a in info.attachments:
+        s = a.summary
+        if a.kind == "probe_report" and s.get("probe") == "backdoor":
+            said = (
+                f"backdoor probe: verdict {s.get('verdict')}, flagged {s.get('flagged_classes')}, "
+                f"max anomaly index {s.get('max_anomaly_index')} (threshold {s.get('anomaly_threshold')})"
+            )
+        elif a.kind == "probe_report":
+            said = (
+                f"privacy probe: verdict {s.get('verdict')}, max AUC {s.get('max_auc')}, "
+                f"max TPR at 1% FPR {s.get('max_tpr_at_1pct_fpr')}"
+            )
+        elif a.kind == "detector":
+            said = (
+                f"mahalanobis on {s.get('head')} ({s.get('features')} features, "
+                f"threshold {s.get('threshold')})"
+            )
+        elif a.kind == "strip":
+            said = f"STRIP (threshold {s.get('threshold')}, FPR {s.get('fpr')})"
+        else:
+            said = f"training record, {s.get('epochs')} epoch(s), {s.get('anomaly_count')} anomalies"
+        line = (
+            f"{'attachment':14} {shown(a.kind, 20)} {shown(a.name, 128)}: {shown(said, 300)} "
+            f"[{shown(a.digest, 80)}, {a.size} bytes, by {shown(a.attached_by, 60)}]"
+        )
+        check = (checks or {}).get(f"{a.kind}/{a.name}")
+        if check is not None and check != "ok":
+            line += f" {shown(check, 300)}"
+        out.append(line)
+    return out
+
+
 def _detector_lines(info: "ModelInfo") -> list[str]:
-    """The detector attached at push (``--detector``): checked as the gateway checks it, then named."""
+    """A detector stored inline by older versions (``--detector`` before sealed attachments): checked
+    as the gateway checks it, then named."""
     from kerasguard.data.report import shown
     from kerasguard.robustness.detector_files import from_attachment
     from kerasguard.robustness.errors import DetectorFileError
@@ -137,30 +206,35 @@ def _detector_lines(info: "ModelInfo") -> list[str]:
 
 
 def _training_record_lines(info: "ModelInfo") -> list[str]:
-    """The training record attached at push (``--training-record``), summarised for `store show`."""
+    """The training record (a sealed attachment's summary, or a record stored inline by versions before
+    sealed attachments), summarised for `store show`."""
+    from kerasguard.attach import training_summary
     from kerasguard.data.report import shown
 
-    client = (info.provenance or {}).get("client") or {}
-    record = client.get("training_record") if isinstance(client, dict) else None
-    if not isinstance(record, dict):
-        return []
-    anomalies: list[Any] = record.get("anomalies") or []
-    metrics: list[Any] = record.get("metrics") or []
-    if not isinstance(anomalies, list) or not isinstance(metrics, list):
-        return []
+    sealed = info.attachment("training_record")
+    digest: Any
+    if sealed is not None:
+        summary, digest = sealed.summary, sealed.digest
+    else:
+        client = (info.provenance or {}).get("client") or {}
+        record = client.get("training_record") if isinstance(client, dict) else None
+        if not isinstance(record, dict):
+            return []
+        summary, digest = training_summary(record), client.get("training_record_digest")
+    anomalies = summary.get("anomalies") if isinstance(summary.get("anomalies"), list) else []
     rows = [
-        ("training", f"{shown(client.get('training_record_digest'))} ({shown(record.get('schema'))})"),
-        ("data", shown(record.get("data_manifest"), 120)),
+        ("training", f"{shown(digest)} ({shown(summary.get('schema'))})"),
+        ("data", shown(summary.get("data_manifest"), 120)),
         (
             "trained",
-            f"{len(metrics)} epoch(s), {shown(record.get('batches'))} batches, "
-            f"keras {shown(record.get('keras_version'))} on {shown(record.get('backend'))}",
+            f"{shown(summary.get('epochs'))} epoch(s), {shown(summary.get('batches'))} batches, "
+            f"keras {shown(summary.get('keras_version'))} on {shown(summary.get('backend'))}",
         ),
-        ("anomalies", str(len(anomalies))),
+        ("anomalies", shown(summary.get("anomaly_count"))),
     ]
-    if record.get("stopped"):
-        rows.append(("stopped", shown(record.get("stop_reason"), 200)))
-    for entry in anomalies[:10]:
+    if summary.get("stopped"):
+        rows.append(("stopped", shown(summary.get("stopped"), 200)))
+    for entry in (anomalies or [])[:10]:
         if isinstance(entry, dict):
             rows.append(
                 (
@@ -220,6 +294,23 @@ def init(
     sys.stdout.write(token + "\n")
 
 
+TrainingRecordOption = Annotated[
+    Path | None,
+    typer.Option(help="Training record (TrainingGuard JSON) to attach (sealed, digest in the row MAC)."),
+]
+DetectorOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Detector to attach (sealed): a Mahalanobis folder (robustness detectors --out), which serve"
+        " scores OOD with, or a STRIP detector .npz (probe backdoor --strip-out)."
+    ),
+]
+ProbeReportOption = Annotated[
+    list[Path] | None,
+    typer.Option(help="Probe report (probe backdoor|privacy -f json -o) to attach (sealed); repeatable."),
+]
+
+
 @store_app.command("push")
 @handle_errors
 def push(
@@ -236,22 +327,18 @@ def push(
     expect_digest: Annotated[str | None, typer.Option(help="sha256:... the model must have.")] = None,
     stage: Annotated[str | None, typer.Option(help="Initial stage (default: policy's).")] = None,
     provenance: Annotated[str | None, typer.Option(help="Extra provenance as a JSON object.")] = None,
-    training_record: Annotated[
-        Path | None,
-        typer.Option(help="Training record (TrainingGuard JSON) to attach as provenance."),
-    ] = None,
-    detector: Annotated[
-        Path | None,
-        typer.Option(
-            help="Fitted detector folder (robustness detectors --out) to attach: serve scores OOD with it."
-        ),
-    ] = None,
+    training_record: TrainingRecordOption = None,
+    detector: DetectorOption = None,
+    probe_report: ProbeReportOption = None,
     key_file: KeyFile = None,
     policy_file: PolicyFile = None,
     fmt: Format = TextOrJson.text,
     as_json: AsJson = False,
 ) -> None:
-    """Admit a model: hash, signature per policy, scan, encrypt. Exit 1 if it was quarantined."""
+    """Admit a model: hash, signature per policy, scan, encrypt. Exit 1 if it was quarantined.
+
+    Attachments (--detector, --training-record, --probe-report) are checked, then sealed as their
+    own encrypted blobs, recorded (digest, size, summary) in the version's MAC-covered provenance."""
     extra: dict[str, Any] | None = None
     if provenance:
         try:
@@ -260,23 +347,16 @@ def push(
             raise StoreError(f"--provenance is not valid JSON: {exc}") from None
         if not isinstance(extra, dict):
             raise StoreError("--provenance must be a JSON object")
-    if training_record is not None:
-        from kerasguard.data.record import read_training_record
-
-        record, record_digest = read_training_record(training_record)
-        extra = {**(extra or {}), "training_record": record, "training_record_digest": record_digest}
-    if detector is not None:
-        import hashlib
-
-        from kerasguard.robustness.detector_files import attachment
-
-        try:
-            with path.open("rb") as fh:
-                model_sha = hashlib.file_digest(fh, "sha256").hexdigest()
-        except OSError as exc:
-            raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
-        extra = {**(extra or {}), "detector": attachment(detector, model_sha256=model_sha)}
     with _opened(store, key_file, policy_file) as opened:
+        from kerasguard import attach
+
+        items = attach.build(
+            model=path,
+            max_bytes=opened.policy.store.max_attachment_bytes,
+            detectors=[detector] if detector is not None else None,
+            training_records=[training_record] if training_record is not None else None,
+            probe_reports=probe_report,
+        )
         info = opened.push(
             token,
             path,
@@ -288,6 +368,7 @@ def push(
             expect_digest=expect_digest,
             provenance=extra,
             stage=stage,
+            attachments=items,
         )
     _print_info(info, _json_wanted(fmt, as_json))
     if info.status != "admitted":
@@ -373,10 +454,55 @@ def show(
     fmt: Format = TextOrJson.text,
     as_json: AsJson = False,
 ) -> None:
-    """Show a model's metadata, admission checks and (with --format json) its scan report."""
+    """Show a model's metadata, admission checks and (with --format json) its scan report.
+
+    Each sealed attachment is read back and checked; exit 1 when one is refused (tampered)."""
     with _opened(store, key_file, policy_file) as opened:
         info = opened.show(token, name, version, namespace=namespace)
-    _print_info(info, _json_wanted(fmt, as_json))
+        checks = _check_attachments(opened, token, info)
+    _print_info(info, _json_wanted(fmt, as_json), checks)
+    refused = sorted(k for k, v in checks.items() if v != "ok")
+    if any("REFUSED" in line for line in _detector_lines(info)):  # an inline detector of an older version
+        refused.append("detector (inline)")
+    if refused:
+        print_error(
+            f"attachment(s) refused: {printable(', '.join(refused))}", label="tampered", style="bold red"
+        )
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+@store_app.command("attach")
+@handle_errors
+def attach_files(
+    name: Annotated[str, typer.Argument()],
+    version: Annotated[str, typer.Argument()],
+    store: StoreDir,
+    token: Token,
+    namespace: Namespace = None,
+    training_record: TrainingRecordOption = None,
+    detector: DetectorOption = None,
+    probe_report: ProbeReportOption = None,
+    key_file: KeyFile = None,
+    policy_file: PolicyFile = None,
+    fmt: Format = TextOrJson.text,
+) -> None:
+    """Admins: attach files to a pushed version (sealed, audited; the version's revision goes up)."""
+    with _opened(store, key_file, policy_file) as opened:
+        from kerasguard import attach
+
+        model_sha = None
+        if detector is not None:  # a detector must have been fitted on this version's model
+            model_sha = opened.show(token, name, version, namespace=namespace).digest
+        items = attach.build(
+            model=None,
+            model_sha256=model_sha,
+            max_bytes=opened.policy.store.max_attachment_bytes,
+            detectors=[detector] if detector is not None else None,
+            training_records=[training_record] if training_record is not None else None,
+            probe_reports=probe_report,
+        )
+        info = opened.attach(token, name, version, items, namespace=namespace)
+    _print_info(info, fmt is TextOrJson.json)
 
 
 Reason = Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log).")]

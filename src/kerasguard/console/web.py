@@ -278,7 +278,11 @@ def _row(info: dict[str, Any]) -> dict[str, Any]:
     client = (info.get("provenance") or {}).get("client") or {}
     record = client.get("training_record") if isinstance(client, dict) else None
     training = None
-    if isinstance(record, dict):
+    sealed = [a for a in info.get("attachments") or [] if isinstance(a, dict)]
+    records = [a for a in sealed if a.get("kind") == "training_record"]
+    if records:  # a sealed training record: its summary was recorded when it was attached
+        training = {**(records[-1].get("summary") or {}), "digest": records[-1].get("digest")}
+    elif isinstance(record, dict):  # stored inline by versions before sealed attachments
         metrics = record.get("metrics") if isinstance(record.get("metrics"), list) else []
         anomalies = record.get("anomalies") if isinstance(record.get("anomalies"), list) else []
         training = {
@@ -302,6 +306,7 @@ def _row(info: dict[str, Any]) -> dict[str, Any]:
         "signer": info.get("signer") or admission.get("signer"),
         "reasons": admission.get("reasons") or [],
         "training": training,
+        "attached": sealed,
     }
 
 

@@ -1,7 +1,7 @@
 """Training records (written by TrainingGuard) read back for the store: bounded, strict, validated.
 
-A record travels as client provenance of a model version (``store push --training-record``), which
-the store binds into the version's row MAC, so it cannot be swapped afterwards without detection.
+A record travels as a sealed attachment of a model version (``store push --training-record``): its
+digest is in the version's MAC-covered provenance, so it cannot be swapped afterwards without detection.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from kerasguard.errors import DataError
 
 RECORD_SCHEMA = "kerasguard.training-record/v1"
-#: The store caps client provenance at 64 KiB; a record must leave room for the rest.
+#: The default bound when reading a record (the store passes its ``max_attachment_bytes``).
 MAX_RECORD_BYTES = 48 * 1024
 _REQUIRED: dict[str, type | tuple[type, ...]] = {
     "schema": str,
@@ -30,17 +30,19 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
-def read_training_record(path: str | os.PathLike[str]) -> tuple[dict[str, Any], str]:
+def read_training_record(
+    path: str | os.PathLike[str], *, max_bytes: int = MAX_RECORD_BYTES
+) -> tuple[dict[str, Any], str]:
     """(the record, its sha256 digest); DataError when it is too large, not JSON or not a record."""
     try:
         with open(path, "rb") as fh:
-            data = fh.read(MAX_RECORD_BYTES + 1)
+            data = fh.read(max_bytes + 1)
     except OSError as exc:
         raise DataError(f"training record {path}: cannot read: {exc.strerror or exc}") from None
-    if len(data) > MAX_RECORD_BYTES:
+    if len(data) > max_bytes:
         raise DataError(
-            f"training record {path}: larger than {MAX_RECORD_BYTES // 1024} KiB",
-            hint="the store keeps records as provenance (64 KiB); record fewer epochs or anomalies",
+            f"training record {path}: larger than {max_bytes} bytes",
+            hint="record fewer epochs or anomalies, or raise [store] max_attachment_bytes",
         )
     try:
         record = json.loads(data.decode("utf-8"), parse_constant=_no_constants)

@@ -294,14 +294,47 @@ def attachment(folder: str | os.PathLike[str], *, model_sha256: str | None = Non
     }
 
 
-def from_attachment(value: Any, *, model_sha256: str | None, where: str) -> DetectorSet:
-    """The detector of a store attachment, with every check of :func:`load_detectors` redone."""
+def sealed_container(
+    folder: str | os.PathLike[str], *, model_sha256: str | None
+) -> tuple[bytes, DetectorSet]:
+    """The saved detector as the bytes of a sealed store attachment (the attachment JSON object, any
+    size up to the files' own limits), after every check of :func:`load_detectors` and servability."""
+    base = Path(folder)
+    raw = _read_bounded(base / JSON_NAME, MAX_JSON_BYTES)
+    blob = _read_bounded(base / ARRAYS_NAME, MAX_ARRAY_BYTES)
+    detectors = detectors_from_bytes(raw, blob, where=str(base), model_sha256=model_sha256)
+    check_servable(detectors, str(base))
+    value = {
+        "format": ATTACHMENT_FORMAT,
+        "json": base64.b64encode(raw).decode("ascii"),
+        "npz": base64.b64encode(blob).decode("ascii"),
+    }
+    return json.dumps(value, sort_keys=True).encode("ascii"), detectors
+
+
+def from_sealed(data: bytes, *, model_sha256: str | None, where: str) -> DetectorSet:
+    """The detector of a sealed attachment's bytes (see :func:`sealed_container`), every check redone."""
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise DetectorFileError(f"the detector attached to {where} is not JSON: {exc}") from None
+    return from_attachment(value, model_sha256=model_sha256, where=where, max_bytes=len(data))
+
+
+def from_attachment(
+    value: Any, *, model_sha256: str | None, where: str, max_bytes: int = MAX_ATTACHMENT_BYTES
+) -> DetectorSet:
+    """The detector of a store attachment, with every check of :func:`load_detectors` redone.
+
+    ``max_bytes`` bounds each base64 part: the inline provenance form (before sealed attachments) is
+    small; a sealed attachment blob is bounded by the store's ``max_attachment_bytes``.
+    """
     if not isinstance(value, dict) or value.get("format") != ATTACHMENT_FORMAT:
         raise DetectorFileError(f"the detector attached to {where} is not a {ATTACHMENT_FORMAT} object")
     parts = []
     for key in ("json", "npz"):
         text = value.get(key)
-        if not isinstance(text, str) or len(text) > MAX_ATTACHMENT_BYTES:
+        if not isinstance(text, str) or len(text) > max_bytes:
             raise DetectorFileError(f"the detector attached to {where} has no valid {key!r} part")
         try:
             parts.append(base64.b64decode(text, validate=True))

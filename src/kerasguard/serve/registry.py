@@ -59,19 +59,34 @@ class StoreAccess:
         return self.store.authenticate_invoker(key)
 
     def detector(self, ref: ModelRef) -> DetectorSet | None:
-        """The detector attached at push (``store push --detector``), from the MAC-checked provenance,
-        with its own digests and its model digest checked again; None when there is none."""
-        from kerasguard.robustness.detector_files import from_attachment
+        """The Mahalanobis detector attached to the version (``store push --detector DIR`` or ``store
+        attach``): read through the store (decrypted, digest checked against the MAC-covered entry),
+        then its own digests and its model digest checked again; None when there is none.
 
-        info = self.store.show(self.token, ref.name, ref.version, namespace=ref.tenant)
-        client = (info.provenance or {}).get("client")
-        value = client.get("detector") if isinstance(client, dict) else None
-        if value is None:
-            return None
+        Versions pushed before sealed attachments keep theirs inline in the provenance: still read.
+        A detector that fails any check raises DetectorFileError (the worker withdraws the version).
+        """
+        from kerasguard.robustness.detector_files import from_attachment, from_sealed
+        from kerasguard.robustness.errors import DetectorFileError
+        from kerasguard.store import AttachmentError
+
         where = f"{ref.tenant}/{ref.name}:{ref.version}"
         try:
+            try:
+                found = self.store.read_attachment(
+                    self.token, ref.name, ref.version, kind="detector", namespace=ref.tenant
+                )
+            except AttachmentError as exc:
+                raise DetectorFileError(exc.message, hint=exc.hint) from None
+            if found is not None:
+                return from_sealed(found[1], model_sha256=ref.digest, where=where)
+            info = self.store.show(self.token, ref.name, ref.version, namespace=ref.tenant)
+            client = (info.provenance or {}).get("client")
+            value = client.get("detector") if isinstance(client, dict) else None
+            if value is None:
+                return None
             return from_attachment(value, model_sha256=ref.digest, where=where)
-        except KerasGuardError as exc:
+        except DetectorFileError as exc:
             log.error(
                 "%s",
                 json.dumps(

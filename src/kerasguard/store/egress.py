@@ -25,7 +25,7 @@ from kerasguard.store.perms import Modes, create_file
 from kerasguard.store.records import blob_context, ref
 
 if TYPE_CHECKING:
-    from kerasguard.store.service import ModelStore
+    from kerasguard.store.parts import StoreParts
 
 
 def pull_destination(dest: str | os.PathLike[str]) -> Path:
@@ -41,7 +41,7 @@ def pull_destination(dest: str | os.PathLike[str]) -> Path:
     return path
 
 
-def write_model(store: ModelStore, row: ModelRow, details: ModelDetails, dest: Path) -> Path:
+def write_model(store: StoreParts, row: ModelRow, details: ModelDetails, dest: Path) -> Path:
     name = ref(row.namespace, row.name, row.version)
     target = dest / row.filename if dest.is_dir() else dest
     assert row.wrapped_key is not None

@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from kerasguard.errors import KerasGuardError, StoreError, UntrustedSourceError
 from kerasguard.store import audit, crypto
 from kerasguard.store.admission import Decision, admit, policy_digest, policy_document, signature_name
+from kerasguard.store.attachments import FIELD, NewAttachment, check_new, sealed
 from kerasguard.store.blobs import Upload
 from kerasguard.store.db import ModelDetails, ModelRow
 from kerasguard.store.perms import create_file
@@ -47,9 +48,10 @@ from kerasguard.store.records import (
     seal,
 )
 from kerasguard.store.sources import approve
+from kerasguard.store.witness import WitnessError
 
 if TYPE_CHECKING:
-    from kerasguard.store.service import ModelStore
+    from kerasguard.store.parts import StoreParts
 
 PAUSE_ENV = "KERASGUARD_STORE_PAUSE_AT"  # test hook: a push sleeps at this stage (crash tests)
 MAX_PROVENANCE = 64 * 1024
@@ -82,7 +84,7 @@ def pause(stage: str) -> None:
 
 
 def push_model(
-    store: ModelStore,
+    store: StoreParts,
     principal: Principal,
     namespace: str,
     path: str | os.PathLike[str],
@@ -94,6 +96,7 @@ def push_model(
     expect_digest: str | None = None,
     provenance: dict[str, Any] | None = None,
     stage: str | None = None,
+    attachments: list[NewAttachment] | None = None,
 ) -> ModelInfo:
     """Admit a model file: hash, check signature per policy, scan, encrypt; quarantine on failure.
 
@@ -133,6 +136,10 @@ def push_model(
         raise refuse(StoreError("provenance must be JSON-serialisable")) from None
     if len(extra_json) > MAX_PROVENANCE:
         raise refuse(StoreError("provenance is larger than 64 KiB"))
+    try:
+        items = check_new(attachments or [], 0, store.policy.store.max_attachment_bytes)
+    except StoreError as exc:
+        raise refuse(exc) from None
     source_file = Path(path)
     not_a_file = StoreError(
         f"{source_file} is not a regular file; the store holds single-file models "
@@ -200,7 +207,11 @@ def push_model(
                 sig_name=sig_name,
                 sig_text=sig_text,
                 expect_digest=expect_digest,
+                attachments=items,
             )
+        except WitnessError:  # raised after the commit: the version is stored and its blob referenced
+            upload.finish()
+            raise
         except BaseException as exc:
             abandon(store, upload, row)
             message = describe_failure(exc)
@@ -263,7 +274,7 @@ def _changed(before: os.stat_result, after: os.stat_result) -> bool:
 
 
 def admit_upload(
-    store: ModelStore,
+    store: StoreParts,
     upload: Upload,
     src: IO[bytes],
     row: ModelRow,
@@ -274,6 +285,7 @@ def admit_upload(
     sig_name: str | None,
     sig_text: str | None,
     expect_digest: str | None,
+    attachments: list[NewAttachment],
 ) -> ModelInfo:
     data_key = crypto.new_data_key()
     staged = upload.stage_file(row.filename)
@@ -335,7 +347,20 @@ def admit_upload(
         admission=json.dumps(admission, sort_keys=True),
     )
     status = SERVABLE if decision.admitted else QUARANTINED
-    with store.transaction() as s:
+    with (
+        sealed(
+            store,
+            row.namespace,
+            row.name,
+            row.version,
+            attachments,
+            actor=principal.actor,
+            now=row.created_at,
+        ) as entries,
+        store.transaction() as s,
+    ):
+        if entries:
+            details.provenance = json.dumps({**provenance, FIELD: entries}, sort_keys=True)
         current = s.get(ModelRow, row.id)
         if current is None or current.status != PENDING or current.blob_id != row.blob_id:
             raise StoreError("the pending record of this push disappeared (removed by recovery?)")
@@ -363,11 +388,26 @@ def admit_upload(
             ),
             store.audit_key,
         )
+        for entry in entries:
+            audit.append(s, attach_event(event, entry), store.audit_key)
         info = info_from_row(current, details)
     return info
 
 
-def abandon(store: ModelStore, upload: Upload, row: ModelRow) -> None:
+def attach_event(event: audit.Event, entry: dict[str, Any]) -> audit.Event:
+    """The audit entry of one attachment (kind, name, digest, size)."""
+    return with_(
+        event,
+        action="attach",
+        result="ok",
+        digest=entry["digest"],
+        detail=f"{entry['kind']} {entry['name']} ({entry['size']} bytes)",
+        subject=None,
+        revision=None,
+    )
+
+
+def abandon(store: StoreParts, upload: Upload, row: ModelRow) -> None:
     """Undo a failed push; whatever cannot be undone now is removed by the next start's recovery."""
     with contextlib.suppress(Exception), store.transaction() as s:
         s.execute(delete(ModelRow).where(ModelRow.id == row.id, ModelRow.status == PENDING))

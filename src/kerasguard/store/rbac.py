@@ -56,6 +56,7 @@ class Action(StrEnum):
     token_list = "token-list"  # noqa: S105
     rotate_key = "rotate-key"
     invoke = "invoke"
+    attach = "attach"  # add an attachment to a pushed version (admins; publishers attach at push)
 
 
 _READ = frozenset({Action.list, Action.show, Action.pull})

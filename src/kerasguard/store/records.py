@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from kerasguard.errors import StoreError
 from kerasguard.store import crypto
 from kerasguard.store.admission import policy_digest
+from kerasguard.store.attachments import FIELD, Attachment, public, raw_entries
 from kerasguard.store.db import ModelDetails, ModelRow
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -52,6 +53,7 @@ class ModelInfo:
     scan_report: dict[str, Any] | None = None
     policy_digest: str | None = None
     admission: dict[str, Any] | None = None
+    attachments: tuple[Attachment, ...] = ()
 
     @property
     def ref(self) -> str:
@@ -80,8 +82,14 @@ class ModelInfo:
                 policy_digest=self.policy_digest,
                 admission=self.admission,
                 scan_report=self.scan_report,
+                attachments=[a.to_dict() for a in self.attachments],
             )
         return out
+
+    def attachment(self, kind: str) -> Attachment | None:
+        """The newest attachment of this kind, or None."""
+        found = [a for a in self.attachments if a.kind == kind]
+        return found[-1] if found else None
 
 
 def ref(namespace: str, name: str, version: str) -> str:
@@ -246,8 +254,12 @@ def info_from_row(row: RowLike, details: ModelDetails | None = None) -> ModelInf
     """The public record of a row (with its documents when ``details`` is given)."""
     extra: dict[str, Any] = {}
     if details is not None:
+        provenance = json.loads(details.provenance)
+        entries = raw_entries(provenance)
+        provenance.pop(FIELD, None)  # blob ids and wrapped keys stay inside the store
         extra = {
-            "provenance": json.loads(details.provenance),
+            "provenance": provenance,
+            "attachments": tuple(public(e) for e in entries),
             "scan_report": json.loads(details.scan_report) if details.scan_report else None,
             "policy_digest": policy_digest(details.policy),
             "admission": json.loads(details.admission),

@@ -36,7 +36,8 @@ from sqlalchemy.orm import Session
 
 from kerasguard.errors import KerasGuardError, StoreError
 from kerasguard.policy import Policy
-from kerasguard.store import audit, crypto, rbac, upgrade
+from kerasguard.store import attachments, audit, crypto, rbac, upgrade
+from kerasguard.store.attachments import Attachment, NewAttachment
 from kerasguard.store.blobs import BlobStore
 from kerasguard.store.config import StoreConfig, default_db_url, read_config, write_config
 from kerasguard.store.crypto import CryptoError, MasterKey
@@ -53,6 +54,7 @@ from kerasguard.store.db import (
 )
 from kerasguard.store.egress import pull_destination, write_model
 from kerasguard.store.ingest import push_model, with_
+from kerasguard.store.parts import StoreParts
 from kerasguard.store.perms import Modes, check_tree, create_file, make_dir
 from kerasguard.store.rbac import Action, Principal, Role
 from kerasguard.store.records import (
@@ -209,7 +211,7 @@ class ModelStore:
         store = cls(path, config, engine, master_key, policy or Policy(), ident)
         try:
             if not current:  # checked again under the lock: another node may be upgrading it now
-                upgrade.ensure_current(store)
+                upgrade.ensure_current(store.parts())
             store.recover()
         except BaseException:
             store.close()
@@ -219,6 +221,18 @@ class ModelStore:
     @property
     def pending_mark(self) -> str:
         return f"pending on {self.node}"
+
+    def parts(self) -> StoreParts:
+        """What push, pull, attachments and upgrades may use (built per call: rotation swaps the key)."""
+        return StoreParts(
+            blobs=self.blobs,
+            master=self.master,
+            policy=self.policy,
+            modes=self.modes,
+            pending_mark=self.pending_mark,
+            transaction=self.transaction,
+            record_event=self.record_event,
+        )
 
     def close(self) -> None:
         self.engine.dispose()
@@ -614,15 +628,17 @@ class ModelStore:
         expect_digest: str | None = None,
         provenance: dict[str, Any] | None = None,
         stage: str | None = None,
+        attachments: list[NewAttachment] | None = None,
     ) -> ModelInfo:
         """Admit a model file: hash, check signature per policy, scan, encrypt; quarantine on failure.
 
         Raises for what must not be stored at all (denied, untrusted source, bad input, name taken);
-        returns the record, with ``status == "quarantined"`` when a check failed.
+        returns the record, with ``status == "quarantined"`` when a check failed. ``attachments``
+        (built by ``kerasguard.attach``) are sealed as their own blobs in the same push.
         """
         principal, namespace = self._authorize(token, Action.push, namespace, name=name, version=version)
         return push_model(
-            self,
+            self.parts(),
             principal,
             namespace,
             path,
@@ -633,7 +649,130 @@ class ModelStore:
             expect_digest=expect_digest,
             provenance=provenance,
             stage=stage,
+            attachments=attachments,
         )
+
+    # ------------------------------------------------------------------ attachments
+
+    def attach(
+        self,
+        token: str,
+        name: str,
+        version: str,
+        items: list[NewAttachment],
+        *,
+        namespace: str | None = None,
+    ) -> ModelInfo:
+        """Attach files to a pushed version (admins only): a state change, audited, revision + 1.
+
+        Each file is sealed as its own blob first; one transaction then records the entries in the
+        version's provenance (row MAC through ``details_digest``), raises the revision and appends the
+        audit entries. A failure removes the blobs written.
+        """
+        principal, namespace = self._authorize(token, Action.attach, namespace, name=name, version=version)
+        label = ref(namespace, name, version)
+        event = audit.Event(
+            actor=principal.actor,
+            action=Action.attach.value,
+            result="",
+            namespace=namespace,
+            model=name,
+            version=version,
+        )
+        try:
+            with self.transaction() as s:
+                row = self._load(s, namespace, name, version)
+                existing = len(attachments.raw_entries(json.loads(self._details(s, row).provenance)))
+            checked = attachments.check_new(items, existing, self.policy.store.max_attachment_bytes)
+            if not checked:
+                raise StoreError("nothing to attach")
+            now = audit.now()
+            with (
+                attachments.sealed(
+                    self.parts(), namespace, name, version, checked, actor=principal.actor, now=now
+                ) as entries,
+                self.transaction() as s,
+            ):
+                row = self._load(s, namespace, name, version, lock=True)
+                if row.status not in (SERVABLE, QUARANTINED):
+                    raise StoreError(f"cannot attach to model {label}: it is {row.status}")
+                details = self._details(s, row)
+                provenance = json.loads(details.provenance)
+                provenance[attachments.FIELD] = attachments.raw_entries(provenance) + entries
+                details.provenance = json.dumps(provenance, sort_keys=True)
+                row.details_digest = details_digest(details)
+                row.updated_at = now
+                row.revision += 1
+                seal(row, self.master.mac_key)
+                audit.append(
+                    s,
+                    with_(
+                        event,
+                        result="ok",
+                        digest=row.digest,
+                        source=row.source,
+                        detail="attached "
+                        + ", ".join(f"{e['kind']} {e['name']} {e['digest']}" for e in entries),
+                        subject=audit.model_subject(namespace, name, version),
+                        revision=row.revision,
+                    ),
+                    self.audit_key,
+                )
+                info = info_from_row(row, details)
+        except StoreError as exc:
+            if not isinstance(exc, WitnessError):
+                self.record_event(with_(event, result="failed", detail=exc.message))
+            raise
+        return info
+
+    def read_attachment(
+        self,
+        token: str,
+        name: str,
+        version: str,
+        *,
+        kind: str,
+        attachment_name: str | None = None,
+        namespace: str | None = None,
+    ) -> tuple[Attachment, bytes] | None:
+        """The newest attachment of ``kind`` (and ``attachment_name``), decrypted and checked against
+        its recorded digest; None when the version has none. Readers may read what they may show.
+
+        An edited, swapped, truncated or missing blob raises :class:`AttachmentError` (audited).
+        """
+        principal, namespace = self._authorize(token, Action.show, namespace, name=name, version=version)
+        with self.transaction() as s:
+            row = self._load(s, namespace, name, version)
+            if row.status == QUARANTINED and not principal.allowed(Action.show_quarantined, namespace):
+                raise StoreError(f"no model {ref(namespace, name, version)}")
+            if row.status == DELETED:
+                raise StoreError(f"model {ref(namespace, name, version)} was deleted")
+            entries = attachments.raw_entries(json.loads(self._details(s, row).provenance))
+        chosen = [
+            e
+            for e in entries
+            if e.get("kind") == kind and (attachment_name is None or e.get("name") == attachment_name)
+        ]
+        if not chosen:
+            return None
+        entry = chosen[-1]
+        try:
+            data = attachments.read(self.parts(), namespace, name, version, entry)
+        except attachments.AttachmentError as exc:
+            self.record_event(
+                audit.Event(
+                    actor=principal.actor,
+                    action="read-attachment",
+                    result="failed",
+                    namespace=namespace,
+                    model=name,
+                    version=version,
+                    digest=str(entry.get("digest")),
+                    detail=exc.message,
+                )
+            )
+            raise
+        return attachments.public(entry), data
 
     # ------------------------------------------------------------------ pull
 
@@ -681,7 +820,7 @@ class ModelStore:
                 raise StoreError(f"model {label} is in an unexpected state {row.status!r}")
             if expect_digest is not None and expect_digest != row.digest:
                 raise StoreError(f"model {label} has digest {row.digest}, not the expected {expect_digest}")
-            target = write_model(self, row, details, pull_destination(dest))
+            target = write_model(self.parts(), row, details, pull_destination(dest))
         except KerasGuardError as exc:
             self.record_event(with_(event, result="failed", detail=exc.message))
             raise
@@ -918,12 +1057,18 @@ class ModelStore:
             apply=apply,
         )
         with self.transaction() as s:
-            blob_id = s.execute(
-                select(ModelRow.blob_id).where(
+            deleted = s.execute(
+                select(ModelRow).where(
                     ModelRow.namespace == info.namespace, ModelRow.name == name, ModelRow.version == version
                 )
             ).scalar_one()
-        self.blobs.final.delete(blob_id)
+            blob_ids = [deleted.blob_id]
+            details = s.get(ModelDetails, deleted.id)
+            if details is not None:  # the attachments go with the model
+                with contextlib.suppress(StoreError, ValueError):
+                    blob_ids += attachments.blob_ids(attachments.raw_entries(json.loads(details.provenance)))
+        for blob_id in blob_ids:
+            self.blobs.final.delete(blob_id)
         return info
 
     # ------------------------------------------------------------------ audit and keys
@@ -1016,6 +1161,21 @@ class ModelStore:
                         ) from None
                     row.wrapped_key = crypto.wrap_key(new_key, data_key, row.blob_id.encode())
                     count += 1
+                details = s.get(ModelDetails, row.id)
+                entries = attachments.raw_entries(json.loads(details.provenance)) if details else []
+                if details is not None and entries:
+                    self._details(s, row)  # checked under the old key's row MAC before it is rewritten
+                    provenance = json.loads(details.provenance)
+                    label = ref(row.namespace, row.name, row.version)
+                    try:
+                        provenance[attachments.FIELD] = attachments.rewrap(
+                            entries, self.master, new_key, label
+                        )
+                    except attachments.AttachmentError as exc:
+                        raise StoreError(f"cannot rotate: {exc.message}") from None
+                    details.provenance = json.dumps(provenance, sort_keys=True)
+                    row.details_digest = details_digest(details)
+                    count += len(entries)
                 row.key_id = new_key.key_id
                 seal(row, new_key.mac_key)
             for token_row in s.execute(select(TokenRow)).scalars():

@@ -22,7 +22,7 @@ from kerasguard.store.rbac import token_mac
 from kerasguard.store.records import PENDING, ref, seal
 
 if TYPE_CHECKING:
-    from kerasguard.store.service import ModelStore
+    from kerasguard.store.parts import StoreParts
 
 FORMAT_KEY = "integrity_format"
 FORMAT = 2
@@ -74,7 +74,7 @@ def _legacy_token_mac(key: bytes, row: TokenRow) -> str:
     )
 
 
-def ensure_current(store: ModelStore) -> bool:
+def ensure_current(store: StoreParts) -> bool:
     """Upgrade the store's integrity format if it is older; True when it did."""
     with store.transaction() as s:
         # Lock the head first: two nodes opening an old store at once upgrade it once.

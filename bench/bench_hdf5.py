@@ -35,7 +35,7 @@ from kerasguard.formats.blob import Blob
 from kerasguard.formats.context import ReadContext
 from kerasguard.formats.hdf5 import read_hdf5, worker_for
 from kerasguard.policy import GiB, Limits, Policy
-from kerasguard.scanner import scan_many
+from kerasguard.scanning.engine import scan_many
 
 
 def build_big(workdir: Path, size_gib: float) -> Path:

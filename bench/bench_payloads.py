@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 import pbenc  # noqa: E402
-from kerasguard.scanner import scan  # noqa: E402
+from kerasguard.scanning.engine import scan  # noqa: E402
 
 
 def timed(label: str, size: int, fn: Callable[[], object]) -> None:

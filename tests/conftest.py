@@ -16,6 +16,6 @@ def fork_despite_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     """For tests of the scan workers, not of their fork guard (tested in fresh interpreters): threads left
     in this process by earlier tests (JAX's pools, the sandbox's spawner thread) would make ``can_fork``
     refuse, and the scan would quietly run in one process instead of the workers under test."""
-    from kerasguard import scan_workers
+    from kerasguard.scanning import workers as scan_workers
 
     monkeypatch.setattr(scan_workers, "can_fork", lambda: True)

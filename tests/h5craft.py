@@ -23,7 +23,7 @@ from kerasguard.formats.context import ReadContext
 from kerasguard.formats.dispatch import open_artifact
 from kerasguard.policy import Limits, Policy
 from kerasguard.rules import RULES_BY_ID, RuleContext
-from kerasguard.scanner import Target, run_rules, scan_target
+from kerasguard.scanning.engine import Target, run_rules, scan_target
 from scanhelp import hits
 
 FIXED_KERAS = "3.15.1"  # fixed for every CVE in the reference table

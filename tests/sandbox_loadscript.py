@@ -19,7 +19,7 @@ import numpy as np
 
 from kerasguard import load_model
 from kerasguard.errors import KerasGuardError
-from kerasguard.events import EVENT_ATTR
+from kerasguard.loading.events import EVENT_ATTR
 from kerasguard.policy import policy_from_mapping
 
 events: list[dict[str, Any]] = []

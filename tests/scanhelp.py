@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kerasguard.findings import FileReport, Finding, ScanReport
 from kerasguard.policy import Limits, Policy
-from kerasguard.scanner import scan
+from kerasguard.scanning.engine import scan
 
 
 def scan_bytes(

@@ -18,12 +18,12 @@ from typer.testing import CliRunner
 import attacks
 from kerasguard.cli import app
 from kerasguard.findings import ScanReport, Severity
-from kerasguard.gate import gate
 from kerasguard.policy import Policy, load_policy
 from kerasguard.render.sarif import render_sarif
 from kerasguard.render.text import render_text
-from kerasguard.scan_workers import decode_report, encode_report
-from kerasguard.scanner import scan
+from kerasguard.scanning.engine import scan
+from kerasguard.scanning.gate import gate
+from kerasguard.scanning.workers import decode_report, encode_report
 from scanhelp import hits
 
 runner = CliRunner()

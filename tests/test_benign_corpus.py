@@ -15,7 +15,7 @@ import pytest
 
 from kerasguard.findings import FileReport, ScanReport, Severity
 from kerasguard.policy import Policy
-from kerasguard.scanner import scan
+from kerasguard.scanning.engine import scan
 
 BENIGN = Path(__file__).parent / "data" / "benign"
 PRODUCERS = sorted(p.name for p in BENIGN.iterdir() if p.is_dir())

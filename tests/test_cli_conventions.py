@@ -217,12 +217,12 @@ def test_missing_sign_extra_names_the_extra(args: list[str], tmp_path: Path) -> 
 
 
 def test_unexpected_exception_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import kerasguard.scanner
+    import kerasguard.scanning.engine
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom \x1b[2J [/]\nsecond line")
 
-    monkeypatch.setattr(kerasguard.scanner, "scan_many", broken)
+    monkeypatch.setattr(kerasguard.scanning.engine, "scan_many", broken)
     result = runner.invoke(app, ["scan", str(tmp_path)])
     assert result.exit_code == 2
     assert isinstance(result.exception, SystemExit)

@@ -21,10 +21,10 @@ from kerasguard.errors import (
     UnsafeModelError,
     UntrustedSourceError,
 )
-from kerasguard.events import EVENT_ATTR
+from kerasguard.loading.events import EVENT_ATTR
 from kerasguard.policy import Policy, policy_from_mapping
 from kerasguard.sandbox.capabilities import probe
-from kerasguard.scanner import scan
+from kerasguard.scanning.engine import scan
 
 X = np.linspace(-1, 1, 16, dtype="float32").reshape(2, 8)
 

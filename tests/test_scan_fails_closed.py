@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from kerasguard import scanner
 from kerasguard.findings import Finding, Severity
 from kerasguard.formats.artifact import Artifact
 from kerasguard.policy import Ignore, Policy
 from kerasguard.rules import RULES_BY_ID, Rule, RuleContext
-from kerasguard.scanner import scan_many
+from kerasguard.scanning import engine as scanner
+from kerasguard.scanning.engine import scan_many
 
 BENIGN = Path(__file__).resolve().parent / "data" / "benign" / "keras-3.15.1-tensorflow"
 pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")

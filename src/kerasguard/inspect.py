@@ -15,7 +15,7 @@ from kerasguard.findings import FileReport
 from kerasguard.formats.artifact import Artifact, H5Object
 from kerasguard.policy import Policy
 from kerasguard.rules import config_walk, weight_shapes
-from kerasguard.scanner import analyse
+from kerasguard.scanning.engine import analyse
 
 # Config keys worth showing next to a layer in the tree.
 DETAIL_KEYS = (

@@ -864,7 +864,7 @@ def test_deep_nesting_is_linear_and_small(tmp_path: Path, monkeypatch: pytest.Mo
     import tracemalloc
 
     from kerasguard.formats import h5client
-    from kerasguard.scanner import scan
+    from kerasguard.scanning.engine import scan
 
     reads: list[int] = []
     real_read = h5plain.Source.read

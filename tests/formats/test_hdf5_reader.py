@@ -33,7 +33,7 @@ from kerasguard.formats.context import ReadContext
 from kerasguard.formats.dispatch import open_artifact
 from kerasguard.formats.hdf5 import detect_role, read_hdf5, worker_for
 from kerasguard.policy import GiB, Limits, MiB, Policy
-from kerasguard.scanner import scan_many
+from kerasguard.scanning.engine import scan_many
 
 h5ctx = module_context()
 

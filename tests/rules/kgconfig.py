@@ -23,7 +23,7 @@ from kerasguard.formats.artifact import Artifact
 from kerasguard.formats.json_strict import parse_json_bytes
 from kerasguard.policy import Policy
 from kerasguard.rules import RuleContext
-from kerasguard.scanner import run_rules
+from kerasguard.scanning.engine import run_rules
 from scanhelp import hits
 
 TESTS = Path(__file__).resolve().parent.parent
@@ -136,6 +136,6 @@ def keras_ref(
 
 def scan_e2e(path: Path, policy: Policy | None = None) -> list[Finding]:
     """Findings of the whole scanner on ``path``."""
-    from kerasguard.scanner import scan
+    from kerasguard.scanning.engine import scan
 
     return list(scan(path, policy).findings)

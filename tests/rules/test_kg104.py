@@ -14,7 +14,7 @@ import pytest
 import pbenc
 from kerasguard.findings import Finding, Severity
 from kerasguard.policy import policy_from_mapping
-from kerasguard.scanner import scan
+from kerasguard.scanning.engine import scan
 
 
 def kg104(path: Path, **policy: object) -> list[Finding]:

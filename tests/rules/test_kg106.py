@@ -8,7 +8,7 @@ import pytest
 
 import pbenc
 from kerasguard.findings import Finding, Severity
-from kerasguard.scanner import scan
+from kerasguard.scanning.engine import scan
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "savedmodel"
 

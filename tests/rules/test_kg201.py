@@ -159,7 +159,7 @@ def test_foreign_function_is_judged_for_the_worst_keras_unless_pinned(tmp_path: 
 
     import attacks
     from kerasguard.policy import Policy
-    from kerasguard.scanner import installed_keras_version, scan
+    from kerasguard.scanning.engine import installed_keras_version, scan
 
     assert "exec(" in inspect.getsource(numpy.testing.measure)  # the helper really executes its argument
     assert installed_keras_version() is not None

@@ -17,7 +17,7 @@ from kgconfig import artifact, findings, of_rule, workdir
 
 from kerasguard.findings import Severity
 from kerasguard.formats.config_values import numpy_dtype, regex_facts
-from kerasguard.scanner import scan
+from kerasguard.scanning.engine import scan
 
 pytestmark = pytest.mark.keras
 

@@ -18,7 +18,7 @@ from kerasguard.errors import PolicyError
 from kerasguard.findings import Finding, Severity
 from kerasguard.formats.keras_graph import estimate
 from kerasguard.policy import GiB, MiB, policy_from_mapping
-from kerasguard.scanner import scan
+from kerasguard.scanning.engine import scan
 
 pytestmark = pytest.mark.keras
 

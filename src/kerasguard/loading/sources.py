@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kerasguard.errors import KerasGuardError, UntrustedSourceError
-from kerasguard.origin import check_origin, is_url
+from kerasguard.loading.origin import check_origin, is_url
 from kerasguard.policy import Policy
 
 LOAD_SCHEMES = frozenset({"https"})  # a load source is fetched: only https (docs/decisions.md 36)
@@ -53,7 +53,7 @@ def _prefixes(policy: Policy) -> tuple[list[Path], list[str]]:
 def check_url(url: str, policy: Policy) -> str:
     """Check a URL source against the policy's https prefixes; returns it canonical, raises if not allowed.
 
-    The match is :func:`kerasguard.origin.check_origin`, the one store admission uses too.
+    The match is :func:`kerasguard.loading.origin.check_origin`, the one store admission uses too.
     """
     _, allowed = _prefixes(policy)
     return check_origin(url, allowed, setting="[trust] sources", schemes=LOAD_SCHEMES)

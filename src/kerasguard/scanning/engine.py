@@ -276,7 +276,9 @@ def scan_many(
     keras_version = rule_ctx.keras_version
     if on_targets:
         on_targets(len(targets))
-    from kerasguard import scan_workers  # forks only for several files; imported here, not at start-up
+    from kerasguard.scanning import (
+        workers as scan_workers,
+    )  # forks only for several files; imported here, not at start-up
 
     if jobs == "auto":
         jobs = scan_workers.auto_jobs(len(targets))

@@ -33,7 +33,7 @@ from kerasguard.rules import RULES_BY_ID, RuleContext
 from kerasguard.sigpipe import no_sigpipe
 
 if TYPE_CHECKING:
-    from kerasguard.scanner import Target
+    from kerasguard.scanning.engine import Target
 
 AUTO_MIN_TARGETS = 8  # below this, forking costs more than it saves
 AUTO_MAX_WORKERS = 8
@@ -288,7 +288,7 @@ def scan_in_workers(
     progress: Callable[[str], None] | None = None,
 ) -> list[FileReport]:
     """Reports for ``targets``, in their order, scanned by up to ``jobs`` forked workers."""
-    from kerasguard.scanner import failed_report, scan_target
+    from kerasguard.scanning.engine import failed_report, scan_target
 
     _warm_up()
 

@@ -4,7 +4,7 @@ The call shape follows ``keras.saving.load_model``. Each step either passes or r
 next step only ever sees the private copy made in step two, so nothing is loaded that was not
 verified and scanned. Unsafe switches (``safe_mode=False``, skipping the scan, loading in process)
 need the policy to name them and are logged as warnings every time they take effect. Every call
-emits one load event (:mod:`kerasguard.events`).
+emits one load event (:mod:`kerasguard.loading.events`).
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from kerasguard.errors import (
     UnsafeModelError,
     UntrustedSourceError,
 )
-from kerasguard.events import LoadEvent, emit, summarize_findings
 from kerasguard.findings import Finding, ScanReport
-from kerasguard.gate import gate
+from kerasguard.loading.events import LoadEvent, emit, summarize_findings
+from kerasguard.loading.private_copy import PrivateCopy, make_private_copy
+from kerasguard.loading.sources import OpenedSource, open_source
 from kerasguard.policy import Policy
-from kerasguard.private_copy import PrivateCopy, make_private_copy
-from kerasguard.sources import OpenedSource, open_source
+from kerasguard.scanning.gate import gate
 
 if TYPE_CHECKING:
     from kerasguard.integrity.verifying import VerifiedModel
@@ -252,7 +252,7 @@ def _scan(copy: PrivateCopy, policy: Policy, event: LoadEvent) -> None:
             "UNSAFE: scan of %s skipped (trust.allow_unsafe_skip_scan, a test-only switch)", event.source
         )
         return
-    from kerasguard.scanner import scan
+    from kerasguard.scanning.engine import scan
 
     report = _relabel(scan(copy.path, policy), str(copy.path), event.source)
     event.findings = summarize_findings(report)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kerasguard.errors import KerasGuardError
-from kerasguard.sources import OpenedSource
+from kerasguard.loading.sources import OpenedSource
 from kerasguard.tempdirs import private_dir
 
 CHUNK = 1 << 20

@@ -161,7 +161,7 @@ def run_pool(
         finding = Finding("KG905", Severity.CRITICAL, kind, message, Location(targets[index].display))
         return FileReport(path=targets[index].display, format="unknown", findings=(finding,), complete=False)
 
-    pool = scan_workers._Pool(targets, Limits(), jobs, scan_one, failed, None)
+    pool = scan_workers._Pool([t.display for t in targets], Limits(), jobs, scan_one, failed, None)
     if budget is not None:
         pool.budget = budget
     return pool.run()

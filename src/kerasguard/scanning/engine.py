@@ -10,7 +10,6 @@ import functools
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -22,21 +21,13 @@ from kerasguard.errors import PolicyError
 from kerasguard.findings import FileReport, Finding, Location, ScanReport, Suppression, sort_findings
 from kerasguard.formats.artifact import Artifact, ProblemKind
 from kerasguard.formats.context import ReadContext
-from kerasguard.formats.dispatch import artifact_format, open_artifact
-from kerasguard.formats.sniff import is_candidate_name, sniff
+from kerasguard.formats.dispatch import open_artifact
 from kerasguard.policy import Policy
 from kerasguard.rules import RULES, Rule, RuleContext, scanner_level
+from kerasguard.scanning.discover import Target, discover
 from kerasguard.suppressions import apply_policy
 
 ProgressCallback = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Target:
-    """One artifact to scan and how to show its path."""
-
-    path: Path
-    display: str
 
 
 def rule_context(policy: Policy, *, files: bool = True) -> RuleContext:
@@ -64,79 +55,6 @@ def installed_keras_version() -> str | None:
     from kerasguard.distmeta import installed_version
 
     return installed_version("keras")
-
-
-def discover(
-    paths: Iterable[str | os.PathLike[str]], *, only_models: bool = False
-) -> tuple[list[Target], list[str], list[str]]:
-    """Expand paths into artifacts. Returns (targets, skipped, errors).
-
-    Directories are walked without following symlinks out of the tree; a model directory
-    (Keras or SavedModel) is one artifact. Files found by walking are picked by name or magic; so are
-    explicit files when ``only_models`` (a pre-commit hook passes every staged file: a model renamed
-    ``model.bin`` is still picked by its magic bytes), else every explicit file is scanned.
-    """
-    targets: list[Target] = []
-    skipped: list[str] = []
-    errors: list[str] = []
-    for raw in paths:
-        path = Path(raw)
-        if not path.exists() and not path.is_symlink():
-            errors.append(f"{path}: no such file or directory")
-            continue
-        if path.is_dir() and artifact_format(path) is None:
-            _walk(path, targets, skipped, errors)
-        elif only_models and path.is_file() and not path.is_symlink() and not _is_model_file(path):
-            skipped.append(f"{path}: not a model file")
-        else:
-            targets.append(Target(path, str(path)))
-    return targets, skipped, errors
-
-
-def _walk(root: Path, targets: list[Target], skipped: list[str], errors: list[str]) -> None:
-    real_root = root.resolve()
-
-    def onerror(exc: OSError) -> None:
-        errors.append(f"{exc.filename}: {exc.strerror or exc}")
-
-    for folder, dirs, files in os.walk(root, onerror=onerror, followlinks=False):
-        here = Path(folder)
-        dirs.sort()
-        for d in list(dirs):
-            sub = here / d
-            if sub.is_symlink():
-                dirs.remove(d)
-                skipped.append(f"{sub}: directory symlink not followed")
-            elif artifact_format(sub) is not None:
-                dirs.remove(d)
-                targets.append(Target(sub, str(sub)))
-        for name in sorted(files):
-            file = here / name
-            if file.is_symlink():
-                try:
-                    inside = file.resolve(strict=True).is_relative_to(real_root)
-                except (OSError, RuntimeError):
-                    inside = False
-                if not inside:
-                    skipped.append(f"{file}: symlink leads out of the scanned tree")
-                    continue
-            if _is_model_file(file):
-                targets.append(Target(file, str(file)))
-            else:
-                skipped.append(f"{file}: not a model file")
-
-
-def _is_model_file(file: Path) -> bool:
-    return is_candidate_name(file.name) or _has_model_magic(file)
-
-
-def _has_model_magic(file: Path) -> bool:
-    try:
-        with file.open("rb") as fh:
-            head = fh.read(4096)
-    except OSError:
-        return True  # unreadable: scan it so the error is reported, not hidden
-    return sniff(head, "") in ("zip", "hdf5", "pickle", "npy")
 
 
 def run_rules(
@@ -283,7 +201,7 @@ def scan_many(
     if jobs == "auto":
         jobs = scan_workers.auto_jobs(len(targets))
     if jobs > 1 and len(targets) > 1 and scan_workers.can_fork():
-        reports = scan_workers.scan_in_workers(targets, rule_ctx, jobs, progress)
+        reports = _scan_in_workers(targets, rule_ctx, jobs, progress)
     else:
         reports = _scan_sequentially(targets, policy, rule_ctx, progress)
     return ScanReport(
@@ -293,6 +211,21 @@ def scan_many(
         target_keras_version=keras_version,
         skipped=tuple(skipped),
     )
+
+
+def _scan_in_workers(
+    targets: Sequence[Target], rule_ctx: RuleContext, jobs: int, progress: ProgressCallback | None
+) -> list[FileReport]:
+    from kerasguard.scanning import workers as scan_workers
+
+    def scan_one(index: int, ctx: ReadContext) -> FileReport:
+        return scan_target(targets[index], ctx, rule_ctx)
+
+    def failed(index: int, kind: ProblemKind, message: str) -> FileReport:
+        return failed_report(targets[index], kind, message, rule_ctx)
+
+    displays = [t.display for t in targets]
+    return scan_workers.scan_in_workers(displays, rule_ctx.policy.limits, jobs, scan_one, failed, progress)
 
 
 def _scan_sequentially(

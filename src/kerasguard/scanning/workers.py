@@ -23,17 +23,14 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from kerasguard.findings import FileReport, Finding, Location, Severity, Suppression
 from kerasguard.formats.artifact import ProblemKind
 from kerasguard.formats.context import ReadContext
 from kerasguard.policy import Limits
-from kerasguard.rules import RULES_BY_ID, RuleContext
+from kerasguard.rules import RULES_BY_ID
 from kerasguard.sigpipe import no_sigpipe
-
-if TYPE_CHECKING:
-    from kerasguard.scanning.engine import Target
 
 AUTO_MIN_TARGETS = 8  # below this, forking costs more than it saves
 AUTO_MAX_WORKERS = 8
@@ -282,23 +279,19 @@ Failed = Callable[[int, ProblemKind, str], FileReport]  # runs in the parent
 
 
 def scan_in_workers(
-    targets: Sequence[Target],
-    rule_ctx: RuleContext,
+    displays: Sequence[str],
+    limits: Limits,
     jobs: int,
+    scan_one: ScanOne,
+    failed: Failed,
     progress: Callable[[str], None] | None = None,
 ) -> list[FileReport]:
-    """Reports for ``targets``, in their order, scanned by up to ``jobs`` forked workers."""
-    from kerasguard.scanning.engine import failed_report, scan_target
-
+    """Reports for the files named by ``displays``, in their order, scanned by up to ``jobs`` forked
+    workers. ``scan_one(index, ctx)`` scans file ``index`` in a worker; ``failed(index, kind, message)``
+    builds, in the parent, the report of a file whose worker died or answered garbage. The engine passes
+    both, so this module knows nothing of targets or rules (no import back into the engine)."""
     _warm_up()
-
-    def scan_one(index: int, ctx: ReadContext) -> FileReport:
-        return scan_target(targets[index], ctx, rule_ctx)
-
-    def failed(index: int, kind: ProblemKind, message: str) -> FileReport:
-        return failed_report(targets[index], kind, message, rule_ctx)
-
-    return _Pool(targets, rule_ctx.policy.limits, jobs, scan_one, failed, progress).run()
+    return _Pool(displays, limits, jobs, scan_one, failed, progress).run()
 
 
 def _warm_up() -> None:
@@ -322,24 +315,24 @@ class _Worker:
 class _Pool:
     def __init__(
         self,
-        targets: Sequence[Target],
+        displays: Sequence[str],
         limits: Limits,
         jobs: int,
         scan_one: ScanOne,
         failed: Failed,
         progress: Callable[[str], None] | None,
     ) -> None:
-        self.targets = targets
+        self.displays = displays
         self.limits = limits
-        self.jobs = max(1, min(jobs, len(targets)))
+        self.jobs = max(1, min(jobs, len(displays)))
         self.scan_one = scan_one
         self.failed = failed
         self.progress = progress
-        self.reports: list[FileReport | None] = [None] * len(targets)
-        self.queue: deque[int] = deque(range(len(targets)))
+        self.reports: list[FileReport | None] = [None] * len(displays)
+        self.queue: deque[int] = deque(range(len(displays)))
         self.workers: dict[int, _Worker] = {}  # by pid
         self.selector = selectors.DefaultSelector()
-        self.forks_left = len(targets) + self.jobs  # every death but an idle one uses up a file
+        self.forks_left = len(displays) + self.jobs  # every death but an idle one uses up a file
         # Readers stop themselves at file_timeout_s and rules follow: only a stuck worker gets here.
         self.budget = 4 * limits.file_timeout_s + 60.0
 
@@ -362,7 +355,7 @@ class _Pool:
             self._shutdown(kill=not finished)
             gc.unfreeze()
         out = [r for r in self.reports if r is not None]
-        if len(out) != len(self.targets):  # unreachable: every file is answered, failed or scanned here
+        if len(out) != len(self.displays):  # unreachable: every file is answered, failed or scanned here
             raise RuntimeError("scan workers lost a file")
         return out
 
@@ -448,7 +441,7 @@ class _Pool:
                 return
             index = worker.pending[0]
             try:
-                report = parse_result(line, index, self.targets[index].display)
+                report = parse_result(line, index, self.displays[index])
             except InvalidResult as exc:
                 self._fail(worker, "crash", f"scan worker sent an invalid result: {exc}")
                 return
@@ -462,7 +455,7 @@ class _Pool:
     def _done(self, index: int, report: FileReport) -> None:
         self.reports[index] = report
         if self.progress:
-            self.progress(self.targets[index].display)
+            self.progress(self.displays[index])
 
     def _fail(self, worker: _Worker, kind: ProblemKind, message: str) -> None:
         """Stop ``worker``; its file in progress gets the blame, the others go back to the queue."""

@@ -33,7 +33,7 @@ from kerasguard.findings import Location
 from kerasguard.formats.artifact import Artifact
 from kerasguard.formats.blob import Blob
 from kerasguard.formats.context import ReadContext
-from kerasguard.formats.hdf5 import read_hdf5, worker_for
+from kerasguard.formats.hdf5.reader import read_hdf5, worker_for
 from kerasguard.policy import GiB, Limits, Policy
 from kerasguard.scanning.engine import scan_many
 

@@ -24,13 +24,20 @@ import attacks
 import kerasfiles
 from h5craft import declare_bomb, h5file, keras_weights, member_window, module_context
 from kerasguard.findings import Location
-from kerasguard.formats import h5plain, h5virtual, hdf5
 from kerasguard.formats.artifact import Artifact
 from kerasguard.formats.blob import Blob
 from kerasguard.formats.context import ReadContext
-from kerasguard.formats.h5client import MAX_DESCRIPTION_BYTES, WalkResult, parse_answer, parse_response
-from kerasguard.formats.h5text import MAX_GROUP_DEPTH
-from kerasguard.formats.hdf5 import max_answer_bytes, worker_for
+from kerasguard.formats.hdf5 import inprocess as h5plain
+from kerasguard.formats.hdf5 import reader as hdf5
+from kerasguard.formats.hdf5 import virtual as h5virtual
+from kerasguard.formats.hdf5.child_client import (
+    MAX_DESCRIPTION_BYTES,
+    WalkResult,
+    parse_answer,
+    parse_response,
+)
+from kerasguard.formats.hdf5.reader import max_answer_bytes, worker_for
+from kerasguard.formats.hdf5.values import MAX_GROUP_DEPTH
 from kerasguard.policy import Limits, MiB
 
 h5ctx = module_context()
@@ -863,7 +870,7 @@ def test_deep_nesting_is_linear_and_small(tmp_path: Path, monkeypatch: pytest.Mo
     KG902 limit finding (incomplete), not clean."""
     import tracemalloc
 
-    from kerasguard.formats import h5client
+    from kerasguard.formats.hdf5 import child_client as h5client
     from kerasguard.scanning.engine import scan
 
     reads: list[int] = []

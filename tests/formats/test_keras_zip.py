@@ -14,11 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kerasguard.findings import Location
-from kerasguard.formats import keras_zip, zip_inflate
 from kerasguard.formats.artifact import Artifact
 from kerasguard.formats.blob import Blob
 from kerasguard.formats.context import ReadContext
 from kerasguard.formats.dispatch import open_artifact
+from kerasguard.formats.zip import archive as keras_zip
+from kerasguard.formats.zip import inflate as zip_inflate
 from kerasguard.policy import GiB, Limits, MiB
 from zipcraft import CONFIG, Entry, build, keras_entries
 

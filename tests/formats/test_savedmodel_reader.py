@@ -18,7 +18,7 @@ from kerasguard.formats.artifact import Artifact
 from kerasguard.formats.blob import Blob
 from kerasguard.formats.context import ReadContext
 from kerasguard.formats.dispatch import open_artifact
-from kerasguard.formats.savedmodel import read_graph_blob
+from kerasguard.formats.savedmodel.reader import read_graph_blob
 from kerasguard.policy import Limits
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "savedmodel"

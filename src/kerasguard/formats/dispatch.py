@@ -11,19 +11,19 @@ from pathlib import Path
 from kerasguard.findings import Location
 from kerasguard.formats import (
     config_payloads,
-    hdf5,
     json_strict,
     keras_dir,
-    keras_zip,
-    pickle_ops,
-    savedmodel,
     sharded,
     yaml_text,
 )
 from kerasguard.formats.artifact import Artifact, Member
 from kerasguard.formats.blob import Blob
 from kerasguard.formats.context import ReadContext
+from kerasguard.formats.hdf5 import reader as hdf5
+from kerasguard.formats.pickle import ops as pickle_ops
+from kerasguard.formats.savedmodel import reader as savedmodel
 from kerasguard.formats.sniff import HDF5_MAGIC, sniff
+from kerasguard.formats.zip import archive as keras_zip
 
 SNIFF_BYTES = 4096
 

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 from kerasguard.findings import Location, Severity
 from kerasguard.formats.artifact import Artifact, DirListing, JsonDocument, ZipListing, ZipMember
-from kerasguard.formats.keras_zip import KERAS_EXPECTED, display_name, is_expected_keras_name
-from kerasguard.formats.zip_inflate import method_name
-from kerasguard.formats.zip_layout import FLAG_STRONG_ENCRYPTION, RECOVERED_NOTE
+from kerasguard.formats.zip.archive import KERAS_EXPECTED, display_name, is_expected_keras_name
+from kerasguard.formats.zip.inflate import method_name
+from kerasguard.formats.zip.layout import FLAG_STRONG_ENCRYPTION, RECOVERED_NOTE
 from kerasguard.rules.base import Hit, Rule, RuleContext
 
 MAX_HITS_PER_LISTING = 20  # then one summary hit: a hostile archive must not flood the report

@@ -1,6 +1,6 @@
 """Parent side of the HDF5 worker: start it, talk JSON lines under deadlines, read answers strictly.
 
-The worker (:mod:`kerasguard.formats.h5worker`) is long-lived: one per :class:`ReadContext`, started
+The worker (:mod:`kerasguard.formats.hdf5.child`) is long-lived: one per :class:`ReadContext`, started
 lazily, reused across files, and replaced after any failure. The parent never imports h5py. Every
 way the child can fail maps to a problem kind: killed by a signal -> ``crash``; MemoryError or
 an rlimit -> ``limit``; out of time -> ``timeout``; an h5py error -> ``corrupt``. An answer that does
@@ -43,7 +43,7 @@ _BOOTSTRAP = (
     "pkg = types.ModuleType('kerasguard')\n"
     "pkg.__path__ = [sys.argv[1]]\n"
     "sys.modules['kerasguard'] = pkg\n"
-    "from kerasguard.formats.h5worker import main\n"
+    "from kerasguard.formats.hdf5.child import main\n"
     "main(sys.argv[2])\n"
 )
 
@@ -304,7 +304,7 @@ def parse_answer(msg: Any, max_objects: int) -> WalkResult | WorkerFailure:
 
 def _package_dir() -> str:
     """The kerasguard package folder this process runs from (the child runs the same code)."""
-    return str(Path(__file__).resolve().parents[1])
+    return str(Path(__file__).resolve().parents[2])
 
 
 def _describe_exit(returncode: int) -> tuple[ProblemKind, str]:
@@ -320,7 +320,7 @@ def _describe_exit(returncode: int) -> tuple[ProblemKind, str]:
 
 
 class H5WorkerProcess:
-    """One child process running :func:`kerasguard.formats.h5worker.main`."""
+    """One child process running :func:`kerasguard.formats.hdf5.child.main`."""
 
     def __init__(self, memory_mb: int) -> None:
         self.memory_mb = memory_mb

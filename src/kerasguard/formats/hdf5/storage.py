@@ -1,7 +1,7 @@
 """Where a dataset's bytes are, as libhdf5 reports it: the layout, filter pipeline and external file
 list messages, and the version 1 B-tree that indexes a chunked dataset's chunks.
 
-Split from :mod:`~kerasguard.formats.h5plain` (the reader that walks groups and attributes) because
+Split from :mod:`~kerasguard.formats.hdf5.inprocess` (the reader that walks groups and attributes) because
 this is the part that meets hostile storage declarations (size bombs, host files, chunk indexes), and
 it has one job: turn those messages into the child's ``layout``/``stored_bytes``/``chunks``/``filters``/
 ``external`` fields, exactly, or raise :class:`Decline`. It reads the file only through a ``read``
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from kerasguard.formats.h5text import MAX_EXTERNAL_FILES, MAX_RANK
+from kerasguard.formats.hdf5.values import MAX_EXTERNAL_FILES, MAX_RANK
 
 UNDEF = 0xFFFFFFFFFFFFFFFF
 UNLIMITED = UNDEF  # H5F_UNLIMITED: an external file without a size limit

@@ -1,14 +1,14 @@
 """A pure-Python reader for the HDF5 layouts h5py writes with its default ``libver="earliest"``.
 
 Why: starting the h5py child costs ~0.1-0.2 s and each request milliseconds, more than the rest of a
-scan. This reader answers in the child's own format (see :mod:`~kerasguard.formats.h5worker`) for files
+scan. This reader answers in the child's own format (see :mod:`~kerasguard.formats.hdf5.child`) for files
 built from: a version 0 superblock, version 1 object headers, symbol-table groups (hard links and
 soft links) and groups with compact link storage (Link Info, Group Info and Link messages: hard, soft
 and external links, what libhdf5 converts a group to when it receives an external link), datasets
 that are compact, contiguous, stored in external files, or chunked with a version 1 B-tree index and a
-filter pipeline (storage read by :mod:`~kerasguard.formats.h5storage`), virtual datasets (layout
+filter pipeline (storage read by :mod:`~kerasguard.formats.hdf5.storage`), virtual datasets (layout
 version 4: the source mapping in a global heap object, decoded and checked as libhdf5 checks it on
-open by :mod:`~kerasguard.formats.h5virtual`), and attributes of plain numeric and string types. Size
+open by :mod:`~kerasguard.formats.hdf5.virtual`), and attributes of plain numeric and string types. Size
 bombs, host files, soft and external links and virtual sources are therefore described in-process,
 field for field as the child describes them; the rules judge them, not this reader. One file it
 refuses itself, as libhdf5 does at open: a file shorter than its superblock's end-of-file address (a
@@ -35,8 +35,8 @@ from itertools import pairwise
 from typing import Any
 
 from kerasguard.formats.blob import Blob
-from kerasguard.formats.h5storage import UNDEF, Decline, Storage, need, storage
-from kerasguard.formats.h5text import (
+from kerasguard.formats.hdf5.storage import UNDEF, Decline, Storage, need, storage
+from kerasguard.formats.hdf5.values import (
     JSON_ATTRS,
     MAX_ATTR_READ_BYTES,
     MAX_ATTRS_PER_OBJECT,
@@ -50,7 +50,7 @@ from kerasguard.formats.h5text import (
     short_repr,
     text,
 )
-from kerasguard.formats.h5virtual import virtual_sources
+from kerasguard.formats.hdf5.virtual import virtual_sources
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 VLEN_STRING_BASE = struct.pack("<B3sIHH", 0x10, b"", 1, 0, 8)  # unsigned 8-bit, little-endian

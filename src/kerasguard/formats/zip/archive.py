@@ -13,13 +13,14 @@ import zlib
 from dataclasses import replace
 
 from kerasguard.findings import Location
-from kerasguard.formats import zip_inflate, zip_layout
 from kerasguard.formats.artifact import Artifact, Member, ZipListing, ZipMember
 from kerasguard.formats.blob import Blob
 from kerasguard.formats.context import ReadBlob, ReadContext
 from kerasguard.formats.sniff import HDF5_MAGIC, ZIP_MAGICS, sniff
-from kerasguard.formats.zip_inflate import InflateError, Spool
-from kerasguard.formats.zip_layout import FLAG_STRONG_ENCRYPTION, Source
+from kerasguard.formats.zip import inflate as zip_inflate
+from kerasguard.formats.zip import layout as zip_layout
+from kerasguard.formats.zip.inflate import InflateError, Spool
+from kerasguard.formats.zip.layout import FLAG_STRONG_ENCRYPTION, Source
 
 # What Keras's loader does with each top-level name of a .keras archive.
 KERAS_ROLES = {

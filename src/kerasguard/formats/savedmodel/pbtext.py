@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from kerasguard.formats.protowire import Msg, WireError
+from kerasguard.formats.savedmodel.protowire import Msg, WireError
 
 MAX_DEPTH = 100
 

@@ -20,8 +20,8 @@ from kerasguard.formats.artifact import Artifact, GraphOp, Member
 from kerasguard.formats.blob import Blob, LimitExceeded
 from kerasguard.formats.context import ReadBlob, ReadContext
 from kerasguard.formats.json_strict import parse_json_bytes
-from kerasguard.formats.pbtext import parse_text
-from kerasguard.formats.protowire import VARINT, BinMsg, Msg, WireError, iter_fields
+from kerasguard.formats.savedmodel.pbtext import parse_text
+from kerasguard.formats.savedmodel.protowire import VARINT, BinMsg, Msg, WireError, iter_fields
 
 SAVED_MODEL_PB = "saved_model.pb"
 SAVED_MODEL_PBTXT = "saved_model.pbtxt"

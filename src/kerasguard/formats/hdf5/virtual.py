@@ -9,7 +9,7 @@ the dataset (the child then reports an error for it) or might decode it otherwis
 other encoding versions, point selections (libhdf5 refuses them in a mapping), unlimited or empty
 hyperslabs, ``%`` in a name (printf-style source names), names that are not UTF-8, a virtual selection
 of another rank than the dataset or reaching outside it. Split from
-:mod:`~kerasguard.formats.h5storage` because it decodes a different structure (selections); it only
+:mod:`~kerasguard.formats.hdf5.storage` because it decodes a different structure (selections); it only
 reads the bytes it is given, and every count is checked against the bytes left before it is used.
 """
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import struct
 
-from kerasguard.formats.h5storage import Decline, need
-from kerasguard.formats.h5text import MAX_RANK, MAX_VIRTUAL_SOURCES
+from kerasguard.formats.hdf5.storage import Decline, need
+from kerasguard.formats.hdf5.values import MAX_RANK, MAX_VIRTUAL_SOURCES
 
 MAX_ENTRIES = 4096  # mappings per dataset decoded before declining (h5py writes one per source slice)
 MAX_BLOCKS = 65536  # hyperslab blocks per dataset, likewise

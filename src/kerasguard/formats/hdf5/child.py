@@ -2,14 +2,14 @@
 
 h5py bundles libhdf5, which has memory-safety CVEs of its own, so the scanner never parses HDF5
 in-process. This module is the entry point of a long-lived child process (started by
-:mod:`kerasguard.formats.h5client`) that first drops its resource limits (address space, CPU, no
+:mod:`kerasguard.formats.hdf5.child_client`) that first drops its resource limits (address space, CPU, no
 file writes, few descriptors, no core dumps), then imports h5py and answers one JSON request per
 line on stdin with one JSON line on stdout. Nothing is pickled across the boundary.
 
 The walk reads metadata only, never dataset data: shapes, types, storage sizes, layouts, filters,
 external files, virtual sources, links and short attribute values. Links are recorded, never
 followed. It imports nothing from kerasguard but :class:`~kerasguard.formats.blob.FileWindow` and the
-text helpers it shares with the pure-Python reader (:mod:`~kerasguard.formats.h5text`).
+text helpers it shares with the pure-Python reader (:mod:`~kerasguard.formats.hdf5.values`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from kerasguard.formats.h5text import (
+from kerasguard.formats.hdf5.values import (
     JSON_ATTRS,
     MAX_ATTR_READ_BYTES,
     MAX_ATTRS_PER_OBJECT,

@@ -1,11 +1,11 @@
 """HDF5 metadata (links, storage, shapes, attributes): read in pure Python or in a resource-limited child.
 
 Files in the plain layout h5py writes by default (what Keras saves) are described by
-:mod:`~kerasguard.formats.h5plain` in-process; every other file goes to the h5py child
-(:mod:`~kerasguard.formats.h5client` runs it, :mod:`~kerasguard.formats.h5worker` is the child). Both give
-the same answer, and this module decides what it means for the :class:`Artifact`. The scanning process
-never imports h5py and never reads dataset data, so the cost of a file follows its metadata, not its
-weights.
+:mod:`~kerasguard.formats.hdf5.inprocess` in-process; every other file goes to the h5py child
+(:mod:`~kerasguard.formats.hdf5.child_client` runs it, :mod:`~kerasguard.formats.hdf5.child` is the
+child). Both give the same answer, and this module decides what it means for the :class:`Artifact`.
+The scanning process never imports h5py and never reads dataset data, so the cost of a file follows its
+metadata, not its weights.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from kerasguard.findings import Location
 from kerasguard.formats.artifact import Artifact, H5File, H5Object
 from kerasguard.formats.blob import Blob
 from kerasguard.formats.context import ReadContext
-from kerasguard.formats.h5client import (
+from kerasguard.formats.hdf5.child_client import (
     MAX_DESCRIPTION_BYTES,
     POOL,
     H5WorkerProcess,
@@ -32,8 +32,8 @@ from kerasguard.formats.h5client import (
     parse_answer,
     parse_response,
 )
-from kerasguard.formats.h5plain import read_plain
-from kerasguard.formats.h5text import MAX_GROUP_DEPTH
+from kerasguard.formats.hdf5.inprocess import read_plain
+from kerasguard.formats.hdf5.values import MAX_GROUP_DEPTH
 from kerasguard.formats.json_strict import parse_json_bytes
 from kerasguard.policy import Limits
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from kerasguard.findings import Severity
+from kerasguard.formats import config_walk as cw
 from kerasguard.formats.artifact import Artifact, JsonDocument
+from kerasguard.formats.config_walk import ObjRef
 from kerasguard.formats.marshal_safe import MarshalSummary, summarize
-from kerasguard.rules import config_walk as cw
 from kerasguard.rules.base import Hit, Rule, RuleContext
-from kerasguard.rules.config_walk import ObjRef
 
 # Base64 text decoded per Lambda for evidence; real lambdas are a few KB.
 MAX_CODE_CHARS = 4 * 1024 * 1024

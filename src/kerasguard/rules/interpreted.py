@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from kerasguard.findings import Severity
+from kerasguard.formats import config_walk as cw
 from kerasguard.formats.artifact import Artifact
 from kerasguard.formats.config_values import element_count, numpy_dtype, regex_facts
-from kerasguard.rules import config_walk as cw
 from kerasguard.rules.base import Hit, Rule, RuleContext
 
 # Class name -> (config key holding the patterns, how Keras matches them: "keys" of a dict with

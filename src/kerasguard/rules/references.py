@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from kerasguard.findings import Severity
+from kerasguard.formats import config_walk as cw
 from kerasguard.formats.artifact import Artifact, JsonDocument
+from kerasguard.formats.config_walk import ObjRef
 from kerasguard.policy import Allow, Policy
-from kerasguard.rules import config_walk as cw
 from kerasguard.rules.base import Check, Hit, Rule, RuleContext, allowance
-from kerasguard.rules.config_walk import ObjRef
 from kerasguard.rules.keras_api import keras_api
 from kerasguard.rules.ref_judge import Category, Judgement, judge, judge_function_name
 from kerasguard.suppressions import allowlist_may_clear

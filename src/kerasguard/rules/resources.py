@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kerasguard.findings import Severity
+from kerasguard.formats import config_walk as cw
 from kerasguard.formats.artifact import Artifact
+from kerasguard.formats.config_walk import ObjRef
 from kerasguard.formats.keras_graph import estimate
 from kerasguard.policy import Limits
-from kerasguard.rules import config_walk as cw
 from kerasguard.rules.base import Hit, Rule, RuleContext
-from kerasguard.rules.config_walk import ObjRef
 
 # Config keys holding one size that Keras turns into an allocation when the layer is built.
 UNIT_KEYS = (

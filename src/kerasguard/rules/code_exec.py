@@ -1,7 +1,8 @@
 """KG1xx (config part): objects in the model config that carry or fetch code Keras runs.
 
 KG101 Lambda bytecode, KG102 TorchModuleWrapper pickles, KG103 TFSMLayer external SavedModels.
-Bytecode is never unmarshalled: :mod:`kerasguard.formats.marshal_safe` lists the names it uses.
+The Lambda facts (where each function is, its decoded bytecode summary) come from
+:mod:`kerasguard.formats.lambdas`; bytecode is never unmarshalled. This module only judges them.
 """
 
 from __future__ import annotations
@@ -9,94 +10,14 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 from kerasguard.findings import Severity
 from kerasguard.formats import config_walk as cw
 from kerasguard.formats.artifact import Artifact, JsonDocument
-from kerasguard.formats.config_walk import ObjRef
-from kerasguard.formats.marshal_safe import MarshalSummary, summarize
+from kerasguard.formats.lambdas import lambda_functions
 from kerasguard.rules.base import Hit, Rule, RuleContext
 
-# Base64 text decoded per Lambda for evidence; real lambdas are a few KB.
-MAX_CODE_CHARS = 4 * 1024 * 1024
 LEGACY_H5_FORMATS = frozenset({"legacy_model", "hdf5", "h5"})
-
-
-@dataclass(frozen=True)
-class LambdaCode:
-    pointer: str  # where the code lives
-    owner: str  # what carries it, for the message
-    code: Any  # the base64 text (or whatever the config holds there)
-
-
-def decode_code(code: Any) -> bytes | None:
-    """The bytes ``python_utils.func_load`` would unmarshal: base64, or raw text when that fails."""
-    if isinstance(code, list | tuple) and code:
-        code = code[0]
-    if not isinstance(code, str):
-        return None
-    text = code[:MAX_CODE_CHARS]
-    try:
-        return binascii.a2b_base64(text.encode("ascii"))
-    except (UnicodeEncodeError, binascii.Error):
-        return text.encode("raw_unicode_escape", "replace")
-
-
-def lambda_codes(ref: ObjRef, owner: ObjRef | None = None) -> Iterator[LambdaCode]:
-    """Bytecode carried by ``ref``: a Keras 3 ``__lambda__`` or a Keras 2 Lambda config.
-
-    ``owner`` is the object holding a ``__lambda__`` (its layer), named in the message.
-    """
-    cfg = ref.config
-    if ref.kind == "lambda":
-        inner = cfg if isinstance(cfg, dict) else {}
-        code = inner.get("code", inner.get("value"))
-        key = ref.pointer.rsplit("/", 1)[-1]
-        where = f"{owner.class_name} {owner.layer_name or ''!r} {key}" if owner else "object"
-        yield LambdaCode(ref.pointer, f"{where} (__lambda__)", code)
-        return
-    if ref.kind != "class" or not isinstance(cfg, dict):
-        return
-    name = ref.layer_name or ref.class_name
-    function = unwrap_tuple(cfg.get("function"))
-    if isinstance(function, list) or (isinstance(function, str) and cfg.get("function_type") == "lambda"):
-        yield LambdaCode(f"{ref.pointer}/config/function", f"{ref.class_name} {name!r} function", function)
-    elif is_lambda_layer(ref) and not _judged_elsewhere(function, cfg.get("function_type")):
-        # A function in an encoding this scanner does not know: Keras may still decode it. Code.
-        yield LambdaCode(f"{ref.pointer}/config/function", f"{ref.class_name} {name!r} function", function)
-    output_shape = unwrap_tuple(cfg.get("output_shape"))
-    if cfg.get("output_shape_type") == "lambda" and isinstance(output_shape, list | str):
-        yield LambdaCode(
-            f"{ref.pointer}/config/output_shape", f"{ref.class_name} {name!r} output_shape", output_shape
-        )
-
-
-def unwrap_tuple(value: Any) -> Any:
-    """tf.keras 2.x metadata writes tuples as ``{"class_name": "__tuple__", "items": [...]}``."""
-    if (
-        isinstance(value, dict)
-        and value.get("class_name") == "__tuple__"
-        and isinstance(value.get("items"), list)
-    ):
-        return value["items"]
-    return value
-
-
-def is_lambda_layer(ref: ObjRef) -> bool:
-    """A Lambda layer of any Keras (``Lambda``, ``keras.layers.Lambda``, a registered ``pkg>Lambda``)."""
-    return ref.class_name.rsplit(">", 1)[-1].rsplit(".", 1)[-1] == "Lambda"
-
-
-def _judged_elsewhere(function: Any, function_type: Any) -> bool:
-    """Lambda functions other rules judge: a named function (Keras 2 ``function_type: function``, KG2xx),
-    a Keras 3 reference or ``__lambda__`` (a ref of its own), a raw value that is not code, or none."""
-    if function is None:
-        return True
-    if isinstance(function, str):
-        return function_type in ("function", "raw", None)
-    return cw.as_ref(function) is not None
 
 
 def is_legacy_h5(art: Artifact, doc: JsonDocument) -> bool:
@@ -112,33 +33,26 @@ def is_legacy_h5(art: Artifact, doc: JsonDocument) -> bool:
 
 
 def check_kg101(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
-    for doc, ref in cw.refs(art):
-        owner = cw.index(doc).enclosing(ref.pointer) if ref.kind == "lambda" else None
-        for found in lambda_codes(ref, owner):
-            data = decode_code(found.code)
-            summary = summarize(data) if data else MarshalSummary(layout=None, problem="no code string")
-            cves = ("CVE-2025-9905",) if is_legacy_h5(art, doc) else ()
-            carries = (
-                "carries Python bytecode"
-                if data
-                else "holds a function in an encoding this scanner cannot decode, so it is treated as code "
-                f"({type(found.code).__name__}); Python bytecode"
-            )
-            yield Hit(
-                cw.at(doc, found.pointer),
-                f"{found.owner} {carries} that runs when the model is loaded with "
-                "safe_mode=False, by Keras < 2.13, by legacy .h5 loading before 3.11.3, by tf-keras, or by "
-                f"direct from_config calls before 3.12.3/3.15.0 ({_size(data)})",
-                evidence=summary.describe(),
-                cves=cves,
-            )
+    for fn in lambda_functions(art):
+        cves = ("CVE-2025-9905",) if is_legacy_h5(art, fn.document) else ()
+        carries = (
+            "carries Python bytecode"
+            if fn.code_bytes
+            else "holds a function in an encoding this scanner cannot decode, so it is treated as code "
+            f"({fn.code_type}); Python bytecode"
+        )
+        yield Hit(
+            cw.at(fn.document, fn.pointer),
+            f"{fn.owner} {carries} that runs when the model is loaded with "
+            "safe_mode=False, by Keras < 2.13, by legacy .h5 loading before 3.11.3, by tf-keras, or by "
+            f"direct from_config calls before 3.12.3/3.15.0 ({_size(fn.code_bytes)})",
+            evidence=fn.summary.describe(),
+            cves=cves,
+        )
 
 
-def _size(data: bytes | None) -> str:
-    return "no decodable code" if not data else f"{len(data)} bytes of marshal data"
-
-
-# --- KG102 -----------------------------------------------------------------------------------------
+def _size(code_bytes: int) -> str:
+    return "no decodable code" if not code_bytes else f"{code_bytes} bytes of marshal data"
 
 
 def describe_payload(text: str) -> str:

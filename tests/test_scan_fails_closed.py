@@ -123,6 +123,6 @@ def test_every_problem_kind_has_one_rule() -> None:
     from typing import get_args
 
     from kerasguard.formats.artifact import ProblemKind
-    from kerasguard.rules import scanner_level
+    from kerasguard.rules import incomplete
 
-    assert set(scanner_level.RULES_BY_KIND) == set(get_args(ProblemKind))
+    assert set(incomplete.RULES_BY_KIND) == set(get_args(ProblemKind))

@@ -15,7 +15,7 @@ FAMILIES = {
     "hdf5": "KG4",
     "resources": "KG5",
     "provenance": "KG6",
-    "scanner_level": "KG9",
+    "incomplete": "KG9",
 }
 
 

@@ -6,10 +6,10 @@ from kerasguard.rules import (
     archive,
     code_exec,
     hdf5,
+    incomplete,
     provenance,
     references,
     resources,
-    scanner_level,
 )
 from kerasguard.rules.base import Hit, Rule, RuleContext
 
@@ -22,7 +22,7 @@ RULES: tuple[Rule, ...] = tuple(
             *hdf5.RULES,
             *resources.RULES,
             *provenance.RULES,
-            *scanner_level.RULES,
+            *incomplete.RULES,
         ),
         key=lambda r: r.id,
     )

@@ -23,7 +23,7 @@ from kerasguard.formats.artifact import Artifact, ProblemKind
 from kerasguard.formats.context import ReadContext
 from kerasguard.formats.dispatch import open_artifact
 from kerasguard.policy import Policy
-from kerasguard.rules import RULES, Rule, RuleContext, scanner_level
+from kerasguard.rules import RULES, Rule, RuleContext, incomplete
 from kerasguard.scanning.discover import Target, discover
 from kerasguard.suppressions import apply_policy
 
@@ -85,7 +85,7 @@ def run_rules(
     except Exception as exc:
         art.problem(art.location, "internal", f"advisory enrichment raised {_describe(exc)}")
         enriched = produced
-    for rule in scanner_level.RULES:
+    for rule in incomplete.RULES:
         try:
             enriched += list(rule.findings(art, ctx))
         except Exception as exc:  # the last resort: the rule's metadata, built here
@@ -99,12 +99,12 @@ def run_rules(
     except Exception as exc:  # nothing is suppressed by a policy step that cannot be evaluated
         message = f"policy step raised {_describe(exc)}"
         art.problem(art.location, "internal", message)
-        fallback = _fallback_finding(scanner_level.RULES_BY_KIND["internal"], art, message)
+        fallback = _fallback_finding(incomplete.RULES_BY_KIND["internal"], art, message)
         return [*enriched, fallback], []
     return [*found, *unjudgeable], suppressions
 
 
-_PROBLEM_RULE_IDS = frozenset(r.id for r in scanner_level.RULES)
+_PROBLEM_RULE_IDS = frozenset(r.id for r in incomplete.RULES)
 
 
 def _describe(exc: BaseException) -> str:

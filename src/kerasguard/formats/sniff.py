@@ -13,7 +13,9 @@ ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 NPY_MAGIC = b"\x93NUMPY"
 
-MODEL_SUFFIXES = (
+# Files a directory walk scans by name alone (others only by magic bytes); what load_model accepts is
+# loading.sources.LOADABLE_SUFFIXES.
+SCANNED_BY_NAME_SUFFIXES = (
     ".keras",
     ".h5",
     ".hdf5",
@@ -67,4 +69,4 @@ def sniff(head: bytes, name: str) -> BlobKind:
 def is_candidate_name(name: str) -> bool:
     """Whether a file found while walking a directory should be scanned by name alone."""
     lower = name.lower()
-    return lower.endswith(MODEL_SUFFIXES) or lower.endswith(".weights.json")
+    return lower.endswith(SCANNED_BY_NAME_SUFFIXES) or lower.endswith(".weights.json")

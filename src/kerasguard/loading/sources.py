@@ -19,7 +19,9 @@ from kerasguard.loading.origin import check_origin, is_url
 from kerasguard.policy import Policy
 
 LOAD_SCHEMES = frozenset({"https"})  # a load source is fetched: only https (docs/decisions.md 36)
-MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+# What load_model loads (a path source must end in one); the scanner reads more formats, see
+# formats.sniff.SCANNED_BY_NAME_SUFFIXES.
+LOADABLE_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ def open_source(source: str | os.PathLike[str], policy: Policy) -> OpenedSource:
                 f"source {raw!r} resolves to {str(canonical)!r}{via}, outside the trusted prefixes "
                 f"({', '.join(str(p) for p in path_prefixes)})",
             )
-        if canonical.suffix.lower() not in MODEL_SUFFIXES:
+        if canonical.suffix.lower() not in LOADABLE_SUFFIXES:
             raise KerasGuardError(
                 f"model source {raw!r} is not a .keras, .h5 or .hdf5 file",
                 hint="sandboxed loading supports Keras v3 archives and legacy HDF5 models",

@@ -11,6 +11,14 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _shared_workdirs(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Session folders of the support helpers come from pytest's tmp_path_factory (no atexit folders)."""
+    from support import workdirs
+
+    workdirs.use_factory(tmp_path_factory)
+
+
 @pytest.fixture
 def fork_despite_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     """For tests of the scan workers, not of their fork guard (tested in fresh interpreters): threads left

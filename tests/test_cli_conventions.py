@@ -117,7 +117,7 @@ def test_scan_and_inspect_show_a_markup_member_name(evil_member: Path) -> None:
 
 @pytest.mark.keras
 def test_scan_escapes_a_hostile_layer_name_in_findings(hostile_model: Path, tmp_path: Path) -> None:
-    import attacks
+    from support import attacks
 
     code = {
         "class_name": "__lambda__",
@@ -274,8 +274,7 @@ def test_fail_on_lists_its_choices() -> None:
 
 @pytest.mark.keras
 def test_quiet_scan_prints_only_files_with_findings(tmp_path: Path) -> None:
-    import attacks
-    import kerasfiles
+    from support import attacks, kerasfiles
 
     base = kerasfiles.saved("mlp")
     bad = attacks.lambda_bytecode(base, tmp_path / "bad.keras")

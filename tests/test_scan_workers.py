@@ -43,8 +43,7 @@ def comparable(report: ScanReport) -> dict[str, Any]:
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Benign models, attacks (config, HDF5, zip, pickle) and junk: 14 files."""
     pytest.importorskip("keras")
-    import attacks
-    import kmodels
+    from support import attacks, kmodels
 
     folder = tmp_path_factory.mktemp("jobs")
     kmodels.mlp().save(folder / "mlp.keras")

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from consolehelp import ESC, HOSTILE_MEMBER, IMG, MARKUP, NS, SCRIPT, Site, csrf_of, login
-from servehelp import SOURCE
+
+from support.consolehelp import ESC, HOSTILE_MEMBER, IMG, MARKUP, NS, SCRIPT, Site, csrf_of, login
+from support.servehelp import SOURCE
 
 pytestmark = [pytest.mark.slow, pytest.mark.keras]
 
@@ -172,12 +173,12 @@ def test_a_training_record_in_the_provenance_is_summarised(site: Site) -> None:
 
 
 def test_the_console_can_be_switched_off(site: Site) -> None:
-    from servehelp import SOURCE
     from starlette.testclient import TestClient
 
     from kerasguard.policy import Policy, Serve, Store
     from kerasguard.serve.app import create_app
     from kerasguard.serve.registry import StoreAccess
+    from support.servehelp import SOURCE
 
     with site.world.store() as store:
         for enabled, expected in ((False, 404), (True, 303)):

@@ -20,9 +20,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import attacks
-import kerasfiles
-from h5craft import declare_bomb, h5file, keras_weights, member_window, module_context
 from kerasguard.findings import Location
 from kerasguard.formats.artifact import Artifact
 from kerasguard.formats.blob import Blob
@@ -39,6 +36,8 @@ from kerasguard.formats.hdf5.child_client import (
 from kerasguard.formats.hdf5.reader import max_answer_bytes, worker_for
 from kerasguard.formats.hdf5.values import MAX_GROUP_DEPTH
 from kerasguard.policy import Limits, MiB
+from support import attacks, kerasfiles
+from support.h5craft import declare_bomb, h5file, keras_weights, member_window, module_context
 
 h5ctx = module_context()
 BENIGN = Path(__file__).resolve().parent.parent / "data" / "benign"
@@ -129,7 +128,7 @@ def test_fixture_keras_weights_match_h5py(path: Path, h5ctx: ReadContext) -> Non
 def test_keras_saved_in_this_run_matches_h5py(builder: str, tmp_path: Path, h5ctx: ReadContext) -> None:
     saved = kerasfiles.saved(builder)
     assert_same(member_blob(saved), h5ctx)
-    import kmodels
+    from support import kmodels
 
     model = kmodels.BENIGN[builder]()
     model.save(tmp_path / "legacy.h5")

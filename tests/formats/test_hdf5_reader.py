@@ -16,7 +16,15 @@ import numpy as np
 import pytest
 
 import kerasguard
-from h5craft import (
+from kerasguard.findings import Location
+from kerasguard.formats.artifact import Artifact
+from kerasguard.formats.blob import Blob
+from kerasguard.formats.context import ReadContext
+from kerasguard.formats.dispatch import open_artifact
+from kerasguard.formats.hdf5.reader import detect_role, read_hdf5, worker_for
+from kerasguard.policy import GiB, Limits, MiB, Policy
+from kerasguard.scanning.engine import scan_many
+from support.h5craft import (
     all_findings,
     declare_bomb,
     h5file,
@@ -26,14 +34,6 @@ from h5craft import (
     module_context,
     read_keras_zip,
 )
-from kerasguard.findings import Location
-from kerasguard.formats.artifact import Artifact
-from kerasguard.formats.blob import Blob
-from kerasguard.formats.context import ReadContext
-from kerasguard.formats.dispatch import open_artifact
-from kerasguard.formats.hdf5.reader import detect_role, read_hdf5, worker_for
-from kerasguard.policy import GiB, Limits, MiB, Policy
-from kerasguard.scanning.engine import scan_many
 
 h5ctx = module_context()
 

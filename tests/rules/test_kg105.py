@@ -81,7 +81,7 @@ def test_object_array_inside_an_npz(tmp_path: Path) -> None:
 
 @pytest.mark.keras
 def test_keras_archive_with_a_pickled_model_weights_npz(tmp_path: Path) -> None:
-    import kmodels
+    from support import kmodels
 
     good = tmp_path / "good.keras"
     kmodels.mlp().save(good)

@@ -1,19 +1,15 @@
 """Helpers for the config rule tests: artifacts from real config.json content, real saved models.
 
 Models are saved by real Keras once per test process (``saved``) and malicious variants are written
-into real ``.keras`` archives by ``tests/attacks.py``. Rules are unit-tested on Artifacts built from
+into real ``.keras`` archives by ``tests/support/attacks.py``. Rules are unit-tested on Artifacts built from
 the archive's config.json with the project's strict JSON reader; ``scan_e2e`` runs the whole scanner
 on the archive once the zip reader can open it.
 """
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import json
-import shutil
-import sys
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,30 +20,25 @@ from kerasguard.formats.json_strict import parse_json_bytes
 from kerasguard.policy import Policy
 from kerasguard.rules import RuleContext
 from kerasguard.scanning.engine import run_rules
-from scanhelp import hits
+from support import workdirs
+from support.scanhelp import hits
 
 TESTS = Path(__file__).resolve().parent.parent
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
 
 KERAS_VERSION = "3.15.1"
-_WORK: Path | None = None
 _SAVED: dict[str, Path] = {}
 
 
 def workdir() -> Path:
-    global _WORK
-    if _WORK is None:
-        _WORK = Path(tempfile.mkdtemp(prefix="kg-config-tests-"))
-        atexit.register(shutil.rmtree, _WORK, True)
-    return _WORK
+    """The session's folder for saved models and attack files (pytest's tmp_path_factory)."""
+    return workdirs.shared_dir("config-tests")
 
 
 def saved(name: str, fmt: str = "keras") -> Path:
-    """A BENIGN model from tests/kmodels.py saved by real Keras as .keras (or legacy .h5)."""
+    """A BENIGN model from tests/support/kmodels.py saved by real Keras as .keras (or legacy .h5)."""
     key = f"{name}.{fmt}"
     if key not in _SAVED:
-        import kmodels
+        from support import kmodels
 
         path = workdir() / key
         kmodels.BENIGN[name]().save(path)
@@ -56,8 +47,8 @@ def saved(name: str, fmt: str = "keras") -> Path:
 
 
 def attack(builder_name: str, base: str = "mlp") -> Path:
-    """A malicious .keras written by tests/attacks.py from a real saved model."""
-    import attacks
+    """A malicious .keras written by tests/support/attacks.py from a real saved model."""
+    from support import attacks
 
     key = f"attack-{builder_name}-{base}"
     if key not in _SAVED:

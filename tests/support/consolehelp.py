@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
-
-from servehelp import SOURCE, Gateway, World, write_policy
+from support.servehelp import SOURCE, Gateway, World, write_policy
 
 NS = "acme"
 SCRIPT = "<script>alert(1)</script>"

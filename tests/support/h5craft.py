@@ -24,7 +24,7 @@ from kerasguard.formats.dispatch import open_artifact
 from kerasguard.policy import Limits, Policy
 from kerasguard.rules import RULES_BY_ID, RuleContext
 from kerasguard.scanning.engine import Target, run_rules, scan_target
-from scanhelp import hits
+from support.scanhelp import hits
 
 FIXED_KERAS = "3.15.1"  # fixed for every CVE in the reference table
 OLD_KERAS = "3.13.0"  # affected by all the HDF5 CVEs

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from attacks import _lambda_layer, _layers, edit_config
+from support.attacks import _lambda_layer, _layers, edit_config
 
 SUCCEEDED = -1.0
 

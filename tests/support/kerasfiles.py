@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import atexit
 import functools
-import shutil
-import tempfile
 from pathlib import Path
 
-_ROOT = Path(tempfile.mkdtemp(prefix="kg-kerasfiles-"))
-atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
+from support import workdirs
 
 
 @functools.cache
@@ -18,17 +14,18 @@ def saved(builder: str = "mlp", form: str = "keras") -> Path:
     weights) or ``dir`` (unzipped directory). Never modify the returned file: copy it first."""
     from keras.src.saving import saving_lib
 
-    import kmodels
+    from support import kmodels
 
+    root = workdirs.shared_dir("kerasfiles")
     model = kmodels.BENIGN[builder]()
     if form == "keras":
-        path = _ROOT / f"{builder}.keras"
+        path = root / f"{builder}.keras"
         model.save(path)
     elif form == "npz":
-        path = _ROOT / f"{builder}_npz.keras"
+        path = root / f"{builder}_npz.keras"
         saving_lib.save_model(model, str(path), weights_format="npz")
     elif form == "dir":
-        path = _ROOT / f"{builder}_dir"
+        path = root / f"{builder}_dir"
         saving_lib.save_model(model, str(path), zipped=False)
     else:
         raise ValueError(form)

@@ -50,7 +50,9 @@ def test_bare_name_allowlist_covers_keras2_configs() -> None:
 
 
 def test_module_allowlist() -> None:
-    policy = policy_from_mapping({"allow": {"modules": [{"name": "support.kmodels", "reason": "test models"}]}})
+    policy = policy_from_mapping(
+        {"allow": {"modules": [{"name": "support.kmodels", "reason": "test models"}]}}
+    )
     hits = rule_findings(config_of(saved("custom_layer")), "KG205", policy=policy)
     assert [h.severity for h in hits] == [Severity.INFO]
 

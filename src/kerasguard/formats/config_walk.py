@@ -262,13 +262,6 @@ def is_class_like(name: str) -> bool:
 ACTIVATION_KEYS = frozenset({"activation", "recurrent_activation", "inner_activation", "gate_activation"})
 
 
-def is_activation_name(name: str) -> bool:
-    """A string Keras resolves itself as an activation (anything else needs a custom object)."""
-    from kerasguard.rules.keras_api import keras_api
-
-    return name in keras_api().activation_names
-
-
 def activation_strings(index: ConfigIndex) -> Iterator[tuple[str, str]]:
     """``(pointer, name)`` of activations given by name (``"activation": "relu"``)."""
     for pointer, node in index.nodes:

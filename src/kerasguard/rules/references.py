@@ -20,7 +20,7 @@ from kerasguard.formats.artifact import Artifact, JsonDocument
 from kerasguard.formats.config_walk import ObjRef
 from kerasguard.policy import Allow, Policy
 from kerasguard.rules.base import Check, Hit, Rule, RuleContext, allowance
-from kerasguard.rules.keras_api import keras_api
+from kerasguard.rules.keras_api import is_activation_name, keras_api
 from kerasguard.rules.ref_judge import Category, Judgement, judge, judge_function_name
 from kerasguard.rules.tf_ops import (
     Graph,
@@ -400,7 +400,7 @@ def check_kg205(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
             )
     for doc in cw.config_documents(art):
         for pointer, name in cw.activation_strings(cw.index(doc)):
-            if cw.is_activation_name(name):
+            if is_activation_name(name):
                 continue
             allowed = ctx.policy.allow.allows("custom_objects", name) or ctx.policy.allow.allows(
                 "functions", name

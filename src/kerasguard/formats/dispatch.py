@@ -26,7 +26,7 @@ from kerasguard.formats.hdf5 import reader as hdf5
 from kerasguard.formats.pickle import ops as pickle_ops
 from kerasguard.formats.savedmodel import reader as savedmodel
 from kerasguard.formats.sniff import BLOB_KINDS, HDF5_MAGIC, BlobKind, sniff
-from kerasguard.formats.zip import archive as keras_zip
+from kerasguard.formats.zip import archive as zip_archive
 
 SNIFF_BYTES = 4096
 
@@ -36,7 +36,7 @@ Reader = Callable[[Blob, bytes, Artifact, ReadContext, int, "str | None"], None]
 
 
 def _read_zip(blob: Blob, head: bytes, art: Artifact, ctx: ReadContext, depth: int, role: str | None) -> None:
-    keras_zip.read_zip(blob, art, ctx, depth, read_blob)
+    zip_archive.read_zip(blob, art, ctx, depth, read_blob)
     if any(head[o : o + 8] == HDF5_MAGIC for o in (512, 1024, 2048)):
         hdf5.read_hdf5(blob, art, ctx, role or "hdf5")  # h5py skips a user block: a zip/HDF5 polyglot
 
@@ -130,10 +130,14 @@ def read_blob(blob: Blob, art: Artifact, ctx: ReadContext, depth: int, role: str
         )
         return kind
     READERS[kind](blob, head, art, ctx, depth, role)
-    if kind not in ("zip", "empty") and depth <= ctx.limits.max_nesting and keras_zip.has_trailing_zip(blob):
+    if (
+        kind not in ("zip", "empty")
+        and depth <= ctx.limits.max_nesting
+        and zip_archive.has_trailing_zip(blob)
+    ):
         # zipfile finds an archive by its end, so Keras opens a .keras that only ends like a zip:
         # read that personality of a polyglot too.
-        keras_zip.read_zip(blob, art, ctx, depth, read_blob)
+        zip_archive.read_zip(blob, art, ctx, depth, read_blob)
         if kind == "unknown":
             return "zip"
     return kind

@@ -434,7 +434,7 @@ def serve(h5py: Any, inp: IO[bytes], out: IO[bytes]) -> None:
 
 
 def main(config_json: str) -> None:
-    """Entry point of the child process (see h5client for how it is started)."""
+    """Entry point of the child process (see child_client for how it is started)."""
     config = json.loads(config_json)
     die_with_parent(int(config["parent_pid"]))
     apply_limits(int(config["memory_mb"]), int(config["max_open_files"]))

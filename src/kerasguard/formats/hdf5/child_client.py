@@ -37,7 +37,7 @@ MAX_RANK = 1024  # libhdf5 allows 32; anything past this is not an answer but an
 _READ_CHUNK = 1 << 20
 
 # The child must not run kerasguard/__init__ (it imports the whole scanner): it registers a bare
-# package so that only h5worker and the two small modules it needs are loaded.
+# package so that only the child and the small modules it needs are loaded.
 _BOOTSTRAP = (
     "import sys, types\n"
     "pkg = types.ModuleType('kerasguard')\n"

@@ -42,7 +42,7 @@ ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | 
 
 SCAN_TIMER = """
 import json, statistics, sys, time
-from kerasguard.scanner import scan
+from kerasguard.scanning.engine import scan
 reps, files = int(sys.argv[1]), sys.argv[2:]
 out = {}
 for f in files:

@@ -33,9 +33,9 @@ from kerasguard.findings import Location
 from kerasguard.formats.artifact import Artifact
 from kerasguard.formats.blob import Blob
 from kerasguard.formats.context import ReadContext
-from kerasguard.formats.hdf5 import read_hdf5, worker_for
+from kerasguard.formats.hdf5.reader import read_hdf5, worker_for
 from kerasguard.policy import GiB, Limits, Policy
-from kerasguard.scanner import scan_many
+from kerasguard.scanning.engine import scan_many
 
 
 def build_big(workdir: Path, size_gib: float) -> Path:

@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-import pbenc  # noqa: E402
-from kerasguard.scanner import scan  # noqa: E402
+from kerasguard.scanning.engine import scan  # noqa: E402
+from support import pbenc  # noqa: E402
 
 
 def timed(label: str, size: int, fn: Callable[[], object]) -> None:

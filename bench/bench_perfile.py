@@ -27,7 +27,8 @@ DEFAULT_CORPUS = ROOT / "bench" / "out" / "corpus_keras"
 def in_process(files: list[Path], reps: int) -> tuple[float, float]:
     """Median (total ms per file, HDF5 ms per file) over reps passes."""
     from kerasguard import scan
-    from kerasguard.formats import dispatch, hdf5
+    from kerasguard.formats import dispatch
+    from kerasguard.formats.hdf5 import reader as hdf5
 
     spent = [0.0]
     real = hdf5.read_hdf5

@@ -3,7 +3,7 @@
 Usage:
     .venv/bin/python bench/bench_sandbox.py [--reps 3] [--calls 300] [--big-units 2896]
 
-Builds a small MLP (tests/kmodels.py) and a ~100 MB dense model with real Keras, then measures, with
+Builds a small MLP (tests/support/kmodels.py) and a ~100 MB dense model with real Keras, then measures, with
 runs of the two modes interleaved so machine load hits them alike:
 
 * cold time to first prediction: a fresh interpreter runs either ``keras.saving.load_model`` +
@@ -62,7 +62,7 @@ with kerasguard.load_model(sys.argv[1], policy=policy, digest=sys.argv[2]) as m:
 
 
 def build(folder: Path, big_units: int) -> dict[str, Path]:
-    import kmodels
+    from support import kmodels
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"mlp": folder / "mlp.keras", "dense-100MB": folder / "big.keras"}

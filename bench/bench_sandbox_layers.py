@@ -123,7 +123,7 @@ def main() -> int:
     parser.add_argument("--ab", action="store_true", help="per-layer cost within this tree (see above)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "tests"))
-    import kmodels
+    from support import kmodels
 
     OUT.mkdir(parents=True, exist_ok=True)
     model = OUT / "layers-mlp.keras"

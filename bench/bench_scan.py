@@ -3,11 +3,11 @@
 Usage (after `make setup` and `make bench-peers`):
     .venv/bin/python bench/bench_scan.py [--reps 3] [--big-gib 2]
 
-Builds benign models (tests/kmodels.py) and attacks (tests/attacks.py) with real Keras, runs each tool once
-per repetition over the same folder (whole CLI invocations, startup included), and reports files/second and
-per-file detections. "Detected" means: kerasguard a finding at or above high (its default gate); modelscan any
-issue; ModelAudit an issue of severity warning or critical. Also times kerasguard.scan on a 2 MiB and a 2 GiB
-.keras (stored members) to show that scan cost follows metadata, not weights.
+Builds benign models (tests/support/kmodels.py) and attacks (tests/support/attacks.py) with real Keras, runs
+each tool once per repetition over the same folder (whole CLI invocations, startup included), and reports
+files/second and per-file detections. "Detected" means: kerasguard a finding at or above high (its default
+gate); modelscan any issue; ModelAudit an issue of severity warning or critical. Also times kerasguard.scan
+on a 2 MiB and a 2 GiB .keras (stored members) to show that scan cost follows metadata, not weights.
 """
 
 from __future__ import annotations
@@ -41,8 +41,7 @@ QUIET_ENV = {
 
 def build_corpus(folder: Path) -> dict[str, str]:
     """Write the corpus; returns file name -> 'benign' or the attack name."""
-    import attacks
-    import kmodels
+    from support import attacks, kmodels
 
     if folder.exists():
         shutil.rmtree(folder)

@@ -26,7 +26,7 @@ GiB = 1 << 30
 
 CHILD = """
 import resource, sys, time
-from kerasguard.scanner import scan
+from kerasguard.scanning.engine import scan
 start = time.perf_counter()
 report = scan(sys.argv[1])
 elapsed = time.perf_counter() - start

@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import h5py
 
 from formats import test_h5plain as t
-from h5craft import h5file
 from kerasguard.formats.context import ReadContext
 from kerasguard.policy import Limits
+from support.h5craft import h5file
 
 BUILDERS = [
     t._attack_base,

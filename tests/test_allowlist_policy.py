@@ -15,16 +15,16 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import attacks
 from kerasguard.cli import app
 from kerasguard.findings import ScanReport, Severity
-from kerasguard.gate import gate
 from kerasguard.policy import Policy, load_policy
 from kerasguard.render.sarif import render_sarif
 from kerasguard.render.text import render_text
-from kerasguard.scan_workers import decode_report, encode_report
-from kerasguard.scanner import scan
-from scanhelp import hits
+from kerasguard.scanning.engine import scan
+from kerasguard.scanning.gate import gate
+from kerasguard.scanning.workers import decode_report, encode_report
+from support import attacks
+from support.scanhelp import hits
 
 runner = CliRunner()
 
@@ -45,7 +45,7 @@ WILDCARDS = {
 @pytest.fixture(scope="module")
 def foreign_lambda(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real model saved by Keras, with a Lambda whose function comes from outside Keras."""
-    import kmodels
+    from support import kmodels
 
     folder = tmp_path_factory.mktemp("allow")
     kmodels.mlp().save(folder / "base.keras")

@@ -1,4 +1,4 @@
-"""End to end: every attack in tests/attacks.py is caught by a full scan, benign models are clean.
+"""End to end: every attack in tests/support/attacks.py is caught by a full scan, benign models are clean.
 
 Each attack file is derived from a real model saved by real Keras; the scan runs the whole pipeline
 (discovery, readers, the HDF5 child, rules, advisories) exactly as `kerasguard scan` does.
@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-import attacks
 from kerasguard import Policy, Severity, scan
+from support import attacks
 
 pytestmark = pytest.mark.keras
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import kmodels
+    from support import kmodels
 
     folder = tmp_path_factory.mktemp("e2e")
     kmodels.mlp().save(folder / "base.keras")

@@ -15,7 +15,7 @@ import pytest
 
 from kerasguard.findings import FileReport, ScanReport, Severity
 from kerasguard.policy import Policy
-from kerasguard.scanner import scan
+from kerasguard.scanning.engine import scan
 
 BENIGN = Path(__file__).parent / "data" / "benign"
 PRODUCERS = sorted(p.name for p in BENIGN.iterdir() if p.is_dir())
@@ -126,7 +126,7 @@ def test_keras_npz_weights_are_flagged_only_as_the_pickles_they_are(path: Path) 
 
 @pytest.fixture(scope="module")
 def current(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
-    kmodels = pytest.importorskip("kmodels")
+    kmodels = pytest.importorskip("support.kmodels")
     from keras.src.saving import saving_lib
 
     folder = tmp_path_factory.mktemp("current")

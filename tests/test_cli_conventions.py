@@ -117,7 +117,7 @@ def test_scan_and_inspect_show_a_markup_member_name(evil_member: Path) -> None:
 
 @pytest.mark.keras
 def test_scan_escapes_a_hostile_layer_name_in_findings(hostile_model: Path, tmp_path: Path) -> None:
-    import attacks
+    from support import attacks
 
     code = {
         "class_name": "__lambda__",
@@ -217,12 +217,12 @@ def test_missing_sign_extra_names_the_extra(args: list[str], tmp_path: Path) -> 
 
 
 def test_unexpected_exception_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import kerasguard.scanner
+    import kerasguard.scanning.engine
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom \x1b[2J [/]\nsecond line")
 
-    monkeypatch.setattr(kerasguard.scanner, "scan_many", broken)
+    monkeypatch.setattr(kerasguard.scanning.engine, "scan_many", broken)
     result = runner.invoke(app, ["scan", str(tmp_path)])
     assert result.exit_code == 2
     assert isinstance(result.exception, SystemExit)
@@ -274,8 +274,7 @@ def test_fail_on_lists_its_choices() -> None:
 
 @pytest.mark.keras
 def test_quiet_scan_prints_only_files_with_findings(tmp_path: Path) -> None:
-    import attacks
-    import kerasfiles
+    from support import attacks, kerasfiles
 
     base = kerasfiles.saved("mlp")
     bad = attacks.lambda_bytecode(base, tmp_path / "bad.keras")

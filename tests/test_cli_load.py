@@ -87,7 +87,7 @@ def test_bad_policy_file_exits_2(tmp_path: Path) -> None:
 def test_load_and_predict_writes_the_same_numbers_as_keras(tmp_path: Path) -> None:
     import keras
 
-    import kmodels
+    from support import kmodels
 
     model_path = tmp_path / "mlp.keras"
     kmodels.mlp().save(model_path)

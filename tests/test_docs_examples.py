@@ -182,7 +182,6 @@ def _digits_model(folder: Path) -> None:
     """Digits classifiers (tests/probe/digits.py: clean and backdoored), their data, under the docs' names."""
     import numpy as np
 
-    sys.path.insert(0, str(ROOT / "tests"))
     from probe import digits
 
     model, (xtr, ytr, xte, yte) = digits.build("mlp", poisoned=False, epochs=10)
@@ -220,7 +219,6 @@ def _pki(folder: Path) -> None:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    sys.path.insert(0, str(ROOT / "tests"))
     from integrity import pki
 
     root = pki.CA.create("docs root")
@@ -301,7 +299,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     shim.chmod(0o755)
     env = _env(home, bin_dir)
     _digits_model(folder)
-    import attacks
+    from support import attacks
 
     attacks.lambda_bytecode(folder / "model.keras", folder / "suspicious.keras")
     _pki(folder)

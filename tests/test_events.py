@@ -8,7 +8,7 @@ import logging
 import subprocess
 import sys
 
-from kerasguard.events import LOGGER_NAME, SCHEMA, JsonEventFormatter, LoadEvent, emit, log_events_to
+from kerasguard.loading.events import LOGGER_NAME, SCHEMA, JsonEventFormatter, LoadEvent, emit, log_events_to
 
 REQUIRED = {
     "source",
@@ -62,7 +62,8 @@ def test_importing_kerasguard_loads_neither_keras_nor_the_sandbox() -> None:
     code = (
         "import sys, kerasguard; "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('keras', 'jax', 'tensorflow', 'torch')]; "
-        "bad += [m for m in sys.modules if m.startswith(('kerasguard.sandbox', 'kerasguard.loader'))]; "
+        "bad += [m for m in sys.modules "
+        "if m.startswith(('kerasguard.sandbox', 'kerasguard.loading.loader'))]; "
         "print(bad); assert callable(kerasguard.load_model); assert kerasguard.SandboxedModel"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)

@@ -3,7 +3,7 @@
 Each caller used to write the pass/refuse decision itself. They agreed on pass or refuse, not on why:
 for a file whose scan is incomplete *and* has a finding over the threshold, the exit code said
 "incomplete" (2), ``load_model`` named only the findings and said nothing of the incomplete scan, and
-the store listed both. Now all four ask :func:`kerasguard.gate.gate`, and every refusal carries every
+the store listed both. Now all four ask :func:`kerasguard.scanning.gate.gate`, and every refusal carries every
 reason.
 """
 
@@ -21,8 +21,8 @@ from kerasguard import load_model
 from kerasguard.cli import app
 from kerasguard.errors import UnsafeModelError
 from kerasguard.findings import FileReport, Finding, Location, ScanReport, Severity
-from kerasguard.gate import gate
 from kerasguard.policy import Policy
+from kerasguard.scanning.gate import gate
 from kerasguard.store.admission import scan_report
 
 runner = CliRunner()
@@ -83,7 +83,7 @@ def test_scan_errors_refuse_even_without_files() -> None:
 
 def _patch_scan(monkeypatch: pytest.MonkeyPatch, report: FileReport) -> None:
     import kerasguard.inspect
-    import kerasguard.scanner
+    import kerasguard.scanning.engine
 
     def scan(path: Any, policy: Any = None) -> ScanReport:
         return ScanReport(files=(report,))
@@ -94,20 +94,20 @@ def _patch_scan(monkeypatch: pytest.MonkeyPatch, report: FileReport) -> None:
     def inspect_model(path: Any, policy: Any = None) -> Any:
         return types.SimpleNamespace(report=report, to_dict=lambda: {"report": report.to_dict()})
 
-    monkeypatch.setattr(kerasguard.scanner, "scan", scan)
-    monkeypatch.setattr(kerasguard.scanner, "scan_many", scan_many)
+    monkeypatch.setattr(kerasguard.scanning.engine, "scan", scan)
+    monkeypatch.setattr(kerasguard.scanning.engine, "scan_many", scan_many)
     monkeypatch.setattr(kerasguard.inspect, "inspect_model", inspect_model)
 
 
 def _load(model: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """``load_model``'s answer: 'loaded', or the refusal message."""
-    import kerasguard.loader
+    import kerasguard.loading.loader
 
     def fake_sandbox(copy: Any, *args: Any) -> Any:
         copy.remove()
         return types.SimpleNamespace()
 
-    monkeypatch.setattr(kerasguard.loader, "_load_sandboxed", fake_sandbox)
+    monkeypatch.setattr(kerasguard.loading.loader, "_load_sandboxed", fake_sandbox)
     try:
         load_model(model, policy=Policy())
     except UnsafeModelError as exc:

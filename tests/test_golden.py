@@ -22,7 +22,7 @@ runner = CliRunner()
 def saved_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     import keras
 
-    import kmodels
+    from support import kmodels
 
     folder = tmp_path_factory.mktemp("golden-models")
     keras.utils.set_random_seed(0)

@@ -18,7 +18,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import kmodels
+    from support import kmodels
 
     path = tmp_path_factory.mktemp("inspect") / "cnn.keras"
     kmodels.cnn().save(path)
@@ -40,7 +40,7 @@ def test_architecture_tree_and_references(base: Path) -> None:
 
 
 def test_attack_is_visible_to_the_reviewer(base: Path, tmp_path: Path) -> None:
-    import attacks
+    from support import attacks
 
     evil = attacks.get_file_reference(base, tmp_path / "evil.keras")
     result = runner.invoke(app, ["inspect", str(evil), "--format", "json"])

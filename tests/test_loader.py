@@ -21,10 +21,10 @@ from kerasguard.errors import (
     UnsafeModelError,
     UntrustedSourceError,
 )
-from kerasguard.events import EVENT_ATTR
+from kerasguard.loading.events import EVENT_ATTR
 from kerasguard.policy import Policy, policy_from_mapping
 from kerasguard.sandbox.capabilities import probe
-from kerasguard.scanner import scan
+from kerasguard.scanning.engine import scan
 
 X = np.linspace(-1, 1, 16, dtype="float32").reshape(2, 8)
 
@@ -47,7 +47,7 @@ def only_event(caplog: pytest.LogCaptureFixture) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def mlp_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import kmodels
+    from support import kmodels
 
     path = tmp_path_factory.mktemp("loader") / "mlp.keras"
     kmodels.mlp().save(path)
@@ -105,7 +105,7 @@ def test_policy_requiring_a_digest_refuses_a_load_without_one(mlp_file: Path) ->
 def test_model_failing_the_scan_never_reaches_the_child(
     tmp_path: Path, mlp_file: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import attacks
+    from support import attacks
 
     caplog.set_level(logging.INFO, logger="kerasguard.events")
     evil = attacks.lambda_bytecode(mlp_file, tmp_path / "evil.keras")
@@ -164,7 +164,7 @@ def test_clean_model_passes_the_real_scan_and_loads(
 
 
 def test_custom_objects_are_imported_by_the_child(tmp_path: Path) -> None:
-    import kmodels
+    from support import kmodels
 
     path = tmp_path / "custom.keras"
     built = kmodels.custom_layer()
@@ -204,7 +204,7 @@ def test_cve_2026_0897_bomb_is_contained_by_the_memory_limit(
     tmp_path: Path, mlp_file: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A real shape bomb, scanning switched off: the child dies at the limit, the parent carries on."""
-    import attacks
+    from support import attacks
 
     caplog.set_level(logging.INFO, logger="kerasguard.events")
     bomb = attacks.shape_bomb(mlp_file, tmp_path / "bomb.keras", gib=3.0)
@@ -231,7 +231,7 @@ def test_lambda_payload_with_unsafe_deserialization_is_contained(
 ) -> None:
     import socket
 
-    import sandbox_payloads as payloads
+    from support import sandbox_payloads as payloads
 
     caplog.set_level(logging.INFO, logger="kerasguard.events")
     info = probe()

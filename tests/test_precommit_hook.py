@@ -45,8 +45,7 @@ def run_hook(files: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.keras
 def test_a_lambda_model_renamed_model_bin_is_flagged(tmp_path: Path) -> None:
-    import attacks
-    import kerasfiles
+    from support import attacks, kerasfiles
 
     attacks.lambda_bytecode(kerasfiles.saved("mlp"), tmp_path / "model.bin")
     (tmp_path / "README.md").write_text("# notes\n")

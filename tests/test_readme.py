@@ -37,7 +37,7 @@ def test_policy_snippet_pasted_into_kerasguard_toml_works(tmp_path: Path) -> Non
 @pytest.mark.keras
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_store_quick_start_runs_as_pasted(tmp_path: Path) -> None:
-    import kerasfiles
+    from support import kerasfiles
 
     shutil.copy(kerasfiles.saved("mlp"), tmp_path / "digits.keras")
     bin_dir = tmp_path / "bin"

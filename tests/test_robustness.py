@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from kerasguard.findings import FileReport, ScanReport, Severity
 from kerasguard.policy import Policy
-from kerasguard.scanner import scan, scan_many
+from kerasguard.scanning.engine import scan, scan_many
 
 BENIGN = Path(__file__).parent / "data" / "benign"
 SOURCES = {

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import sandbox_payloads as payloads
 from kerasguard import tempdirs
 from kerasguard.errors import ModelError, SandboxError
 from kerasguard.policy import Sandbox as SandboxPolicy
@@ -29,6 +28,7 @@ from kerasguard.sandbox.capabilities import probe
 from kerasguard.sandbox.config import ChildLimits, Layers
 from kerasguard.sandbox.launcher import ChildProcess, spawn
 from kerasguard.sandbox.model import SandboxedModel
+from support import sandbox_payloads as payloads
 
 pytestmark = [pytest.mark.keras, pytest.mark.slow]  # every test starts a sandbox child
 
@@ -38,7 +38,7 @@ X = np.linspace(-1, 1, 16, dtype="float32").reshape(2, 8)
 
 @pytest.fixture(scope="session")
 def mlp_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import kmodels
+    from support import kmodels
 
     path = tmp_path_factory.mktemp("models") / "mlp.keras"
     kmodels.mlp().save(path)

@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import sandbox_payloads as payloads
 from kerasguard.errors import SandboxError
 from kerasguard.policy import Sandbox as SandboxPolicy
 from kerasguard.sandbox.capabilities import probe
 from kerasguard.sandbox.config import ChildLimits, Layers
 from kerasguard.sandbox.launcher import ChildProcess, spawn
 from kerasguard.sandbox.model import SandboxedModel
+from support import sandbox_payloads as payloads
 
 pytestmark = [pytest.mark.keras, pytest.mark.slow]
 
@@ -40,7 +40,7 @@ SCRATCH_MB = 8
 
 @pytest.fixture(scope="module")
 def mlp_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import kmodels
+    from support import kmodels
 
     path = tmp_path_factory.mktemp("models") / "mlp.keras"
     kmodels.mlp().save(path)

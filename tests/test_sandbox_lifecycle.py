@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-import sandbox_payloads as payloads
 from kerasguard.policy import Sandbox as SandboxPolicy
 from kerasguard.sandbox import bootstrap, cgroup
 from kerasguard.sandbox.capabilities import probe
 from kerasguard.sandbox.config import ChildLimits, Layers
 from kerasguard.sandbox.launcher import ChildProcess, spawn
 from kerasguard.sandbox.monitor import disk_usage
+from support import sandbox_payloads as payloads
 
 INFO = probe()
 TESTS = Path(__file__).resolve().parent
@@ -135,7 +135,7 @@ def test_processes_left_in_a_dead_parents_group_are_killed() -> None:
 def test_child_dies_with_its_sigkilled_parent_even_if_it_ignores_exit(tmp_path: Path) -> None:
     """A payload that neuters os._exit and keeps a non-daemon thread used to outlive a SIGKILLed
     parent (re-parented to init). With PR_SET_PDEATHSIG the kernel kills it with the parent."""
-    import kmodels
+    from support import kmodels
 
     base = tmp_path / "mlp.keras"
     kmodels.mlp().save(base)
@@ -144,7 +144,7 @@ def test_child_dies_with_its_sigkilled_parent_even_if_it_ignores_exit(tmp_path: 
     parent = subprocess.Popen(
         [
             sys.executable,
-            str(TESTS / "sandbox_loadscript.py"),
+            str(TESTS / "support" / "sandbox_loadscript.py"),
             str(model),
             json.dumps([{"trust": SKIP_SCAN}]),
             "--hold",

@@ -26,7 +26,7 @@ from kerasguard.sandbox.capabilities import Layer, SandboxInfo, check_required, 
 
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
-SCRIPT = TESTS / "sandbox_loadscript.py"
+SCRIPT = TESTS / "support" / "sandbox_loadscript.py"
 TEST_USER = "kgsandbox"
 SKIP_SCAN = {"allow_unsafe_skip_scan": True, "allow_unsafe_deserialization": True}
 
@@ -59,7 +59,7 @@ def test_unknown_layer_names_in_the_policy_are_refused() -> None:
 @pytest.fixture(scope="module")
 def shared_model() -> Iterator[Path]:
     """An MLP in a folder every user can read (pytest's tmp_path is private to root)."""
-    import kmodels
+    from support import kmodels
 
     folder = Path(tempfile.mkdtemp(prefix="kerasguard-test-shared-"))
     folder.chmod(0o755)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from kerasguard import scanner
 from kerasguard.findings import Finding, Severity
 from kerasguard.formats.artifact import Artifact
 from kerasguard.policy import Ignore, Policy
 from kerasguard.rules import RULES_BY_ID, Rule, RuleContext
-from kerasguard.scanner import scan_many
+from kerasguard.scanning import engine as scanner
+from kerasguard.scanning.engine import scan_many
 
 BENIGN = Path(__file__).resolve().parent / "data" / "benign" / "keras-3.15.1-tensorflow"
 pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
@@ -123,6 +123,6 @@ def test_every_problem_kind_has_one_rule() -> None:
     from typing import get_args
 
     from kerasguard.formats.artifact import ProblemKind
-    from kerasguard.rules import scanner_level
+    from kerasguard.rules import incomplete
 
-    assert set(scanner_level.RULES_BY_KIND) == set(get_args(ProblemKind))
+    assert set(incomplete.RULES_BY_KIND) == set(get_args(ProblemKind))

@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from kerasguard import scan_workers
 from kerasguard.findings import FileReport, Finding, Location, ScanReport, Severity, Suppression
 from kerasguard.formats.artifact import ProblemKind
 from kerasguard.formats.context import ReadContext
 from kerasguard.policy import Limits, Policy
-from kerasguard.scan_workers import InvalidResult, decode_report, encode_report, parse_result
-from kerasguard.scanner import Target, scan_many
+from kerasguard.scanning import workers as scan_workers
+from kerasguard.scanning.engine import Target, scan_many
+from kerasguard.scanning.workers import InvalidResult, decode_report, encode_report, parse_result
 
 ROOT = Path(__file__).resolve().parent.parent
 # Keras (JAX) is loaded in this process to build the corpus; JAX warns at every fork. The workers never
@@ -43,8 +43,7 @@ def comparable(report: ScanReport) -> dict[str, Any]:
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Benign models, attacks (config, HDF5, zip, pickle) and junk: 14 files."""
     pytest.importorskip("keras")
-    import attacks
-    import kmodels
+    from support import attacks, kmodels
 
     folder = tmp_path_factory.mktemp("jobs")
     kmodels.mlp().save(folder / "mlp.keras")
@@ -161,7 +160,7 @@ def run_pool(
         finding = Finding("KG905", Severity.CRITICAL, kind, message, Location(targets[index].display))
         return FileReport(path=targets[index].display, format="unknown", findings=(finding,), complete=False)
 
-    pool = scan_workers._Pool(targets, Limits(), jobs, scan_one, failed, None)
+    pool = scan_workers._Pool([t.display for t in targets], Limits(), jobs, scan_one, failed, None)
     if budget is not None:
         pool.budget = budget
     return pool.run()
@@ -297,7 +296,7 @@ def test_auto_jobs_needs_enough_targets_and_caps_at_eight(monkeypatch: pytest.Mo
 
 GUARD_SCRIPT = """
 import _thread, threading, time
-from kerasguard import scan_workers
+from kerasguard.scanning import workers as scan_workers
 
 def settle():
     for _ in range(300):  # a joined thread is gone for Python before the kernel has reaped it
@@ -352,7 +351,7 @@ def test_no_fork_once_jax_has_started_its_threads() -> None:
     script = (
         "import os, threading\nos.environ['KERAS_BACKEND'] = 'jax'\n"
         "import jax.numpy as jnp\njnp.ones(4).sum().block_until_ready()\n"
-        "from kerasguard import scan_workers\n"
+        "from kerasguard.scanning import workers as scan_workers\n"
         "print(threading.active_count(), scan_workers.os_threads(), scan_workers.can_fork())\n"
     )
     python_threads, os_threads, can_fork = run_fresh(script).split()

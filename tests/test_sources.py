@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kerasguard.errors import KerasGuardError, UntrustedSourceError
+from kerasguard.loading.private_copy import make_private_copy
+from kerasguard.loading.sources import check_url, open_source
 from kerasguard.policy import Policy, Trust, policy_from_mapping
-from kerasguard.private_copy import make_private_copy
-from kerasguard.sources import check_url, open_source
 
 
 def trusting(*sources: str) -> Policy:

@@ -24,8 +24,8 @@ NOT_FOR_SCAN = (
     "kerasguard.advisories.requirements",
     "kerasguard.integrity.manifest",
     "kerasguard.inspect",
-    "kerasguard.events",
-    "kerasguard.loader",
+    "kerasguard.loading.events",
+    "kerasguard.loading.loader",
     "kerasguard.sandbox",
     "kerasguard.store",
     "kerasguard.golden",
@@ -79,13 +79,13 @@ def _run_cli(*args: str) -> str:
 def test_building_the_cli_imports_no_command_implementation(tmp_path: Path) -> None:
     modules = _imported_after("import kerasguard.cli", tmp_path)
     assert not _loaded(modules, NOT_FOR_SCAN + NOT_DRAWN_BY_SCAN)
-    assert not _loaded(modules, ("kerasguard.scanner", "kerasguard.policy", "kerasguard.advisories"))
+    assert not _loaded(modules, ("kerasguard.scanning.engine", "kerasguard.policy", "kerasguard.advisories"))
 
 
 def test_help_does_not_import_the_scanner(tmp_path: Path) -> None:
     modules = _imported_after(_run_cli("--help"), tmp_path)
     assert not _loaded(modules, NOT_FOR_SCAN)
-    assert not _loaded(modules, ("kerasguard.scanner", "kerasguard.rules", "kerasguard.formats"))
+    assert not _loaded(modules, ("kerasguard.scanning.engine", "kerasguard.rules", "kerasguard.formats"))
 
 
 def test_scan_imports_only_the_scan_path(tmp_path: Path) -> None:
@@ -94,7 +94,7 @@ def test_scan_imports_only_the_scan_path(tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     modules = _imported_after(_run_cli("scan", str(empty), "--format", "json", "-o", str(report)), tmp_path)
     assert json.loads(report.read_text())["summary"]["files"] == 0
-    assert "kerasguard.scanner" in modules
+    assert "kerasguard.scanning.engine" in modules
     assert not _loaded(modules, NOT_FOR_SCAN + NOT_DRAWN_BY_SCAN)
     # no file read: no advisory matching either (its database is loaded with the first finding)
     assert not _loaded(modules, ("kerasguard.advisories.database",))
@@ -104,7 +104,7 @@ def test_lazy_exports_resolve_and_are_listed() -> None:
     from kerasguard import Policy, Severity, scan
     from kerasguard.advisories import AdvisoryDatabase, audit_environment
     from kerasguard.policy import Policy as PolicyClass
-    from kerasguard.scanner import scan as scan_function
+    from kerasguard.scanning.engine import scan as scan_function
 
     assert scan is scan_function and Policy is PolicyClass and Severity.HIGH
     assert callable(audit_environment) and AdvisoryDatabase.__name__ == "AdvisoryDatabase"

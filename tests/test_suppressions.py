@@ -35,8 +35,7 @@ KG306 = "info"
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A checkout with a Lambda model two folders below a kerasguard.toml that silences KG101."""
-    import attacks
-    import kerasfiles
+    from support import attacks, kerasfiles
 
     (tmp_path / "kerasguard.toml").write_text(SILENCE_LAMBDA)
     models = tmp_path / "models" / "v1"

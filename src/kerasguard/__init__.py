@@ -29,11 +29,11 @@ if TYPE_CHECKING:
     from kerasguard.data.guard import TrainingGuard
     from kerasguard.findings import FileReport, Finding, Location, ScanReport, Severity
     from kerasguard.integrity.verifying import verify
-    from kerasguard.loader import load_model
+    from kerasguard.loading.loader import load_model
     from kerasguard.policy import Policy, load_policy
     from kerasguard.sandbox.model import SandboxedModel
     from kerasguard.saving import save_model
-    from kerasguard.scanner import scan, scan_many
+    from kerasguard.scanning.engine import scan, scan_many
 
 # Imported on first use: save_model needs keras, verify needs cryptography, load_model pulls in
 # the sandbox machinery; ``import kerasguard`` must pull in none of them (and never keras). The
@@ -46,13 +46,13 @@ _LAZY = {
     "Severity": "kerasguard.findings",
     "Policy": "kerasguard.policy",
     "load_policy": "kerasguard.policy",
-    "scan": "kerasguard.scanner",
-    "scan_many": "kerasguard.scanner",
+    "scan": "kerasguard.scanning.engine",
+    "scan_many": "kerasguard.scanning.engine",
     "require_safe_stack": "kerasguard.advisories.stack",
     "UnsafeStackWarning": "kerasguard.advisories.stack",
     "save_model": "kerasguard.saving",
     "verify": "kerasguard.integrity.verifying",
-    "load_model": "kerasguard.loader",
+    "load_model": "kerasguard.loading.loader",
     "SandboxedModel": "kerasguard.sandbox.model",
     "TrainingGuard": "kerasguard.data.guard",
 }

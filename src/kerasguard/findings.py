@@ -298,7 +298,8 @@ class GateVerdict:
 
 
 def decide(report: ScanReport | FileReport, fail_on: Severity) -> GateVerdict:
-    """The gate's decision on ``report`` at ``fail_on``; :func:`kerasguard.gate.gate` applies a policy."""
+    """The gate's decision on ``report`` at ``fail_on``; :func:`kerasguard.scanning.gate.gate` applies
+    a policy."""
     blocking = sort_findings(f for f in report.findings if f.severity >= fail_on)
     errors = report.errors if isinstance(report, ScanReport) else ()
     unjudged = [f"{f.rule_id} {f.message}" for f in report.findings if f.rule_id.startswith("KG9")]

@@ -78,7 +78,7 @@ def load_predictor(model: Path, policy: Policy) -> Predictor:
     ``policy.fail_on``) and loads the same bytes in a sandboxed child (unless the policy turns it off).
     """
     try:
-        from kerasguard.loader import load_model
+        from kerasguard.loading.loader import load_model
     except ImportError as exc:  # pragma: no cover - the loader ships with kerasguard
         raise GoldenError(f"golden checks need the loader: {exc}") from None
     try:

@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
-from audit_fakes import SiteFactory, write_dist, write_hdf5_library
 
 from kerasguard.advisories.database import AdvisoryDatabase, load_database
+from support.audit_fakes import SiteFactory, write_dist, write_hdf5_library
 
 
 @pytest.fixture(autouse=True)

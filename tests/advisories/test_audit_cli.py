@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from audit_fakes import SiteFactory
 from typer.testing import CliRunner
 
 from kerasguard.cli import app
+from support.audit_fakes import SiteFactory
 
 runner = CliRunner()
 

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from audit_fakes import SiteFactory, write_dist, write_hdf5_library
 
 from kerasguard.advisories.audit import audit_environment
 from kerasguard.advisories.environment import (
@@ -19,6 +18,7 @@ from kerasguard.advisories.environment import (
     read_site_dirs,
 )
 from kerasguard.errors import AuditError
+from support.audit_fakes import SiteFactory, write_dist, write_hdf5_library
 
 
 def versions(site: Path) -> dict[str, str]:

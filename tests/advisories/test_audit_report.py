@@ -7,12 +7,12 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from audit_fakes import SiteFactory
 
 from kerasguard.advisories.audit import audit_environment
 from kerasguard.findings import Severity
 from kerasguard.policy import Policy, policy_from_mapping
 from kerasguard.render.audit import render_audit_json, render_audit_sarif, render_audit_text
+from support.audit_fakes import SiteFactory
 
 
 def test_a_finding_names_everything_needed_to_act(make_site: SiteFactory) -> None:

@@ -9,11 +9,11 @@ import warnings
 from pathlib import Path
 
 import pytest
-from audit_fakes import SiteFactory
 
 import kerasguard
 from kerasguard.errors import KerasGuardError, UnsafeStackError
 from kerasguard.policy import policy_from_mapping
+from support.audit_fakes import SiteFactory
 
 
 @pytest.fixture

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from consolehelp import Site, build_models, make_site
+from support.consolehelp import Site, build_models, make_site
 
 
 @pytest.fixture(scope="session")

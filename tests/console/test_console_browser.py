@@ -14,7 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from consolehelp import ESC, IMG, MARKUP, NS, SCRIPT, Site
+
+from support.consolehelp import ESC, IMG, MARKUP, NS, SCRIPT, Site
 
 pytestmark = [pytest.mark.slow, pytest.mark.keras]
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from consolehelp import ESC, HOSTILE_MEMBER, IMG, MARKUP, NS, SCRIPT, Site, csrf_of, login
-from servehelp import SOURCE
+
+from support.consolehelp import ESC, HOSTILE_MEMBER, IMG, MARKUP, NS, SCRIPT, Site, csrf_of, login
+from support.servehelp import SOURCE
 
 pytestmark = [pytest.mark.slow, pytest.mark.keras]
 
@@ -229,12 +230,12 @@ def test_sealed_attachments_are_listed_escaped_and_the_sealed_record_summarised(
 
 
 def test_the_console_can_be_switched_off(site: Site) -> None:
-    from servehelp import SOURCE
     from starlette.testclient import TestClient
 
     from kerasguard.policy import Policy, Serve, Store
     from kerasguard.serve.app import create_app
     from kerasguard.serve.registry import StoreAccess
+    from support.servehelp import SOURCE
 
     with site.world.store() as store:
         for enabled, expected in ((False, 404), (True, 303)):

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dghelp import TARGET, add_trigger, digits_split, plant, run_cli, train_mlp
 
 from kerasguard.findings import Finding, Severity
+from support.dghelp import TARGET, add_trigger, digits_split, plant, run_cli, train_mlp
 
 pytestmark = [pytest.mark.slow, pytest.mark.keras]
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dghelp import png_declaring, run_cli
 
 from kerasguard.data import check
 from kerasguard.errors import DataError
 from kerasguard.findings import Severity
+from support.dghelp import png_declaring, run_cli
 
 
 def ids(report: object) -> set[str]:

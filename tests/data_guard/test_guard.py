@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from dghelp import digits_split, run_cli
 from typer.testing import CliRunner
 
 from kerasguard.cli import app
 from kerasguard.errors import DataError
+from support.dghelp import digits_split, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.keras]
 

@@ -79,7 +79,7 @@ def test_config_too_large_to_walk_is_a_limit_problem() -> None:
 
 
 def test_a_bug_becomes_a_problem_and_keeps_the_artifact(monkeypatch: pytest.MonkeyPatch) -> None:
-    from kerasguard.rules import config_walk
+    from kerasguard.formats import config_walk
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")

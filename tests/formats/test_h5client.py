@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kerasguard.formats.h5client import ProtocolError, WalkResult, WorkerFailure, parse_response
+from kerasguard.formats.hdf5.child_client import ProtocolError, WalkResult, WorkerFailure, parse_response
 
 
 def answer(**overrides: Any) -> dict[str, Any]:
@@ -159,7 +159,7 @@ def test_repeated_scans_reuse_one_pooled_worker(tmp_path: Path) -> None:
     import h5py
 
     from kerasguard import scan
-    from kerasguard.formats.h5client import POOL
+    from kerasguard.formats.hdf5.child_client import POOL
 
     path = tmp_path / "w.weights.h5"
     with h5py.File(path, "w") as h5:

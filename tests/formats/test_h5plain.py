@@ -20,18 +20,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import attacks
-import kerasfiles
-from h5craft import declare_bomb, h5file, keras_weights, member_window, module_context
 from kerasguard.findings import Location
-from kerasguard.formats import h5plain, h5virtual, hdf5
 from kerasguard.formats.artifact import Artifact
 from kerasguard.formats.blob import Blob
 from kerasguard.formats.context import ReadContext
-from kerasguard.formats.h5client import MAX_DESCRIPTION_BYTES, WalkResult, parse_answer, parse_response
-from kerasguard.formats.h5text import MAX_GROUP_DEPTH
-from kerasguard.formats.hdf5 import max_answer_bytes, worker_for
+from kerasguard.formats.hdf5 import inprocess as h5plain
+from kerasguard.formats.hdf5 import reader as hdf5
+from kerasguard.formats.hdf5 import virtual as h5virtual
+from kerasguard.formats.hdf5.child_client import (
+    MAX_DESCRIPTION_BYTES,
+    WalkResult,
+    parse_answer,
+    parse_response,
+)
+from kerasguard.formats.hdf5.reader import max_answer_bytes, worker_for
+from kerasguard.formats.hdf5.values import MAX_GROUP_DEPTH
 from kerasguard.policy import Limits, MiB
+from support import attacks, kerasfiles
+from support.h5craft import declare_bomb, h5file, keras_weights, member_window, module_context
 
 h5ctx = module_context()
 BENIGN = Path(__file__).resolve().parent.parent / "data" / "benign"
@@ -122,7 +128,7 @@ def test_fixture_keras_weights_match_h5py(path: Path, h5ctx: ReadContext) -> Non
 def test_keras_saved_in_this_run_matches_h5py(builder: str, tmp_path: Path, h5ctx: ReadContext) -> None:
     saved = kerasfiles.saved(builder)
     assert_same(member_blob(saved), h5ctx)
-    import kmodels
+    from support import kmodels
 
     model = kmodels.BENIGN[builder]()
     model.save(tmp_path / "legacy.h5")
@@ -863,8 +869,8 @@ def test_deep_nesting_is_linear_and_small(tmp_path: Path, monkeypatch: pytest.Mo
     KG902 limit finding (incomplete), not clean."""
     import tracemalloc
 
-    from kerasguard.formats import h5client
-    from kerasguard.scanner import scan
+    from kerasguard.formats.hdf5 import child_client as h5client
+    from kerasguard.scanning.engine import scan
 
     reads: list[int] = []
     real_read = h5plain.Source.read

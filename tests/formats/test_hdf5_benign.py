@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from h5craft import all_findings, module_context, read_keras_zip, rule_context, scan_path, severe
 from kerasguard.formats.context import ReadContext
 from kerasguard.formats.dispatch import open_artifact
 from kerasguard.rules.hdf5 import legacy_match
 from kerasguard.rules.weight_shapes import expected_vars, shape_fits
+from support.h5craft import all_findings, module_context, read_keras_zip, rule_context, scan_path, severe
 
-kmodels = pytest.importorskip("kmodels")  # needs keras
+kmodels = pytest.importorskip("support.kmodels")  # needs keras
 
 pytestmark = pytest.mark.keras
 

@@ -16,7 +16,15 @@ import numpy as np
 import pytest
 
 import kerasguard
-from h5craft import (
+from kerasguard.findings import Location
+from kerasguard.formats.artifact import Artifact
+from kerasguard.formats.blob import Blob
+from kerasguard.formats.context import ReadContext
+from kerasguard.formats.dispatch import open_artifact
+from kerasguard.formats.hdf5.reader import detect_role, read_hdf5, worker_for
+from kerasguard.policy import GiB, Limits, MiB, Policy
+from kerasguard.scanning.engine import scan_many
+from support.h5craft import (
     all_findings,
     declare_bomb,
     h5file,
@@ -26,14 +34,6 @@ from h5craft import (
     module_context,
     read_keras_zip,
 )
-from kerasguard.findings import Location
-from kerasguard.formats.artifact import Artifact
-from kerasguard.formats.blob import Blob
-from kerasguard.formats.context import ReadContext
-from kerasguard.formats.dispatch import open_artifact
-from kerasguard.formats.hdf5 import detect_role, read_hdf5, worker_for
-from kerasguard.policy import GiB, Limits, MiB, Policy
-from kerasguard.scanner import scan_many
 
 h5ctx = module_context()
 
@@ -42,7 +42,7 @@ h5ctx = module_context()
 def child_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """This module tests the h5py child, so every file goes to it (the pure-Python reader, which
     answers for plain files in the scanner, is compared with the child in test_h5plain.py)."""
-    monkeypatch.setattr("kerasguard.formats.hdf5.read_plain", lambda *args: None)
+    monkeypatch.setattr("kerasguard.formats.hdf5.reader.read_plain", lambda *args: None)
 
 
 def read(path: Path, ctx: ReadContext, role: str = "hdf5") -> Artifact:
@@ -349,7 +349,7 @@ def test_worker_dying_while_idle_is_not_blamed_on_the_next_file(tmp_path: Path) 
 
 
 def test_worker_is_reused_across_files_and_pooled_then_closed(tmp_path: Path) -> None:
-    from kerasguard.formats.h5client import POOL
+    from kerasguard.formats.hdf5.child_client import POOL
 
     ctx = ReadContext(limits=Limits())
     paths = [h5file(tmp_path / f"w{i}.h5", keras_weights) for i in range(3)]
@@ -439,7 +439,7 @@ from kerasguard.findings import Location
 from kerasguard.formats.artifact import Artifact
 from kerasguard.formats.blob import Blob
 from kerasguard.formats.context import ReadContext
-from kerasguard.formats.hdf5 import read_hdf5, worker_for
+from kerasguard.formats.hdf5.reader import read_hdf5, worker_for
 from kerasguard.policy import Limits
 ctx = ReadContext(limits=Limits())
 ctx.start_file()

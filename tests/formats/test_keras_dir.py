@@ -11,7 +11,7 @@ from kerasguard.formats.artifact import Artifact
 from kerasguard.formats.context import ReadContext
 from kerasguard.formats.dispatch import open_artifact
 from kerasguard.policy import Limits
-from zipcraft import CONFIG, METADATA
+from support.zipcraft import CONFIG, METADATA
 
 
 def read_dir(path: Path, limits: Limits | None = None) -> Artifact:
@@ -42,7 +42,7 @@ def entries(art: Artifact) -> dict[str, str]:
 
 @pytest.mark.keras
 def test_directory_saved_by_keras() -> None:
-    import kerasfiles
+    from support import kerasfiles
 
     art = read_dir(kerasfiles.saved("mlp", "dir"))
     assert art.format == "keras_dir"

@@ -14,13 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kerasguard.findings import Location
-from kerasguard.formats import keras_zip, zip_inflate
 from kerasguard.formats.artifact import Artifact
 from kerasguard.formats.blob import Blob
 from kerasguard.formats.context import ReadContext
 from kerasguard.formats.dispatch import open_artifact
+from kerasguard.formats.zip import archive as keras_zip
+from kerasguard.formats.zip import inflate as zip_inflate
 from kerasguard.policy import GiB, Limits, MiB
-from zipcraft import CONFIG, Entry, build, keras_entries
+from support.zipcraft import CONFIG, Entry, build, keras_entries
 
 
 def read_path(path: Path, limits: Limits | None = None) -> Artifact:
@@ -84,7 +85,7 @@ def record(path: Path, limits: Limits | None = None) -> tuple[Artifact, Recorder
 
 @pytest.mark.keras
 def test_real_keras_archive_is_listed_with_every_field() -> None:
-    import kerasfiles
+    from support import kerasfiles
 
     art = read_path(kerasfiles.saved("mlp"))
     assert art.format == "keras"
@@ -105,7 +106,7 @@ def test_real_keras_archive_is_listed_with_every_field() -> None:
 
 @pytest.mark.keras
 def test_stored_members_are_windows_on_the_file_not_copies() -> None:
-    import kerasfiles
+    from support import kerasfiles
 
     path = kerasfiles.saved("mlp")
     art, rec = record(path)
@@ -122,7 +123,7 @@ def test_stored_members_are_windows_on_the_file_not_copies() -> None:
 
 @pytest.mark.keras
 def test_npz_weights_archive_is_read_as_nested_npz() -> None:
-    import kerasfiles
+    from support import kerasfiles
 
     art = read_path(kerasfiles.saved("mlp", "npz"))
     outer, inner = art.zips[0], art.zips[1]

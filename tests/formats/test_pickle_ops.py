@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kerasguard.findings import Location
-from kerasguard.formats import pickle_ops
 from kerasguard.formats.artifact import Artifact, PickleInfo, ReadProblem
 from kerasguard.formats.blob import Blob
 from kerasguard.formats.context import ReadContext
-from kerasguard.formats.pickle_ops import KEEP_TEXT, read_pickle
+from kerasguard.formats.pickle import ops as pickle_ops
+from kerasguard.formats.pickle.ops import KEEP_TEXT, read_pickle
 from kerasguard.policy import Limits
 
 LOC = Location("test.pkl")

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import pbenc
-from kerasguard.formats.pbtext import MAX_DEPTH, TextFormatError, parse_text
-from kerasguard.formats.protowire import BinMsg, WireError, read_varint
+from kerasguard.formats.savedmodel.pbtext import MAX_DEPTH, TextFormatError, parse_text
+from kerasguard.formats.savedmodel.protowire import BinMsg, WireError, read_varint
+from support import pbenc
 
 
 @pytest.mark.parametrize("n", [0, 1, 127, 128, 300, 2**32, 2**63 - 1, 2**64 - 1])

@@ -12,14 +12,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import pbenc
 from kerasguard.findings import Location
 from kerasguard.formats.artifact import Artifact
 from kerasguard.formats.blob import Blob
 from kerasguard.formats.context import ReadContext
 from kerasguard.formats.dispatch import open_artifact
-from kerasguard.formats.savedmodel import read_graph_blob
+from kerasguard.formats.savedmodel.reader import read_graph_blob
 from kerasguard.policy import Limits
+from support import pbenc
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "savedmodel"
 

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from h5craft import h5file, keras_weights, module_context
 from kerasguard.formats.artifact import Artifact
 from kerasguard.formats.context import ReadContext
 from kerasguard.formats.dispatch import open_artifact
 from kerasguard.formats.sharded import escape_reason, shard_names
+from support.h5craft import h5file, keras_weights, module_context
 
 h5ctx = module_context()
 

@@ -82,7 +82,7 @@ class SavedModels:
 
 @pytest.fixture(scope="session")
 def saved(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> SavedModels:
-    kmodels = pytest.importorskip("kmodels")
+    kmodels = pytest.importorskip("support.kmodels")
     from kerasguard import save_model
 
     folder = tmp_path_factory.mktemp("saved")

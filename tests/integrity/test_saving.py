@@ -15,7 +15,7 @@ from kerasguard.integrity import KeyMaterialError, Manifest, compute_manifest, v
 
 from .conftest import Keys
 
-kmodels = pytest.importorskip("kmodels")
+kmodels = pytest.importorskip("support.kmodels")
 keras = pytest.importorskip("keras")
 
 

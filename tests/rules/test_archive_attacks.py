@@ -1,4 +1,4 @@
-"""The archive entries of the shared attack corpus (tests/attacks.py) are caught by this family."""
+"""The archive entries of the shared attack corpus (tests/support/attacks.py) are caught by this family."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kerasguard.findings import Severity
-from scanhelp import scan_path
+from support.scanhelp import scan_path
 
 ARCHIVE_ATTACKS = (
     "zip_traversal",
@@ -22,8 +22,7 @@ ARCHIVE_ATTACKS = (
 @pytest.mark.keras
 @pytest.mark.parametrize("name", ARCHIVE_ATTACKS)
 def test_archive_attack_is_detected(tmp_path: Path, name: str) -> None:
-    import attacks
-    import kerasfiles
+    from support import attacks, kerasfiles
 
     build, expected = attacks.KERAS_ATTACKS[name]
     path = build(kerasfiles.saved("mlp"), tmp_path / f"{name}.keras")
@@ -33,7 +32,7 @@ def test_archive_attack_is_detected(tmp_path: Path, name: str) -> None:
 
 @pytest.mark.keras
 def test_random_bytes_are_never_clean(tmp_path: Path) -> None:
-    import attacks
+    from support import attacks
 
     report = scan_path(attacks.random_bytes(tmp_path / "r.keras"))
     assert report.findings and report.exit_code(Severity.CRITICAL) == 2  # incomplete, never "clean"

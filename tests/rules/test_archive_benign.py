@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scanhelp import scan_path
+from support.scanhelp import scan_path
 
 FAMILY = ("KG107", "KG3")
 
@@ -13,7 +13,7 @@ FAMILY = ("KG107", "KG3")
 @pytest.mark.parametrize("builder", ["mlp", "cnn", "nested_submodel", "custom_layer"])
 @pytest.mark.parametrize("form", ["keras", "npz", "dir"])
 def test_benign_models_are_clean_for_this_family(builder: str, form: str) -> None:
-    import kerasfiles
+    from support import kerasfiles
 
     report = scan_path(kerasfiles.saved(builder, form))
     assert [f for f in report.findings if f.rule_id.startswith(FAMILY)] == []

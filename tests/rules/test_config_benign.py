@@ -1,4 +1,4 @@
-"""Every benign model from tests/kmodels.py passes the config rules (no high/critical finding)."""
+"""Every benign model from tests/support/kmodels.py passes the config rules (no high/critical finding)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import json
 
 import h5py
 import pytest
-from kgconfig import artifact, config_of, findings, saved, scan_e2e, serious
 
 from kerasguard.findings import Finding, Severity
 from kerasguard.formats.artifact import Artifact
+from support.kgconfig import artifact, config_of, findings, saved, scan_e2e, serious
 
 pytestmark = pytest.mark.keras
 

@@ -6,7 +6,8 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kgconfig import artifact, findings
+
+from support.kgconfig import artifact, findings
 
 KEYS = st.sampled_from(
     [

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kgconfig import artifact, findings, of_rule, serious
+from support.kgconfig import artifact, findings, of_rule, serious
 
 INIT = {"class_name": "GlorotUniform", "config": {"seed": None}}
 ZEROS = {"class_name": "Zeros", "config": {}}

@@ -7,9 +7,9 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kgconfig import artifact
 
-from kerasguard.rules import config_walk as cw
+from kerasguard.formats import config_walk as cw
+from support.kgconfig import artifact
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),

@@ -1,4 +1,4 @@
-"""The HDF5 entries of the shared attack corpus (tests/attacks.py) are caught by the KG4xx family."""
+"""The HDF5 entries of the shared attack corpus (tests/support/attacks.py) are caught by the KG4xx family."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-import attacks
 from kerasguard.findings import Severity
-from scanhelp import scan_path
+from support import attacks
+from support.scanhelp import scan_path
 
 
 @pytest.mark.keras
 @pytest.mark.parametrize("name", attacks.HDF5_ATTACKS)
 def test_hdf5_attack_is_detected(tmp_path: Path, name: str) -> None:
-    import kerasfiles
+    from support import kerasfiles
 
     build, expected = attacks.KERAS_ATTACKS[name]
     path = build(kerasfiles.saved("mlp"), tmp_path / f"{name}.keras")
@@ -26,7 +26,7 @@ def test_hdf5_attack_is_detected(tmp_path: Path, name: str) -> None:
 
 @pytest.mark.keras
 def test_benign_archive_is_clean(tmp_path: Path) -> None:
-    import kerasfiles
+    from support import kerasfiles
 
     report = scan_path(kerasfiles.saved("mlp"))
     assert not [f for f in report.findings if f.rule_id.startswith("KG4")]

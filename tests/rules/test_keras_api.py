@@ -38,7 +38,7 @@ def test_rules_run_without_importing_keras() -> None:
         "from kerasguard.formats.json_strict import parse_json_bytes\n"
         "from kerasguard.policy import Policy\n"
         "from kerasguard.rules import RuleContext\n"
-        "from kerasguard.scanner import run_rules\n"
+        "from kerasguard.scanning.engine import run_rules\n"
         "art = Artifact(path='m', format='keras', location=Location('m'))\n"
         "cfg = {'class_name': 'Sequential', 'config': {'layers': [{'module': 'os', 'class_name': 'system',"
         " 'config': {}}]}}\n"

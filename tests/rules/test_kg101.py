@@ -9,7 +9,13 @@ from pathlib import Path
 
 import h5py
 import pytest
-from kgconfig import (
+
+from kerasguard.findings import Location, Severity
+from kerasguard.formats.artifact import Artifact
+from kerasguard.formats.json_strict import parse_json_bytes
+from kerasguard.policy import Policy
+from kerasguard.scanning.engine import scan
+from support.kgconfig import (
     artifact,
     attack,
     config_of,
@@ -22,12 +28,6 @@ from kgconfig import (
     scan_e2e,
     workdir,
 )
-
-from kerasguard.findings import Location, Severity
-from kerasguard.formats.artifact import Artifact
-from kerasguard.formats.json_strict import parse_json_bytes
-from kerasguard.policy import Policy
-from kerasguard.scanner import scan
 
 pytestmark = pytest.mark.keras
 
@@ -85,7 +85,7 @@ def test_keras2_lambda_in_legacy_h5_model_config_adds_cve_2025_9905() -> None:
 
 
 def attack_h5() -> Path:
-    import attacks
+    from support import attacks
 
     dst = workdir() / "legacy_lambda.h5"
     if not dst.exists():
@@ -194,7 +194,7 @@ def test_duplicate_keys_are_judged_as_the_loader_reads_them() -> None:
 def test_tf_keras_savedmodel_lambda_with_tuple_encoding_is_code() -> None:
     """tf.keras 2.x keras_metadata.pb writes the Lambda's (code, defaults, closure) tuple as
     {"class_name": "__tuple__", "items": [...]}: a real SavedModel saved by tf.keras 2.x."""
-    from kerasguard.scanner import scan
+    from kerasguard.scanning.engine import scan
 
     folder = Path(__file__).resolve().parent.parent / "data" / "savedmodel" / "keras2_lambda"
     hits = [f for f in scan(folder).findings if f.rule_id == "KG101"]
@@ -213,10 +213,10 @@ def test_tf_keras_savedmodel_lambda_with_tuple_encoding_is_code() -> None:
     ],
 )
 def test_lambda_function_in_an_unknown_encoding_is_code(function: object, tmp_path: Path) -> None:
-    """Whatever the container (SavedModel metadata here, built with tests/pbenc.py), a Lambda whose
+    """Whatever the container (SavedModel metadata here, built with tests/support/pbenc.py), a Lambda whose
     function cannot be decoded is flagged as code, never reported clean."""
-    import pbenc
-    from kerasguard.scanner import scan
+    from kerasguard.scanning.engine import scan
+    from support import pbenc
 
     lam = {
         "class_name": "Lambda",

@@ -9,12 +9,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from kgconfig import attack, config_of, keras_ref, layers, rule_findings, saved, scan_e2e
 
 from kerasguard.findings import Severity
 from kerasguard.formats.context import ReadContext
 from kerasguard.formats.dispatch import open_artifact
 from kerasguard.policy import Limits
+from support.kgconfig import attack, config_of, keras_ref, layers, rule_findings, saved, scan_e2e
 
 pytestmark = pytest.mark.keras
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import pbenc
 from kerasguard.findings import Finding, Severity
 from kerasguard.policy import policy_from_mapping
-from kerasguard.scanner import scan
+from kerasguard.scanning.engine import scan
+from support import pbenc
 
 
 def kg104(path: Path, **policy: object) -> list[Finding]:

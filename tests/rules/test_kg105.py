@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kerasguard import scanner
 from kerasguard.errors import PolicyError
 from kerasguard.findings import Finding, ScanReport, Severity
 from kerasguard.policy import Policy
-from kerasguard.scanner import scan
+from kerasguard.scanning import engine as scanner
+from kerasguard.scanning.engine import scan
 
 OLD_KERAS = Policy(keras_version="3.8.0")
 NEW_KERAS = Policy(keras_version="3.15.1")
@@ -81,7 +81,7 @@ def test_object_array_inside_an_npz(tmp_path: Path) -> None:
 
 @pytest.mark.keras
 def test_keras_archive_with_a_pickled_model_weights_npz(tmp_path: Path) -> None:
-    import kmodels
+    from support import kmodels
 
     good = tmp_path / "good.keras"
     kmodels.mlp().save(good)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-import pbenc
 from kerasguard.findings import Finding, Severity
-from kerasguard.scanner import scan
+from kerasguard.scanning.engine import scan
+from support import pbenc
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "savedmodel"
 

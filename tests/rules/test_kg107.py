@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from kerasguard.findings import Severity
-from scanhelp import hits, scan_bytes
-from zipcraft import Entry, build, keras_entries
+from support.scanhelp import hits, scan_bytes
+from support.zipcraft import Entry, build, keras_entries
 
 BENIGN = b"class_name: Sequential\nconfig:\n  layers:\n  - class_name: Dense\n    config: {units: 4}\n"
 

@@ -6,10 +6,10 @@ import inspect
 from pathlib import Path
 
 import pytest
-from kgconfig import attack, config_of, keras_ref, layers, rule_findings, saved, scan_e2e
 
 from kerasguard.findings import Severity
 from kerasguard.policy import policy_from_mapping
+from support.kgconfig import attack, config_of, keras_ref, layers, rule_findings, saved, scan_e2e
 
 pytestmark = pytest.mark.keras
 
@@ -157,9 +157,9 @@ def test_foreign_function_is_judged_for_the_worst_keras_unless_pinned(tmp_path: 
     scanner must not lower the severity, since Keras < 3.9 or tf-keras would import and run it."""
     import numpy.testing
 
-    import attacks
     from kerasguard.policy import Policy
-    from kerasguard.scanner import installed_keras_version, scan
+    from kerasguard.scanning.engine import installed_keras_version, scan
+    from support import attacks
 
     assert "exec(" in inspect.getsource(numpy.testing.measure)  # the helper really executes its argument
     assert installed_keras_version() is not None

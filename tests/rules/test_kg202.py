@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from kgconfig import attack, config_of, keras_ref, layers, rule_findings, saved, scan_e2e
 
 from kerasguard.findings import Severity
+from support.kgconfig import attack, config_of, keras_ref, layers, rule_findings, saved, scan_e2e
 
 pytestmark = pytest.mark.keras
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from kgconfig import attack, config_of, keras_ref, layers, rule_findings, saved
 
 from kerasguard.findings import Severity
+from support.kgconfig import attack, config_of, keras_ref, layers, rule_findings, saved
 
 pytestmark = pytest.mark.keras
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from kgconfig import config_of, keras_ref, layers, rule_findings, saved
 
 from kerasguard.findings import Severity
 from kerasguard.policy import policy_from_mapping
+from support.kgconfig import config_of, keras_ref, layers, rule_findings, saved
 
 pytestmark = pytest.mark.keras
 
@@ -66,7 +66,8 @@ def test_every_keras_name_in_benign_models_is_known() -> None:
 
 def test_functional_ops_written_by_real_keras_are_known() -> None:
     import keras
-    from kgconfig import workdir
+
+    from support.kgconfig import workdir
 
     inputs = keras.Input((4,))
     x = keras.ops.add(inputs, keras.ops.exp(inputs))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from kgconfig import artifact, config_of, findings, keras_ref, layers, rule_findings, saved
 
 from kerasguard.findings import Severity
 from kerasguard.policy import policy_from_mapping
+from support.kgconfig import artifact, config_of, findings, keras_ref, layers, rule_findings, saved
 
 pytestmark = pytest.mark.keras
 
@@ -27,7 +27,7 @@ def test_custom_layer_model_has_nothing_above_medium() -> None:
     ("entry", "severity"),
     [
         ({"name": "kgtests>ScaleLayer", "reason": "our layer"}, Severity.INFO),
-        ({"name": "kmodels.ScaleLayer", "reason": "our layer"}, Severity.INFO),
+        ({"name": "support.kmodels.ScaleLayer", "reason": "our layer"}, Severity.INFO),
         ({"name": "kgtests>*", "reason": "our layer"}, Severity.INFO),
         (
             {"name": "ScaleLayer", "reason": "a bare name cannot cover a module-qualified object"},
@@ -50,7 +50,9 @@ def test_bare_name_allowlist_covers_keras2_configs() -> None:
 
 
 def test_module_allowlist() -> None:
-    policy = policy_from_mapping({"allow": {"modules": [{"name": "kmodels", "reason": "test models"}]}})
+    policy = policy_from_mapping(
+        {"allow": {"modules": [{"name": "support.kmodels", "reason": "test models"}]}}
+    )
     hits = rule_findings(config_of(saved("custom_layer")), "KG205", policy=policy)
     assert [h.severity for h in hits] == [Severity.INFO]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from kerasguard.findings import Severity
-from scanhelp import hits, scan_bytes
-from zipcraft import Entry, build, keras_entries
+from support.scanhelp import hits, scan_bytes
+from support.zipcraft import Entry, build, keras_entries
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from kerasguard.findings import Severity
-from scanhelp import hits, scan_bytes, scan_path
-from zipcraft import CONFIG, Entry, build, keras_entries
+from support.scanhelp import hits, scan_bytes, scan_path
+from support.zipcraft import CONFIG, Entry, build, keras_entries
 
 LINK = 0o120777 << 16
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from kerasguard.findings import Severity
-from scanhelp import hits, scan_bytes
-from zipcraft import CONFIG, Entry, build, keras_entries
+from support.scanhelp import hits, scan_bytes
+from support.zipcraft import CONFIG, Entry, build, keras_entries
 
 
 def test_overlapping_members_are_high(tmp_path: Path) -> None:

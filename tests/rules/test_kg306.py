@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 from kerasguard.findings import Severity
-from scanhelp import hits, scan_bytes, scan_path
-from zipcraft import CONFIG, Entry, build, keras_entries
+from support.scanhelp import hits, scan_bytes, scan_path
+from support.zipcraft import CONFIG, Entry, build, keras_entries
 
 
 def test_extra_member_in_keras_archive_is_low(tmp_path: Path) -> None:

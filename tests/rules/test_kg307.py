@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from kerasguard.policy import Limits
-from scanhelp import hits, scan_bytes, scan_path
-from zipcraft import CONFIG, Entry, build, keras_entries
+from support.scanhelp import hits, scan_bytes, scan_path
+from support.zipcraft import CONFIG, Entry, build, keras_entries
 
 
 def test_archive_over_max_members(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from kerasguard.findings import Severity
 from kerasguard.policy import GiB, Limits, MiB
-from scanhelp import hits, scan_bytes
-from zipcraft import CONFIG, Entry, build, keras_entries
+from support.scanhelp import hits, scan_bytes
+from support.zipcraft import CONFIG, Entry, build, keras_entries
 
 
 def test_one_kilobyte_declaring_ten_gib(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from kerasguard.findings import Severity
-from scanhelp import hits, scan_bytes, scan_path
-from zipcraft import Entry, build, keras_entries
+from support.scanhelp import hits, scan_bytes, scan_path
+from support.zipcraft import Entry, build, keras_entries
 
 
 def test_zip_in_assets_is_info_and_scanned(tmp_path: Path) -> None:
@@ -20,7 +20,7 @@ def test_zip_in_assets_is_info_and_scanned(tmp_path: Path) -> None:
 
 @pytest.mark.keras
 def test_kerass_own_npz_weights_are_not_nested_archives() -> None:
-    import kerasfiles
+    from support import kerasfiles
 
     assert hits(scan_path(kerasfiles.saved("mlp", "npz")), "KG309") == []
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from kerasguard.findings import Severity
-from scanhelp import hits, scan_bytes
-from zipcraft import build, keras_entries
+from support.scanhelp import hits, scan_bytes
+from support.zipcraft import build, keras_entries
 
 
 def test_duplicate_class_name_in_model_config_is_high(tmp_path: Path) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from kerasguard.findings import Severity
-from scanhelp import hits, scan_bytes
-from zipcraft import Entry, build, keras_entries
+from support.scanhelp import hits, scan_bytes
+from support.zipcraft import Entry, build, keras_entries
 
 
 def test_keras_file_without_config(tmp_path: Path) -> None:

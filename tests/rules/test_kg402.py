@@ -6,7 +6,9 @@ from pathlib import Path
 
 import h5py
 
-from h5craft import (
+from kerasguard.findings import Severity
+from kerasguard.formats.context import ReadContext
+from support.h5craft import (
     FIXED_KERAS,
     OLD_KERAS,
     all_findings,
@@ -19,8 +21,6 @@ from h5craft import (
     rule_context,
     scan_path,
 )
-from kerasguard.findings import Severity
-from kerasguard.formats.context import ReadContext
 
 h5ctx = module_context()
 

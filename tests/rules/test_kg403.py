@@ -6,9 +6,9 @@ from pathlib import Path
 
 import h5py
 
-from h5craft import FIXED_KERAS, OLD_KERAS, h5file, keras_weights, module_context, only, scan_path
 from kerasguard.findings import Severity
 from kerasguard.formats.context import ReadContext
+from support.h5craft import FIXED_KERAS, OLD_KERAS, h5file, keras_weights, module_context, only, scan_path
 
 h5ctx = module_context()
 

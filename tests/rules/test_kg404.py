@@ -6,11 +6,11 @@ from pathlib import Path
 
 import h5py
 
-from h5craft import findings_of, h5file, keras_weights, module_context, only, rule_context, scan_path
 from kerasguard.findings import Location, Severity
 from kerasguard.formats.artifact import Artifact, H5File, H5Object
 from kerasguard.formats.context import ReadContext
 from kerasguard.formats.dispatch import open_artifact
+from support.h5craft import findings_of, h5file, keras_weights, module_context, only, rule_context, scan_path
 
 h5ctx = module_context()
 

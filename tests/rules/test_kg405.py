@@ -7,7 +7,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from h5craft import (
+from kerasguard.findings import Severity
+from kerasguard.formats.context import ReadContext
+from kerasguard.formats.dispatch import open_artifact
+from kerasguard.policy import GiB, KiB
+from support.h5craft import (
     FIXED_KERAS,
     OLD_KERAS,
     all_findings,
@@ -22,10 +26,6 @@ from h5craft import (
     rule_context,
     scan_path,
 )
-from kerasguard.findings import Severity
-from kerasguard.formats.context import ReadContext
-from kerasguard.formats.dispatch import open_artifact
-from kerasguard.policy import GiB, KiB
 
 h5ctx = module_context()
 

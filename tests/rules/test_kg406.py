@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from h5craft import declare_bomb, findings_of, h5file, module_context, rule_context
 from kerasguard.findings import Severity
 from kerasguard.formats.context import ReadContext
 from kerasguard.formats.dispatch import open_artifact
 from kerasguard.policy import GiB, MiB
+from support.h5craft import declare_bomb, findings_of, h5file, module_context, rule_context
 
 h5ctx = module_context()
 

@@ -8,7 +8,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from h5craft import (
+from kerasguard.findings import Severity
+from kerasguard.formats.context import ReadContext
+from kerasguard.formats.dispatch import open_artifact
+from kerasguard.policy import KiB, MiB
+from support.h5craft import (
     FIXED_KERAS,
     declare_bomb,
     findings_of,
@@ -18,10 +22,6 @@ from h5craft import (
     rule_context,
     scan_path,
 )
-from kerasguard.findings import Severity
-from kerasguard.formats.context import ReadContext
-from kerasguard.formats.dispatch import open_artifact
-from kerasguard.policy import KiB, MiB
 
 h5ctx = module_context()
 

@@ -11,7 +11,9 @@ import h5py
 import numpy as np
 import pytest
 
-from h5craft import (
+from kerasguard.findings import Severity
+from kerasguard.formats.context import ReadContext
+from support.h5craft import (
     all_findings,
     declare_bomb,
     h5file,
@@ -23,8 +25,6 @@ from h5craft import (
     rule_context,
     scan_path,
 )
-from kerasguard.findings import Severity
-from kerasguard.formats.context import ReadContext
 
 h5ctx = module_context()
 
@@ -119,7 +119,7 @@ def test_legacy_h5_layout(tmp_path: Path, h5ctx: ReadContext) -> None:
 
 @pytest.mark.keras
 def test_tampered_real_keras_files(tmp_path: Path, h5ctx: ReadContext) -> None:
-    kmodels = pytest.importorskip("kmodels")
+    kmodels = pytest.importorskip("support.kmodels")
     model = kmodels.cnn()
     good_keras, good_h5 = tmp_path / "cnn.keras", tmp_path / "cnn.h5"
     model.save(good_keras)

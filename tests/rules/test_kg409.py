@@ -8,7 +8,7 @@ import numpy as np
 
 from kerasguard.findings import Finding, Severity
 from kerasguard.policy import policy_from_mapping
-from kerasguard.scanner import scan
+from kerasguard.scanning.engine import scan
 
 MiB = 1 << 20
 

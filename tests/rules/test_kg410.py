@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from h5craft import h5file, keras_weights, module_context, only, scan_path
 from kerasguard.findings import Severity
 from kerasguard.formats.context import ReadContext
+from support.h5craft import h5file, keras_weights, module_context, only, scan_path
 
 h5ctx = module_context()
 

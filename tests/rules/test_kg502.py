@@ -7,9 +7,9 @@ from typing import Any
 
 import h5py
 import pytest
-from kgconfig import config_of, layers, rule_findings, saved
 
 from kerasguard.findings import Severity
+from support.kgconfig import config_of, layers, rule_findings, saved
 
 pytestmark = pytest.mark.keras
 

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kgconfig import artifact, findings, of_rule, workdir
 
 from kerasguard.findings import Severity
 from kerasguard.formats.config_values import numpy_dtype, regex_facts
-from kerasguard.scanner import scan
+from kerasguard.scanning.engine import scan
+from support.kgconfig import artifact, findings, of_rule, workdir
 
 pytestmark = pytest.mark.keras
 
@@ -34,7 +34,7 @@ def _config(path: Path) -> dict[str, Any]:
 
 
 def _rewrite(path: Path, dst: str, edit: Any) -> Path:
-    import attacks
+    from support import attacks
 
     return attacks.edit_config(path, workdir() / dst, edit)  # type: ignore[no-any-return]
 

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kgconfig import workdir
 
 from kerasguard.errors import PolicyError
 from kerasguard.findings import Finding, Severity
 from kerasguard.formats.keras_graph import estimate
 from kerasguard.policy import GiB, MiB, policy_from_mapping
-from kerasguard.scanner import scan
+from kerasguard.scanning.engine import scan
+from support.kgconfig import workdir
 
 pytestmark = pytest.mark.keras
 
@@ -31,7 +31,7 @@ def _saved(name: str, build: Any) -> Path:
 
 
 def _edit(base: Path, name: str, edit: Any) -> Path:
-    import attacks
+    from support import attacks
 
     return attacks.edit_config(base, workdir() / name, edit)  # type: ignore[no-any-return]
 
@@ -106,7 +106,7 @@ def test_wide_and_deep_embedding_is_not_flagged() -> None:
     "name", ["mlp", "cnn", "rnn", "embedding", "nested_submodel", "time_distributed", "mixed_precision"]
 )
 def test_estimate_equals_keras_count_params(name: str) -> None:
-    import kmodels
+    from support import kmodels
 
     model = kmodels.BENIGN[name]()
     path = workdir() / f"count_{name}.keras"
@@ -170,7 +170,7 @@ def test_stft_frame_length_counts() -> None:
 
 
 def test_real_model_over_the_budget_is_high_not_critical() -> None:
-    import kmodels
+    from support import kmodels
 
     path = _saved("big_dense", lambda: kmodels.big_dense(units=512, layers=2))
     tight = policy_from_mapping({"limits": {"max_load_bytes": 1 * MiB}})
@@ -187,7 +187,7 @@ def test_budget_is_validated() -> None:
 
 def test_bare_config_over_the_budget_is_high() -> None:
     """A config alone (model_from_json): no weights to compare with, the budget still applies."""
-    from kgconfig import artifact, findings, of_rule
+    from support.kgconfig import artifact, findings, of_rule
 
     dense = {"class_name": "Dense", "config": {"name": "d", "units": 30000}}
     config = {

@@ -81,9 +81,8 @@ def test_rules_advisories_api() -> None:
 
 @pytest.mark.keras
 def test_real_attack_files_scanned_then_enriched(tmp_path_factory: pytest.TempPathFactory) -> None:
-    import attacks
     import kerasguard
-    import kmodels
+    from support import attacks, kmodels
 
     folder = tmp_path_factory.mktemp("kg601")
     base = folder / "mlp.keras"

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from servehelp import build_models
+from support.servehelp import build_models
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from servehelp import Gateway, World, auth, make_world, npy, write_policy
+
+from support.servehelp import Gateway, World, auth, make_world, npy, write_policy
 
 pytestmark = [pytest.mark.slow, pytest.mark.keras]
 

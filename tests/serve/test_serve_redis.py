@@ -14,7 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servehelp import Gateway, World, auth, free_port, make_world, write_policy
+
+from support.servehelp import Gateway, World, auth, free_port, make_world, write_policy
 
 pytestmark = pytest.mark.slow
 
@@ -148,7 +149,7 @@ def test_serve_refuses_to_start_without_a_usable_store_token(world: World) -> No
     import os
     import sys
 
-    from servehelp import ROOT
+    from support.servehelp import ROOT
 
     with world.store() as store:
         reader = store.create_token(world.admin, "reader", "delta", "gateway")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servehelp import Gateway, auth, make_world, write_policy
+
+from support.servehelp import Gateway, auth, make_world, write_policy
 
 pytestmark = pytest.mark.slow
 

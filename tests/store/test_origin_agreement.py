@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from conftest import StoreEnv
 from kerasguard import load_model
 from kerasguard.errors import KerasGuardError, StoreError, UntrustedSourceError
+from kerasguard.loading.sources import check_url
 from kerasguard.policy import Policy, Store, Trust
-from kerasguard.sources import check_url
 from kerasguard.store.sources import approve
 
 PREFIX = "https://huggingface.co/acme"

@@ -238,12 +238,12 @@ def test_bad_names_refused(
 def test_scanner_crash_quarantines(
     scan_env: StoreEnv, keras_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import kerasguard.scanner
+    import kerasguard.scanning.engine
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("reader bug")
 
-    monkeypatch.setattr(kerasguard.scanner, "scan", broken)
+    monkeypatch.setattr(kerasguard.scanning.engine, "scan", broken)
     info = scan_env.store.push(
         scan_env.token("publisher"), keras_models["benign"], name="m", version="1", source=SOURCE
     )

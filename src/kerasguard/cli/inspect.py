@@ -90,8 +90,8 @@ def inspect(
 
     Exit codes as for `scan` (threshold: the policy's fail_on).
     """
-    from kerasguard.gate import gate
     from kerasguard.inspect import inspect_model
+    from kerasguard.scanning.gate import gate
 
     policy = resolve_policy(policy_file, isolated=isolated)
     ins = inspect_model(path, policy)

@@ -24,7 +24,7 @@ from kerasguard.errors import KerasGuardError
 from kerasguard.render.safe_text import printable
 
 if TYPE_CHECKING:
-    from kerasguard.events import LoadEventCatcher
+    from kerasguard.loading.events import LoadEventCatcher
 
 VERDICT_EXIT = {"loaded": EXIT_CLEAN, "refused": EXIT_FINDINGS, "failed": EXIT_ERROR}
 
@@ -126,8 +126,8 @@ def load(
     """
     import dataclasses
 
-    from kerasguard.events import JsonEventFormatter, LoadEventCatcher
-    from kerasguard.loader import load_model
+    from kerasguard.loading.events import JsonEventFormatter, LoadEventCatcher
+    from kerasguard.loading.loader import load_model
 
     try:
         policy = resolve_policy(policy_file, isolated=isolated)

@@ -65,8 +65,8 @@ def _loaded(
     path: Path, policy: Any, digest: str | None, key: Path | None, in_process: bool
 ) -> Iterator[tuple[Any, str | None]]:
     """The model through kerasguard.load_model (sandboxed unless --in-process), and its SHA-256."""
-    from kerasguard.events import caught_load_event
-    from kerasguard.loader import load_model
+    from kerasguard.loading.events import caught_load_event
+    from kerasguard.loading.loader import load_model
 
     try:
         with caught_load_event() as catcher:  # only the event's sha256 is kept, nothing printed

@@ -79,8 +79,8 @@ def _loaded(
     path: Path, policy_file: Path | None, digest: str | None, in_process: bool
 ) -> Iterator[tuple[Any, str]]:
     """The model after the trust pipeline, and its sha256; a sandboxed one is closed afterwards."""
-    from kerasguard.events import caught_load_event
-    from kerasguard.loader import load_model
+    from kerasguard.loading.events import caught_load_event
+    from kerasguard.loading.loader import load_model
 
     policy = resolve_policy(policy_file)
     with caught_load_event() as catcher:

@@ -125,8 +125,8 @@ def scan(
     import dataclasses
 
     from kerasguard.findings import Severity
-    from kerasguard.gate import gate
-    from kerasguard.scanner import scan_many
+    from kerasguard.scanning.engine import scan_many
+    from kerasguard.scanning.gate import gate
 
     policy = resolve_policy(policy_file, isolated=isolated)
     if keras_version:

@@ -114,7 +114,7 @@ def load_user_model(path: str | os.PathLike[str], policy: Policy | None = None) 
     does not hand out; the policy must allow in-process loading (``[sandbox]
     allow_unsafe_in_process = true``), and kerasguard.load_model logs it as an unsafe switch.
     """
-    from kerasguard.loader import load_model
+    from kerasguard.loading.loader import load_model
 
     return load_model(path, policy=policy, sandbox=False)
 

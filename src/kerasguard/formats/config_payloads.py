@@ -12,6 +12,7 @@ import base64
 import binascii
 
 from kerasguard.findings import Location
+from kerasguard.formats import config_walk as cw
 from kerasguard.formats.artifact import Artifact, JsonDocument
 from kerasguard.formats.blob import Blob
 from kerasguard.formats.context import ReadBlob, ReadContext
@@ -21,9 +22,6 @@ PAYLOAD_NAME = "torch_module.pt"
 
 def extract_payloads(art: Artifact, ctx: ReadContext, read_blob: ReadBlob) -> None:
     """Scan payloads embedded in every config of ``art``. Never raises for bad input."""
-    # Imported here: the walker lives with the rules, whose package imports the readers.
-    from kerasguard.rules import config_walk as cw
-
     for doc in cw.config_documents(art):
         try:
             _one_document(doc, art, ctx, read_blob)
@@ -32,8 +30,6 @@ def extract_payloads(art: Artifact, ctx: ReadContext, read_blob: ReadBlob) -> No
 
 
 def _one_document(doc: JsonDocument, art: Artifact, ctx: ReadContext, read_blob: ReadBlob) -> None:
-    from kerasguard.rules import config_walk as cw
-
     limit = ctx.limits.max_config_nodes
     walked = cw.index(doc, limit)
     if walked.truncated:

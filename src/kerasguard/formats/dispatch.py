@@ -6,26 +6,111 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
+from typing import assert_never
 
 from kerasguard.findings import Location
 from kerasguard.formats import (
     config_payloads,
-    hdf5,
     json_strict,
     keras_dir,
-    keras_zip,
-    pickle_ops,
-    savedmodel,
     sharded,
     yaml_text,
 )
 from kerasguard.formats.artifact import Artifact, Member
 from kerasguard.formats.blob import Blob
 from kerasguard.formats.context import ReadContext
-from kerasguard.formats.sniff import HDF5_MAGIC, sniff
+from kerasguard.formats.hdf5 import reader as hdf5
+from kerasguard.formats.pickle import ops as pickle_ops
+from kerasguard.formats.savedmodel import reader as savedmodel
+from kerasguard.formats.sniff import BLOB_KINDS, HDF5_MAGIC, BlobKind, sniff
+from kerasguard.formats.zip import archive as zip_archive
 
 SNIFF_BYTES = 4096
+
+
+# A reader for one sniffed kind: (blob, its first SNIFF_BYTES, artifact, context, depth, role).
+Reader = Callable[[Blob, bytes, Artifact, ReadContext, int, "str | None"], None]
+
+
+def _read_zip(blob: Blob, head: bytes, art: Artifact, ctx: ReadContext, depth: int, role: str | None) -> None:
+    zip_archive.read_zip(blob, art, ctx, depth, read_blob)
+    if any(head[o : o + 8] == HDF5_MAGIC for o in (512, 1024, 2048)):
+        hdf5.read_hdf5(blob, art, ctx, role or "hdf5")  # h5py skips a user block: a zip/HDF5 polyglot
+
+
+def _read_hdf5(
+    blob: Blob, head: bytes, art: Artifact, ctx: ReadContext, depth: int, role: str | None
+) -> None:
+    hdf5.read_hdf5(blob, art, ctx, role or "hdf5")
+
+
+def _read_pickle(
+    blob: Blob, head: bytes, art: Artifact, ctx: ReadContext, depth: int, role: str | None
+) -> None:
+    pickle_ops.read_pickle(blob, art, ctx)
+
+
+def _read_npy(blob: Blob, head: bytes, art: Artifact, ctx: ReadContext, depth: int, role: str | None) -> None:
+    from kerasguard.formats import npz
+
+    npz.read_npy(blob, art, ctx)
+
+
+def _read_json(
+    blob: Blob, head: bytes, art: Artifact, ctx: ReadContext, depth: int, role: str | None
+) -> None:
+    json_strict.read_json(blob, art, ctx, role or "json")
+
+
+def _read_yaml(
+    blob: Blob, head: bytes, art: Artifact, ctx: ReadContext, depth: int, role: str | None
+) -> None:
+    yaml_text.read_yaml(blob, art, ctx)
+
+
+def _read_protobuf(
+    blob: Blob, head: bytes, art: Artifact, ctx: ReadContext, depth: int, role: str | None
+) -> None:
+    savedmodel.read_graph_blob(blob, art, ctx)
+
+
+def _nothing_to_read(
+    blob: Blob, head: bytes, art: Artifact, ctx: ReadContext, depth: int, role: str | None
+) -> None:
+    """Empty and unrecognised blobs: the caller records the problem (a top-level file) or the member
+    list keeps them (inside an archive); a trailing zip is still looked for."""
+
+
+def reader_for(kind: BlobKind) -> Reader:
+    """The reader of one sniffed kind. mypy proves every :data:`BlobKind` is handled (``assert_never``)."""
+    match kind:
+        case "zip":
+            return _read_zip
+        case "hdf5":
+            return _read_hdf5
+        case "pickle":
+            return _read_pickle
+        case "npy":
+            return _read_npy
+        case "json":
+            return _read_json
+        case "yaml":
+            return _read_yaml
+        case "protobuf":
+            return _read_protobuf
+        case "empty" | "unknown":
+            return _nothing_to_read
+        case _:
+            assert_never(kind)
+
+
+# The reader table, built once from the complete list of kinds.
+READERS: Mapping[BlobKind, Reader] = MappingProxyType({kind: reader_for(kind) for kind in BLOB_KINDS})
+# Kinds whose nesting counts against max_nesting (containers and parsed documents).
+_NESTING_KINDS: frozenset[BlobKind] = frozenset({"zip", "hdf5", "pickle", "npy", "json"})
 
 
 def read_blob(blob: Blob, art: Artifact, ctx: ReadContext, depth: int, role: str | None = None) -> str:
@@ -35,39 +120,26 @@ def read_blob(blob: Blob, art: Artifact, ctx: ReadContext, depth: int, role: str
     except OSError as exc:
         art.problem(blob.location, "io", f"cannot read: {exc.strerror or exc}")
         return "error"
-    kind = sniff(head, blob.name)
+    kind: BlobKind = sniff(head, blob.name)
     art.members.append(Member(blob.location, blob.name, blob.size, kind))
-    if depth > ctx.limits.max_nesting and kind in ("zip", "hdf5", "pickle", "npy", "json"):
+    if depth > ctx.limits.max_nesting and kind in _NESTING_KINDS:
         art.problem(
             blob.location,
             "limit",
             f"nested {kind} at depth {depth} exceeds max_nesting={ctx.limits.max_nesting}",
         )
         return kind
-    if kind == "zip":
-        keras_zip.read_zip(blob, art, ctx, depth, read_blob)
-        if any(head[o : o + 8] == HDF5_MAGIC for o in (512, 1024, 2048)):
-            hdf5.read_hdf5(blob, art, ctx, role or "hdf5")  # h5py skips a user block: a zip/HDF5 polyglot
-    elif kind == "hdf5":
-        hdf5.read_hdf5(blob, art, ctx, role or "hdf5")
-    elif kind == "pickle":
-        pickle_ops.read_pickle(blob, art, ctx)
-    elif kind == "npy":
-        from kerasguard.formats import npz
-
-        npz.read_npy(blob, art, ctx)
-    elif kind == "json":
-        json_strict.read_json(blob, art, ctx, role or "json")
-    elif kind == "yaml":
-        yaml_text.read_yaml(blob, art, ctx)
-    elif kind == "protobuf":
-        savedmodel.read_graph_blob(blob, art, ctx)
-    if kind not in ("zip", "empty") and depth <= ctx.limits.max_nesting and keras_zip.has_trailing_zip(blob):
+    READERS[kind](blob, head, art, ctx, depth, role)
+    if (
+        kind not in ("zip", "empty")
+        and depth <= ctx.limits.max_nesting
+        and zip_archive.has_trailing_zip(blob)
+    ):
         # zipfile finds an archive by its end, so Keras opens a .keras that only ends like a zip:
         # read that personality of a polyglot too.
-        keras_zip.read_zip(blob, art, ctx, depth, read_blob)
+        zip_archive.read_zip(blob, art, ctx, depth, read_blob)
         if kind == "unknown":
-            kind = "zip"
+            return "zip"
     return kind
 
 

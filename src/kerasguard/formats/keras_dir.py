@@ -14,7 +14,7 @@ from pathlib import Path
 from kerasguard.formats.artifact import Artifact, DirEntry, DirListing
 from kerasguard.formats.blob import Blob
 from kerasguard.formats.context import ReadBlob, ReadContext
-from kerasguard.formats.keras_zip import KERAS_ROLES, display_name
+from kerasguard.formats.zip.archive import KERAS_ROLES, display_name
 
 MAX_DIR_DEPTH = 32
 MAX_LINK_TEXT = 4096

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from kerasguard.formats.artifact import Artifact, NpyInfo
 from kerasguard.formats.blob import Blob
 from kerasguard.formats.context import ReadContext
-from kerasguard.formats.pickle_ops import read_pickle
+from kerasguard.formats.pickle.ops import read_pickle
 
 NPY_MAGIC = b"\x93NUMPY"
 MAX_HEADER_DEPTH = 32  # structured dtypes nest; anything deeper is not a real header

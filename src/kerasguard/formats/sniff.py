@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
+# Every kind sniff() can answer. The dispatcher's reader table is keyed by it, and mypy checks that
+# every kind has a reader (formats.dispatch.reader_for ends in assert_never).
+BlobKind = Literal["zip", "hdf5", "npy", "pickle", "json", "yaml", "protobuf", "empty", "unknown"]
+BLOB_KINDS: tuple[BlobKind, ...] = get_args(BlobKind)
+
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 NPY_MAGIC = b"\x93NUMPY"
 
-MODEL_SUFFIXES = (
+# Files a directory walk scans by name alone (others only by magic bytes); what load_model accepts is
+# loading.sources.LOADABLE_SUFFIXES.
+SCANNED_BY_NAME_SUFFIXES = (
     ".keras",
     ".h5",
     ".hdf5",
@@ -25,7 +34,7 @@ MODEL_SUFFIXES = (
 )
 
 
-def sniff(head: bytes, name: str) -> str:
+def sniff(head: bytes, name: str) -> BlobKind:
     """Kind of a blob: zip, hdf5, npy, pickle, json, yaml, protobuf, empty or unknown.
 
     HDF5 superblocks may sit at 0, 512, 1024, 2048...: callers pass at least 4 KiB when they can.
@@ -60,4 +69,4 @@ def sniff(head: bytes, name: str) -> str:
 def is_candidate_name(name: str) -> bool:
     """Whether a file found while walking a directory should be scanned by name alone."""
     lower = name.lower()
-    return lower.endswith(MODEL_SUFFIXES) or lower.endswith(".weights.json")
+    return lower.endswith(SCANNED_BY_NAME_SUFFIXES) or lower.endswith(".weights.json")

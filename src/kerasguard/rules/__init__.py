@@ -6,12 +6,10 @@ from kerasguard.rules import (
     archive,
     code_exec,
     hdf5,
-    interpreted,
-    payloads,
+    incomplete,
     provenance,
     references,
     resources,
-    scanner_level,
 )
 from kerasguard.rules.base import Hit, Rule, RuleContext
 
@@ -22,11 +20,9 @@ RULES: tuple[Rule, ...] = tuple(
             *references.RULES,
             *archive.RULES,
             *hdf5.RULES,
-            *payloads.RULES,
             *resources.RULES,
-            *interpreted.RULES,
             *provenance.RULES,
-            *scanner_level.RULES,
+            *incomplete.RULES,
         ),
         key=lambda r: r.id,
     )

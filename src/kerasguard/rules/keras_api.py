@@ -94,3 +94,8 @@ def keras_api() -> KerasApi:
         gated_classes=_strings(data, "gated_classes"),
         activation_names=_strings(data, "activation_names"),
     )
+
+
+def is_activation_name(name: str) -> bool:
+    """A string Keras resolves itself as an activation (anything else needs a custom object)."""
+    return name in keras_api().activation_names

@@ -9,7 +9,7 @@ from kerasguard.formats.artifact import Artifact
 from kerasguard.rules.base import Hit, Rule, RuleContext
 
 
-def _from_advisory_pass(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
+def _emitted_by_enrich_findings(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
     """KG601 findings are made after the other rules, by kerasguard.advisories.enrich.enrich_findings."""
     return iter(())
 
@@ -33,7 +33,7 @@ RULES: tuple[Rule, ...] = (
             "Do not load the file with this Keras. Upgrade to the smallest safe release named in the message "
             "(`kerasguard audit` lists it) and re-scan; the underlying rule finding still applies."
         ),
-        check=_from_advisory_pass,
+        check=_emitted_by_enrich_findings,
         example=(
             "A `.keras` whose `model.weights.h5` declares an 8 GiB dataset with no stored bytes (KG405), "
             "scanned for keras 3.13.1: KG601 names CVE-2026-12570 and CVE-2026-0897 and the upgrade to "

@@ -20,8 +20,8 @@ from typing import Literal
 from packaging.version import InvalidVersion, Version
 
 from kerasguard.findings import Severity
+from kerasguard.formats.config_walk import ObjRef, is_class_like, top_package
 from kerasguard.policy import AllowEntry, Policy
-from kerasguard.rules.config_walk import ObjRef, is_class_like, top_package
 from kerasguard.rules.keras_api import KerasApi, keras_api
 
 Category = Literal["safe", "foreign", "non_modeling", "unknown", "custom", "allowed", "other"]

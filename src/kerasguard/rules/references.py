@@ -4,6 +4,7 @@ Keras rebuilds a model by resolving every ``{"module", "class_name", "config"}``
 Each safe_mode bypass so far (CVE-2025-1550, CVE-2025-8747, CVE-2025-9906, GHSA-pwq7-2gvj-vg9v)
 resolved a public function nobody had denied yet, so references are judged against an allowlist of
 known modelling names (``rules/data/keras_api.json``) by :mod:`kerasguard.rules.ref_judge`.
+KG208: SavedModel graph ops that reach files or the network.
 """
 
 from __future__ import annotations
@@ -14,13 +15,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from kerasguard.findings import Severity
+from kerasguard.formats import config_walk as cw
 from kerasguard.formats.artifact import Artifact, JsonDocument
+from kerasguard.formats.config_walk import ObjRef
 from kerasguard.policy import Allow, Policy
-from kerasguard.rules import config_walk as cw
 from kerasguard.rules.base import Check, Hit, Rule, RuleContext, allowance
-from kerasguard.rules.config_walk import ObjRef
-from kerasguard.rules.keras_api import keras_api
+from kerasguard.rules.keras_api import is_activation_name, keras_api
 from kerasguard.rules.ref_judge import Category, Judgement, judge, judge_function_name
+from kerasguard.rules.tf_ops import (
+    Graph,
+    file_or_network_use,
+    group_ops,
+    op_scope,
+)
 from kerasguard.suppressions import allowlist_may_clear
 
 
@@ -393,7 +400,7 @@ def check_kg205(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
             )
     for doc in cw.config_documents(art):
         for pointer, name in cw.activation_strings(cw.index(doc)):
-            if cw.is_activation_name(name):
+            if is_activation_name(name):
                 continue
             allowed = ctx.policy.allow.allows("custom_objects", name) or ctx.policy.allow.allows(
                 "functions", name
@@ -480,6 +487,17 @@ def check_kg209(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
                 evidence=f"name={name!r}",
                 severity=reason[1],
             )
+
+
+def check_file_network_ops(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
+    if not art.graph_ops:
+        return
+    graph = Graph.of(art.graph_ops)
+    flagged = ((op, file_or_network_use(graph, op)) for op in graph.ops)
+    for op, why, count in group_ops((op, why) for op, why in flagged if why is not None):
+        consts = graph.const_strings(op)
+        evidence = f"node={op.node}" + (f" constant inputs={consts[:3]}" if consts else "")
+        yield Hit(op.location, f"graph op {op.op} in {op_scope(op, count)} {why}", evidence)
 
 
 RULES: tuple[Rule, ...] = (
@@ -620,5 +638,30 @@ RULES: tuple[Rule, ...] = (
         ),
         remediation="Do not load the file with Keras < 3.12.3 / 3.15.0; rename the objects if you own it.",
         check=check_kg209,
+    ),
+    Rule(
+        id="KG208",
+        name="savedmodel-file-network-op",
+        title="SavedModel graph reads or writes files or uses the network",
+        severity=Severity.HIGH,
+        cwe="CWE-73",
+        rationale=(
+            "TensorFlow ops such as ReadFile, WriteFile, MatchingFiles, the file-backed dataset and reader "
+            "ops, ImmutableConst (maps a file), PrintV2 to a file, Debug* ops with dump URLs, RPC and "
+            "tf.data service ops let a model read host files into its outputs, write files, or talk to "
+            "the network when it is loaded or called. The checkpoint ops (SaveV2, RestoreV2, "
+            "MergeV2Checkpoints, ShardedFilename, StringJoin...) are part of every SavedModel's saver and "
+            "are not flagged where TensorFlow puts them; they are flagged when anything else in the graph "
+            "reaches them."
+        ),
+        remediation=(
+            "Do not serve the model with access to sensitive files or the network. Ask the publisher why "
+            "the graph needs these ops, or run it in a sandbox without file system or network access."
+        ),
+        check=check_file_network_ops,
+        references=(
+            "https://github.com/ZJU-SEC/TensorAbuse",
+            "https://www.tensorflow.org/guide/saved_model",
+        ),
     ),
 )

@@ -232,3 +232,18 @@ def file_or_network_use(graph: Graph, op: GraphOp) -> str | None:
             return None  # in-memory cache
         return f"{WRITES} (dataset cache file)"
     return None
+
+
+def group_ops(ops: Iterable[tuple[GraphOp, str]]) -> list[tuple[GraphOp, str, int]]:
+    """One entry per (op type, function, reason) with a count: a graph can repeat an op a million times."""
+    groups: dict[tuple[str, str | None, str], tuple[GraphOp, str, int]] = {}
+    for op, why in ops:
+        key = (op.op, op.function, why)
+        first, _, count = groups.get(key, (op, why, 0))
+        groups[key] = (first, why, count + 1)
+    return list(groups.values())
+
+
+def op_scope(op: GraphOp, count: int) -> str:
+    where = f"function {op.function}" if op.function else "the top-level graph"
+    return where + (f" ({count} nodes)" if count > 1 else "")

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from kerasguard.errors import KerasGuardError
-from kerasguard.gate import gate
 from kerasguard.policy import Policy
+from kerasguard.scanning.gate import gate
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def verify_signature(model: Path, signature: Path, policy: Policy, name: str, ve
 
 def scan_report(model: Path, policy: Policy) -> tuple[dict[str, Any] | None, list[str]]:
     """Scan; returns (report, reasons it fails). A scanner crash fails closed."""
-    from kerasguard.scanner import scan
+    from kerasguard.scanning.engine import scan
 
     try:
         report = scan(model, policy)

@@ -11,13 +11,14 @@ and on whole path segments, so ``https://hf.co/org`` approves ``https://hf.co/or
 from __future__ import annotations
 
 from kerasguard.errors import PolicyError, StoreError
-from kerasguard.origin import MalformedSourceError, canonical_url, check_origin
+from kerasguard.loading.origin import MalformedSourceError, canonical_url, check_origin
 
 SETTING = "[store] sources"
 
 
 def canonical_source(text: str) -> str:
-    """The canonical form of a source URL (:func:`kerasguard.origin.canonical_url`); StoreError if none."""
+    """The canonical form of a source URL (:func:`kerasguard.loading.origin.canonical_url`); StoreError if
+    none."""
     try:
         return canonical_url(text)
     except MalformedSourceError as exc:
@@ -27,7 +28,7 @@ def canonical_source(text: str) -> str:
 def approve(source: str, approved: tuple[str, ...]) -> str:
     """The canonical source if an approved prefix covers it; else UntrustedSourceError (deny by default).
 
-    The match is :func:`kerasguard.origin.check_origin`, the one ``load_model`` uses too; a malformed
+    The match is :func:`kerasguard.loading.origin.check_origin`, the one ``load_model`` uses too; a malformed
     source is a StoreError here, as the store has always reported it.
     """
     try:

@@ -1,0 +1,1 @@
+"""Pickle streams walked by opcode (ops); nothing is ever unpickled."""

@@ -1,0 +1,1 @@
+"""TensorFlow SavedModel: the reader, the protobuf wire format (protowire) and text format (pbtext)."""

@@ -42,7 +42,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     # the model store, upgrade regression checks
     frozenset({"store", "golden"}),
     # services and ML tools built on load and the store
-    frozenset({"serve", "console", "probe", "robustness", "data"}),
+    frozenset({"serve", "console", "probe", "robustness", "data", "attach"}),
     # entry points and generators
     frozenset({"cli", "__main__", "policy_reference"}),
 )

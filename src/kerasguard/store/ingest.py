@@ -34,9 +34,9 @@ from kerasguard.store.db import ModelDetails, ModelRow
 from kerasguard.store.perms import create_file
 from kerasguard.store.rbac import Principal
 from kerasguard.store.records import (
+    ADMITTED,
     PENDING,
     QUARANTINED,
-    SERVABLE,
     ModelInfo,
     blob_context,
     check_digest,
@@ -56,10 +56,6 @@ if TYPE_CHECKING:
 PAUSE_ENV = "KERASGUARD_STORE_PAUSE_AT"  # test hook: a push sleeps at this stage (crash tests)
 MAX_PROVENANCE = 64 * 1024
 MAX_SIGNATURE = 16 * 1024 * 1024
-
-
-def with_(event: audit.Event, **changes: Any) -> audit.Event:
-    return replace(event, **changes)
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -108,7 +104,7 @@ def push_model(
     )
 
     def refuse(exc: KerasGuardError, detail: str | None = None) -> KerasGuardError:
-        store.record_event(with_(event, result="refused", detail=detail or exc.message))
+        store.record_event(replace(event, result="refused", detail=detail or exc.message))
         return exc
 
     try:
@@ -118,7 +114,7 @@ def push_model(
         raise refuse(exc) from None
     except StoreError as exc:
         raise refuse(exc) from None
-    event = with_(event, source=canonical)
+    event = replace(event, source=canonical)
     stage = stage or store.policy.store.default_stage
     if stage not in store.policy.store.stages:
         raise refuse(
@@ -216,7 +212,7 @@ def push_model(
             abandon(store, upload, row)
             message = describe_failure(exc)
             with contextlib.suppress(Exception):
-                store.record_event(with_(event, result="failed", detail=message))
+                store.record_event(replace(event, result="failed", detail=message))
             if isinstance(exc, KerasGuardError | OSError | SQLAlchemyError):
                 raise StoreError(f"push of {ref(namespace, name, version)} failed: {message}") from None
             raise
@@ -346,7 +342,7 @@ def admit_upload(
         policy=document,
         admission=json.dumps(admission, sort_keys=True),
     )
-    status = SERVABLE if decision.admitted else QUARANTINED
+    status = ADMITTED if decision.admitted else QUARANTINED
     with (
         sealed(
             store,
@@ -378,7 +374,7 @@ def admit_upload(
         seal(current, store.master.mac_key)
         audit.append(
             s,
-            with_(
+            replace(
                 event,
                 result=status,
                 digest=result.digest,
@@ -396,7 +392,7 @@ def admit_upload(
 
 def attach_event(event: audit.Event, entry: dict[str, Any]) -> audit.Event:
     """The audit entry of one attachment (kind, name, digest, size)."""
-    return with_(
+    return replace(
         event,
         action="attach",
         result="ok",

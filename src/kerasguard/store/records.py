@@ -25,7 +25,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
-SERVABLE = "admitted"
+ADMITTED = "admitted"
 QUARANTINED = "quarantined"
 PENDING = "pending"
 DELETED = "deleted"

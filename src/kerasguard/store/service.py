@@ -27,6 +27,7 @@ import os
 import secrets
 import socket
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -53,16 +54,16 @@ from kerasguard.store.db import (
     sessions,
 )
 from kerasguard.store.egress import pull_destination, write_model
-from kerasguard.store.ingest import push_model, with_
+from kerasguard.store.ingest import push_model
 from kerasguard.store.parts import StoreParts
 from kerasguard.store.perms import Modes, check_tree, create_file, make_dir
 from kerasguard.store.rbac import Action, Principal, Role
 from kerasguard.store.records import (
+    ADMITTED,
     DELETED,
     LIST_COLUMNS,
     PENDING,
     QUARANTINED,
-    SERVABLE,
     ModelInfo,
     ModelSummary,
     RowLike,
@@ -694,7 +695,7 @@ class ModelStore:
                 self.transaction() as s,
             ):
                 row = self._load(s, namespace, name, version, lock=True)
-                if row.status not in (SERVABLE, QUARANTINED):
+                if row.status not in (ADMITTED, QUARANTINED):
                     raise StoreError(f"cannot attach to model {label}: it is {row.status}")
                 details = self._details(s, row)
                 provenance = json.loads(details.provenance)
@@ -706,7 +707,7 @@ class ModelStore:
                 seal(row, self.master.mac_key)
                 audit.append(
                     s,
-                    with_(
+                    replace(
                         event,
                         result="ok",
                         digest=row.digest,
@@ -721,7 +722,7 @@ class ModelStore:
                 info = info_from_row(row, details)
         except StoreError as exc:
             if not isinstance(exc, WitnessError):
-                self.record_event(with_(event, result="failed", detail=exc.message))
+                self.record_event(replace(event, result="failed", detail=exc.message))
             raise
         return info
 
@@ -808,7 +809,7 @@ class ModelStore:
                 row = self._load(s, namespace, name, version)
                 details = self._details(s, row)
             label = ref(namespace, name, version)
-            event = with_(event, digest=row.digest, source=row.source)
+            event = replace(event, digest=row.digest, source=row.source)
             if row.status == DELETED:
                 raise StoreError(f"model {label} was deleted")
             if row.status == QUARANTINED and not allow_quarantined:
@@ -816,15 +817,15 @@ class ModelStore:
                     f"model {label} is quarantined and cannot be pulled for serving ({row.reason})",
                     hint="an admin can inspect it with `store show` and release it with a reason",
                 )
-            if row.status not in (SERVABLE, QUARANTINED) or row.digest is None or row.wrapped_key is None:
+            if row.status not in (ADMITTED, QUARANTINED) or row.digest is None or row.wrapped_key is None:
                 raise StoreError(f"model {label} is in an unexpected state {row.status!r}")
             if expect_digest is not None and expect_digest != row.digest:
                 raise StoreError(f"model {label} has digest {row.digest}, not the expected {expect_digest}")
             target = write_model(self.parts(), row, details, pull_destination(dest))
         except KerasGuardError as exc:
-            self.record_event(with_(event, result="failed", detail=exc.message))
+            self.record_event(replace(event, result="failed", detail=exc.message))
             raise
-        self.record_event(with_(event, result="ok", detail="pulled"))
+        self.record_event(replace(event, result="ok", detail="pulled"))
         return target
 
     # ------------------------------------------------------------------ list / show
@@ -845,7 +846,7 @@ class ModelStore:
         """
         action = Action.list_quarantined if include_quarantined else Action.list
         _principal, namespace = self._authorize(token, action, namespace)
-        statuses = [SERVABLE, QUARANTINED] if include_quarantined else [SERVABLE]
+        statuses = [ADMITTED, QUARANTINED] if include_quarantined else [ADMITTED]
         query = select(*LIST_COLUMNS).where(ModelRow.namespace == namespace, ModelRow.status.in_(statuses))
         if name is not None:
             query = query.where(ModelRow.name == name)
@@ -988,7 +989,7 @@ class ModelStore:
             name,
             version,
             namespace,
-            allowed_from=(SERVABLE,),
+            allowed_from=(ADMITTED,),
             detail=f"stage {stage}" if reason is None else f"stage {stage}: {_require_reason(reason)}",
             apply=apply,
         )
@@ -1009,7 +1010,7 @@ class ModelStore:
             name,
             version,
             namespace,
-            allowed_from=(SERVABLE,),
+            allowed_from=(ADMITTED,),
             detail=reason,
             apply=apply,
         )
@@ -1021,7 +1022,7 @@ class ModelStore:
         reason = _require_reason(reason)
 
         def apply(row: ModelRow) -> None:
-            row.status = SERVABLE
+            row.status = ADMITTED
             row.reason = f"released: {reason}"
 
         return self._change(
@@ -1052,7 +1053,7 @@ class ModelStore:
             name,
             version,
             namespace,
-            allowed_from=(SERVABLE, QUARANTINED),
+            allowed_from=(ADMITTED, QUARANTINED),
             detail=reason,
             apply=apply,
         )

@@ -28,7 +28,13 @@ from kerasguard.formats import h5plain, h5virtual, hdf5
 from kerasguard.formats.artifact import Artifact
 from kerasguard.formats.blob import Blob
 from kerasguard.formats.context import ReadContext
-from kerasguard.formats.h5client import MAX_DESCRIPTION_BYTES, WalkResult, parse_answer, parse_response
+from kerasguard.formats.h5client import (
+    MAX_DESCRIPTION_BYTES,
+    WalkResult,
+    parse_answer,
+    parse_response,
+    trusted_answer,
+)
 from kerasguard.formats.h5text import MAX_GROUP_DEPTH
 from kerasguard.formats.hdf5 import max_answer_bytes, worker_for
 from kerasguard.policy import Limits, MiB
@@ -44,6 +50,8 @@ def plain_answer(blob: Blob) -> WalkResult | str | None:
     if answer is None:
         return None
     result = parse_answer(answer, LIMITS.h5_max_objects)
+    # The scan takes the reader's answer without re-validating it: it must be what parse_answer gives.
+    assert trusted_answer(answer) == result
     return result if isinstance(result, WalkResult) else result.kind
 
 

@@ -332,7 +332,7 @@ def _trusted_object(raw: dict[str, Any]) -> H5Object:
             path=raw["path"],
             kind=kind,
             link_target=raw.get("target"),
-            attrs=tuple(map(tuple, attrs)) if attrs else (),  # type: ignore[arg-type]
+            attrs=tuple(map(tuple, attrs)) if attrs else (),
         )
     shape = raw.get("shape")
     shape = None if shape is None else tuple(shape)
@@ -355,7 +355,7 @@ def _trusted_object(raw: dict[str, Any]) -> H5Object:
         virtual_sources=tuple(sources),
         chunks=None if chunks is None else tuple(chunks),
         filters=tuple(raw.get("filters", ())),
-        attrs=tuple(map(tuple, attrs)) if attrs else (),  # type: ignore[arg-type]
+        attrs=tuple(map(tuple, attrs)) if attrs else (),
         layout=layout,
     )
 

@@ -35,7 +35,7 @@ from kerasguard.formats.h5client import (
     parse_response,
     trusted_answer,
 )
-from kerasguard.formats.h5text import MAX_GROUP_DEPTH
+from kerasguard.formats.h5text import MAX_GROUP_DEPTH, estimate_object_size, estimate_size
 from kerasguard.formats.hdf5 import max_answer_bytes, worker_for
 from kerasguard.policy import Limits, MiB
 
@@ -52,6 +52,8 @@ def plain_answer(blob: Blob) -> WalkResult | str | None:
     result = parse_answer(answer, LIMITS.h5_max_objects)
     # The scan takes the reader's answer without re-validating it: it must be what parse_answer gives.
     assert trusted_answer(answer) == result
+    for described in answer.get("objects", ()):  # the reader's byte budget counts as the child's
+        assert estimate_object_size(described) == estimate_size(described)
     return result if isinstance(result, WalkResult) else result.kind
 
 

@@ -46,7 +46,7 @@ from kerasguard.formats.h5text import (
     REPR_CHARS,
     as_bytes,
     clip,
-    estimate_size,
+    estimate_object_size,
     short_repr,
     text,
 )
@@ -86,6 +86,7 @@ _KNOWN_MESSAGES = _DATASET_MESSAGES | _GROUP_MESSAGES | _COMPACT_GROUP_MESSAGES 
 _CONSTANT_FLAG = 0x01  # the only message flag accepted ("constant"); "shared" and the rest decline
 
 _MESSAGE_HEAD = struct.Struct("<HHB3s")
+_OBJECT_HEADER = struct.Struct("<BBHIII")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -169,15 +170,17 @@ class Source:
             raise Decline("metadata reads over the byte budget")
         if self._data is not None:
             return self._data[addr : addr + n]
-        first, last = addr // _BLOCK, (addr + n - 1) // _BLOCK if n else addr // _BLOCK
-        if first == last:
-            block = self._block(first)
-            start = addr - first * _BLOCK
+        first = addr // _BLOCK
+        start = addr - first * _BLOCK
+        if start + n <= _BLOCK:  # within one block: most metadata reads
+            block = self._blocks.get(first)
+            if block is None:
+                block = self._block(first)
             return block[start : start + n]
+        last = (addr + n - 1) // _BLOCK
         if n > 4 * _BLOCK:  # a large read (a global heap): straight from the file
             return self._pread(addr, n)
         joined = b"".join(self._block(i) for i in range(first, last + 1))
-        start = addr - first * _BLOCK
         return joined[start : start + n]
 
     def _block(self, index: int) -> bytes:
@@ -239,6 +242,9 @@ class PlainReader:
         self.heaps = GlobalHeaps(src)
         self.leaf_k = 0
         self.internal_k = 0
+        self._shapes: dict[bytes, tuple[int, ...] | None] = {}
+        self._dtypes: dict[bytes, DType] = {}
+        self._fills: set[tuple[int, bytes, int]] = set()
 
     # ------------------------------------------------------------------ structure
 
@@ -278,8 +284,8 @@ class PlainReader:
 
     def _header(self, addr: int) -> Header:
         _need(addr != UNDEF, "object header at an undefined address")
-        prefix = self.src.read(addr, 16)
-        version, reserved, count, _refs, size, pad = struct.unpack("<BBHIII", prefix)
+        read, head, known = self.src.read, _MESSAGE_HEAD.unpack_from, _KNOWN_MESSAGES
+        version, reserved, count, _refs, size, pad = _OBJECT_HEADER.unpack(read(addr, 16))
         _need(version == 1 and reserved == 0 and pad == 0, "not a version 1 object header")
         chunks = [(addr + 16, size)]
         messages: list[tuple[int, bytes]] = []
@@ -288,15 +294,19 @@ class PlainReader:
             start, length = chunks.pop(0)
             _need(start not in visited and len(visited) < 64, "object header continuations loop")
             visited.add(start)
-            chunk = self.src.read(start, length)
+            chunk = read(start, length)
             pos = 0
             while pos < length:
-                _need(pos + 8 <= length, "object header chunk ends inside a message")
-                kind, size, flags, reserved3 = _MESSAGE_HEAD.unpack_from(chunk, pos)
+                if pos + 8 > length:
+                    raise Decline("object header chunk ends inside a message")
+                kind, size, flags, reserved3 = head(chunk, pos)
                 end = pos + 8 + size
-                _need(size % 8 == 0 and end <= length, "message size out of bounds")
-                _need(reserved3 == b"\x00\x00\x00" and flags & ~_CONSTANT_FLAG == 0, "message flags")
-                _need(kind in _KNOWN_MESSAGES, "a message type outside the plain layout")
+                if size % 8 or end > length:
+                    raise Decline("message size out of bounds")
+                if reserved3 != b"\x00\x00\x00" or flags & ~_CONSTANT_FLAG:
+                    raise Decline("message flags")
+                if kind not in known:
+                    raise Decline("a message type outside the plain layout")
                 if kind == CONTINUATION:
                     _need(size == 16, "bad continuation message")
                     chunks.append(struct.unpack_from("<QQ", chunk, pos + 8))
@@ -366,15 +376,22 @@ class PlainReader:
         _need(used <= capacity, "B-tree node over capacity")
         by_level.setdefault(node_level, []).append((addr, left, right))
         body = self.src.read(addr + 24, 8 + 16 * used)
-        keys = [names.name(_U64.unpack_from(body, 16 * i)[0], allow_empty=True) for i in range(used + 1)]
+        # key, child, key, child, ..., key: 8 bytes each
+        fields = struct.unpack_from(f"<{2 * used + 1}Q", body)
+        keys = [names.name(offset, allow_empty=True) for offset in fields[::2]]
         out: list[Entry] = []
         for i in range(used):
-            child = _U64.unpack_from(body, 8 + 16 * i)[0]
+            child = fields[2 * i + 1]
             if node_level == 0:
                 below = self._symbol_node(child, names)
             else:
                 below = self._subtree(child, node_level - 1, names, by_level, visited)
-            _need(all(keys[i] < e.name <= keys[i + 1] for e in below), "a link name outside its B-tree keys")
+            # Every name between the keys around it: its first and last suffice, since the caller
+            # checks that all the group's names are in strictly increasing order (or declines).
+            _need(
+                not below or (keys[i] < below[0].name and below[-1].name <= keys[i + 1]),
+                "a link name outside its B-tree keys",
+            )
             out += below
         return out
 
@@ -397,9 +414,11 @@ class PlainReader:
         return out
 
     def _walk(self, header: Header, path: str, depth: int) -> None:
+        prefix = "/" if path == "/" else path + "/"
         for entry in self._links(header):
-            child = ("/" if path == "/" else path + "/") + text(entry.name)
-            _need(len(self.objects) < self.max_objects, "more objects than max_objects")
+            child = prefix + text(entry.name)
+            if len(self.objects) >= self.max_objects:
+                raise Decline("more objects than max_objects")
             if depth + 1 > MAX_GROUP_DEPTH:
                 raise _TooDeep
             if entry.soft is not None:
@@ -431,7 +450,7 @@ class PlainReader:
                 self._add(described)
 
     def _add(self, described: dict[str, Any]) -> None:
-        self.description_bytes += estimate_size(described)
+        self.description_bytes += estimate_object_size(described)
         _need(self.description_bytes <= self.max_description_bytes, "descriptions over the byte budget")
         self.objects.append(described)
 
@@ -440,12 +459,17 @@ class PlainReader:
         space, dtype_raw, layout = header.one(DATASPACE), header.one(DATATYPE), header.one(LAYOUT)
         _need(space is not None and dtype_raw is not None and layout is not None, "not a plain dataset")
         assert space is not None and dtype_raw is not None and layout is not None
-        shape, _ = dataspace(space)
-        dtype, _ = datatype(dtype_raw, 0, allow_vlen=False)
+        shape = self._shapes.get(space)
+        if shape is None:  # pure functions of the message bytes: decoded once per distinct message
+            shape = self._shapes[space] = dataspace(space)[0]
+        dtype = self._dtypes.get(dtype_raw)
+        if dtype is None:
+            dtype = self._dtypes[dtype_raw] = datatype(dtype_raw, 0, allow_vlen=False)[0]
         for kind in (FILL, FILL_OLD):
             raw = header.one(kind)
-            if raw is not None:
+            if raw is not None and (kind, raw, dtype.size) not in self._fills:
                 fill_value(kind, raw, dtype.size)
+                self._fills.add((kind, raw, dtype.size))
         _need(shape is not None, "a dataset with a null dataspace")
         assert shape is not None
         if layout[:2] == b"\x04\x03":  # version 4, virtual: the mapping is a global heap object
@@ -485,6 +509,8 @@ class PlainReader:
         return attrs
 
     def _add_attrs(self, described: dict[str, Any], header: Header) -> None:
+        if not header.attributes:
+            return
         listed = self._attr_list(header, ())
         if listed:
             described["attrs"] = listed

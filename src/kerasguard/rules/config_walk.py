@@ -183,19 +183,38 @@ def walk(value: Any, max_nodes: int = DEFAULT_MAX_NODES) -> Iterator[tuple[str, 
 
 
 def build_index(value: Any, max_nodes: int = DEFAULT_MAX_NODES) -> ConfigIndex:
-    """Walk once and collect containers and object references."""
+    """Walk once and collect containers and object references: :func:`walk`'s order and pointers,
+    in one loop (a config holds tens of thousands of containers: no generator step or call per node)."""
     out = ConfigIndex()
+    if not isinstance(value, _CONTAINERS):
+        return out
     nodes, refs = out.nodes, out.refs
-    for pointer, node, in_layers in walk(value, max_nodes + 1):
-        out.visited += 1
-        if out.visited > max_nodes:
+    stack: list[tuple[str, Any, bool]] = [("", value, False)]
+    pop, push = stack.pop, stack.append
+    visited = 0
+    while stack:
+        pointer, node, in_layers = pop()
+        visited += 1
+        if visited > max_nodes:
             out.truncated = True
             break
         nodes.append((pointer, node))
-        if isinstance(node, dict) and "class_name" in node:
-            ref = as_ref(node, pointer, in_layers)
-            if ref is not None:
-                refs.append(ref)
+        if isinstance(node, dict):
+            if "class_name" in node:
+                ref = as_ref(node, pointer, in_layers)
+                if ref is not None:
+                    refs.append(ref)
+            children = [(key, child) for key, child in node.items() if isinstance(child, _CONTAINERS)]
+            for key, child in reversed(children):  # pushed in reverse so they pop in document order
+                plain = type(key) is str and "~" not in key and "/" not in key
+                push((f"{pointer}/{key if plain else escape(key)}", child, False))
+        else:
+            layers_list = pointer.endswith("/layers")
+            for i in range(len(node) - 1, -1, -1):
+                child = node[i]
+                if isinstance(child, _CONTAINERS):
+                    push((f"{pointer}/{i}", child, layers_list))
+    out.visited = visited
     return out
 
 

@@ -40,7 +40,8 @@ def _judged(art: Artifact, ctx: RuleContext) -> Iterator[tuple[JsonDocument, Jud
         walked = cw.index(doc)
         key = ("judged", id(ctx.policy))
         if key not in walked.cache:
-            judged = [_judge(ref, ctx) for ref in walked.refs]
+            verdicts: dict[tuple[object, ...], Judgement] = {}
+            judged = [_judge(ref, ctx, verdicts) for ref in walked.refs]
             judged += filter(None, (_lambda_function_ref(ref, ctx) for ref in walked.refs))
             walked.cache[key] = (ctx.policy, judged)  # the policy is kept so its id stays unique
         for item in walked.cache[key][1]:
@@ -70,15 +71,22 @@ def _rules_by_id() -> dict[str, Rule]:
     return {rule.id: rule for rule in RULES}
 
 
-def _judge(ref: ObjRef, ctx: RuleContext) -> Judged:
+def _judge(ref: ObjRef, ctx: RuleContext, verdicts: dict[tuple[object, ...], Judgement]) -> Judged:
     # Only a pinned Keras version may lower a judgement: the one installed beside the scanner is not
     # necessarily the one that will load the file (decision 13).
     version = ctx.policy.keras_version
-    verdict = _allowlisted(
-        judge(ref, ctx.policy, version),
-        lambda policy: judge(ref, policy, version),
-        ctx.policy,
-    )
+    # A class or function reference is judged by its names alone (ref_judge reads nothing else of it),
+    # so a config's thousands of references need one judgement per distinct name.
+    key = (ref.kind, ref.class_name, ref.module, ref.registered_name, ref.function_name)
+    verdict = verdicts.get(key) if ref.kind in ("class", "function") else None
+    if verdict is None:
+        verdict = _allowlisted(
+            judge(ref, ctx.policy, version),
+            lambda policy: judge(ref, policy, version),
+            ctx.policy,
+        )
+        if ref.kind in ("class", "function") and ref.class_name != "__typespec__":
+            verdicts[key] = verdict
     # Evidence is shown only with a finding; "safe" and "other" (most references) never make one.
     evidence = "" if verdict.category in ("safe", "other") else _evidence(ref)
     return Judged(ref.pointer, ref, verdict, evidence)

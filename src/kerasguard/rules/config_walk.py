@@ -85,16 +85,49 @@ class ObjRef:
         return name if isinstance(name, str) else None
 
 
+# Where a container sits, as a chain of (parent, token) links (None is the document itself): a link is
+# one tuple per container, where a pointer string grows with the depth; pointers are built on demand.
+NodePath = tuple[Any, str | int] | None
+
+
+def pointer_of(path: NodePath, memo: dict[int, str] | None = None) -> str:
+    """The RFC 6901 pointer of ``path`` (``memo``: pointers already built, by id of their link)."""
+    tokens: list[str] = []
+    head = ""
+    while path is not None:
+        if memo is not None:
+            known = memo.get(id(path))
+            if known is not None:
+                head = known
+                break
+        path, token = path
+        tokens.append(escape(token))
+    tokens.reverse()
+    return head + "".join("/" + t for t in tokens)
+
+
 @dataclass
 class ConfigIndex:
     """Everything one walk of a config document found."""
 
-    nodes: list[tuple[str, Any]] = field(default_factory=list)  # (pointer, dict | list)
+    paths: list[tuple[NodePath, Any]] = field(default_factory=list)  # (path, dict | list), walk order
     refs: list[ObjRef] = field(default_factory=list)
     cache: dict[Any, Any] = field(default_factory=dict)  # per-document results rules share (judgements)
     truncated: bool = False
     visited: int = 0
     _by_pointer: dict[str, ObjRef] | None = None
+
+    @property
+    def nodes(self) -> list[tuple[str, Any]]:
+        """``(pointer, dict | list)`` of every container, in walk order (pointers built here)."""
+        memo: dict[int, str] = {}
+        out = []
+        for path, node in self.paths:
+            pointer = pointer_of(path, memo)
+            if path is not None:
+                memo[id(path)] = pointer
+            out.append((pointer, node))
+        return out
 
     def enclosing(self, pointer: str) -> ObjRef | None:
         """The nearest object reference strictly containing ``pointer`` (e.g. a Lambda's layer)."""
@@ -184,36 +217,40 @@ def walk(value: Any, max_nodes: int = DEFAULT_MAX_NODES) -> Iterator[tuple[str, 
 
 def build_index(value: Any, max_nodes: int = DEFAULT_MAX_NODES) -> ConfigIndex:
     """Walk once and collect containers and object references: :func:`walk`'s order and pointers,
-    in one loop (a config holds tens of thousands of containers: no generator step or call per node)."""
+    in one loop (a config holds tens of thousands of containers: no generator step or call per node,
+    and a pointer string only for each object reference; the others are built on demand)."""
     out = ConfigIndex()
     if not isinstance(value, _CONTAINERS):
         return out
-    nodes, refs = out.nodes, out.refs
-    stack: list[tuple[str, Any, bool]] = [("", value, False)]
+    paths, refs = out.paths, out.refs
+    memo: dict[int, str] = {}  # pointers of the references' links, which their children extend
+    stack: list[tuple[NodePath, Any, bool]] = [(None, value, False)]
     pop, push = stack.pop, stack.append
     visited = 0
     while stack:
-        pointer, node, in_layers = pop()
+        path, node, in_layers = pop()
         visited += 1
         if visited > max_nodes:
             out.truncated = True
             break
-        nodes.append((pointer, node))
+        paths.append((path, node))
         if isinstance(node, dict):
             if "class_name" in node:
+                pointer = pointer_of(path, memo)
                 ref = as_ref(node, pointer, in_layers)
                 if ref is not None:
                     refs.append(ref)
+                    if path is not None:
+                        memo[id(path)] = pointer
             children = [(key, child) for key, child in node.items() if isinstance(child, _CONTAINERS)]
             for key, child in reversed(children):  # pushed in reverse so they pop in document order
-                plain = type(key) is str and "~" not in key and "/" not in key
-                push((f"{pointer}/{key if plain else escape(key)}", child, False))
+                push(((path, key), child, False))
         else:
-            layers_list = pointer.endswith("/layers")
+            layers_list = path is not None and path[1] == "layers"
             for i in range(len(node) - 1, -1, -1):
                 child = node[i]
                 if isinstance(child, _CONTAINERS):
-                    push((f"{pointer}/{i}", child, layers_list))
+                    push(((path, i), child, layers_list))
     out.visited = visited
     return out
 
@@ -290,12 +327,12 @@ def is_activation_name(name: str) -> bool:
 
 def activation_strings(index: ConfigIndex) -> Iterator[tuple[str, str]]:
     """``(pointer, name)`` of activations given by name (``"activation": "relu"``)."""
-    for pointer, node in index.nodes:
-        if isinstance(node, dict):
+    for path, node in index.paths:
+        if isinstance(node, dict) and not ACTIVATION_KEYS.isdisjoint(node):
             for key in sorted(ACTIVATION_KEYS.intersection(node)):
                 value = node[key]
                 if isinstance(value, str):
-                    yield f"{pointer}/{escape(key)}", value
+                    yield f"{pointer_of(path)}/{escape(key)}", value
 
 
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")

@@ -87,6 +87,7 @@ _CONSTANT_FLAG = 0x01  # the only message flag accepted ("constant"); "shared" a
 
 _MESSAGE_HEAD = struct.Struct("<HHB3s")
 _OBJECT_HEADER = struct.Struct("<BBHIII")
+_ENTRY = struct.Struct("<QQII")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -283,16 +284,19 @@ class PlainReader:
         return Entry.parse(raw, 56)
 
     def _header(self, addr: int) -> Header:
-        _need(addr != UNDEF, "object header at an undefined address")
+        if addr == UNDEF:
+            raise Decline("object header at an undefined address")
         read, head, known = self.src.read, _MESSAGE_HEAD.unpack_from, _KNOWN_MESSAGES
         version, reserved, count, _refs, size, pad = _OBJECT_HEADER.unpack(read(addr, 16))
-        _need(version == 1 and reserved == 0 and pad == 0, "not a version 1 object header")
+        if version != 1 or reserved or pad:
+            raise Decline("not a version 1 object header")
         chunks = [(addr + 16, size)]
         messages: list[tuple[int, bytes]] = []
         visited: set[int] = set()
         while chunks:
             start, length = chunks.pop(0)
-            _need(start not in visited and len(visited) < 64, "object header continuations loop")
+            if start in visited or len(visited) >= 64:
+                raise Decline("object header continuations loop")
             visited.add(start)
             chunk = read(start, length)
             pos = 0
@@ -314,7 +318,8 @@ class PlainReader:
                     messages.append((kind, chunk[pos + 8 : end]))
                 count -= 1
                 pos = end
-        _need(count == 0, "object header message count does not match")
+        if count:
+            raise Decline("object header message count does not match")
         return Header(messages)
 
     def _group_header(self, entry: Entry, header: Header) -> Header:
@@ -364,16 +369,19 @@ class PlainReader:
     ) -> list[Entry]:
         """The entries under one group B-tree node, left to right. Every name must lie between the
         keys around its child, or libhdf5's lookup by name would not find it."""
-        _need(addr not in visited, "group B-tree loops")
+        if addr in visited:
+            raise Decline("group B-tree loops")
         visited.add(addr)
         capacity = 2 * self.internal_k
-        _need(addr + 24 + 8 * (capacity + 1) + 8 * capacity <= self.src.size, "B-tree node past the end")
+        if addr + 24 + 8 * (capacity + 1) + 8 * capacity > self.src.size:
+            raise Decline("B-tree node past the end")
         head = self.src.read(addr, 24)
-        _need(head[:5] == b"TREE\x00", "not a group B-tree node")
+        if head[:5] != b"TREE\x00":
+            raise Decline("not a group B-tree node")
         node_level, used = head[5], _U16.unpack_from(head, 6)[0]
         left, right = struct.unpack_from("<QQ", head, 8)
-        _need(level is None or node_level == level, "B-tree levels are inconsistent")
-        _need(used <= capacity, "B-tree node over capacity")
+        if (level is not None and node_level != level) or used > capacity:
+            raise Decline("B-tree levels are inconsistent or a node is over capacity")
         by_level.setdefault(node_level, []).append((addr, left, right))
         body = self.src.read(addr + 24, 8 + 16 * used)
         # key, child, key, child, ..., key: 8 bytes each
@@ -388,24 +396,24 @@ class PlainReader:
                 below = self._subtree(child, node_level - 1, names, by_level, visited)
             # Every name between the keys around it: its first and last suffice, since the caller
             # checks that all the group's names are in strictly increasing order (or declines).
-            _need(
-                not below or (keys[i] < below[0].name and below[-1].name <= keys[i + 1]),
-                "a link name outside its B-tree keys",
-            )
+            if below and not (keys[i] < below[0].name and below[-1].name <= keys[i + 1]):
+                raise Decline("a link name outside its B-tree keys")
             out += below
         return out
 
     def _symbol_node(self, addr: int, names: LocalHeap) -> list[Entry]:
-        _need(addr + 8 + 80 * self.leaf_k <= self.src.size, "symbol table node past the end")
+        if addr + 8 + 80 * self.leaf_k > self.src.size:
+            raise Decline("symbol table node past the end")
         head = self.src.read(addr, 8)
-        _need(head[:6] == b"SNOD\x01\x00", "not a symbol table node")
         count = _U16.unpack_from(head, 6)[0]
-        _need(count <= 2 * self.leaf_k, "symbol node over capacity")
+        if head[:6] != b"SNOD\x01\x00" or count > 2 * self.leaf_k:
+            raise Decline("not a symbol table node, or one over capacity")
         raw = self.src.read(addr + 8, 40 * count)
         out = []
+        parse, name = Entry.parse, names.name
         for i in range(count):
-            entry = Entry.parse(raw, 40 * i)
-            entry.name = names.name(entry.name_offset)
+            entry = parse(raw, 40 * i)
+            entry.name = name(entry.name_offset)
             if entry.cache_type == 2:  # a soft link: its value is in the group's heap
                 value = struct.unpack_from("<I", entry.scratch)[0]
                 _need(entry.header == UNDEF and entry.scratch[4:] == bytes(12), "a malformed soft link entry")
@@ -435,16 +443,18 @@ class PlainReader:
                 self._add({"path": child, "kind": "hard_link", "target": first})
                 continue
             self.seen[entry.header] = child
-            _need(entry.cache_type in (0, 1), "a link that is not a hard link")
+            if entry.cache_type not in (0, 1):
+                raise Decline("a link that is not a hard link")
             obj_header = self._header(entry.header)
-            if obj_header.one(SYMBOL_TABLE) is not None or obj_header.one(LINK_INFO) is not None:
+            if SYMBOL_TABLE in obj_header.single or LINK_INFO in obj_header.single:
                 group = self._group_header(entry, obj_header)
                 described: dict[str, Any] = {"path": child, "kind": "group"}
                 self._add_attrs(described, group)
                 self._add(described)
                 self._walk(group, child, depth + 1)
             else:
-                _need(entry.cache_type == 0, "a dataset cached as a group")
+                if entry.cache_type:
+                    raise Decline("a dataset cached as a group")
                 described = self._dataset(obj_header, child)
                 self._add_attrs(described, obj_header)
                 self._add(described)
@@ -607,9 +617,11 @@ class Entry:
 
     @classmethod
     def parse(cls, raw: bytes, pos: int) -> Entry:
-        name_offset, header, cache_type, reserved = struct.unpack_from("<QQII", raw, pos)
-        _need(reserved == 0, "reserved symbol table entry bytes set")
-        _need(cache_type in (0, 1, 2), "unknown symbol table entry cache type")  # libhdf5 stops there
+        name_offset, header, cache_type, reserved = _ENTRY.unpack_from(raw, pos)
+        if reserved:
+            raise Decline("reserved symbol table entry bytes set")
+        if cache_type not in (0, 1, 2):  # libhdf5 stops there
+            raise Decline("unknown symbol table entry cache type")
         return cls(name_offset, header, cache_type, bytes(raw[pos + 24 : pos + 40]))
 
 
@@ -645,11 +657,13 @@ class LocalHeap:
         return self.segment[offset:end]
 
     def name(self, offset: int, allow_empty: bool = False) -> bytes:
-        end = self.segment.find(b"\x00", offset)
-        shortest = 0 if allow_empty else 1
-        _need(0 <= offset < len(self.segment) and end >= offset + shortest, "a name outside its heap")
-        name = self.segment[offset:end]
-        _need(b"/" not in name, "a link name with a slash")
+        segment = self.segment
+        end = segment.find(b"\x00", offset)
+        if not (0 <= offset < len(segment) and end >= offset + (0 if allow_empty else 1)):
+            raise Decline("a name outside its heap")
+        name = segment[offset:end]
+        if b"/" in name:
+            raise Decline("a link name with a slash")
         return name
 
 

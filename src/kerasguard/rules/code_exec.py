@@ -59,15 +59,19 @@ def lambda_codes(ref: ObjRef, owner: ObjRef | None = None) -> Iterator[LambdaCod
         return
     if ref.kind != "class" or not isinstance(cfg, dict):
         return
-    name = ref.layer_name or ref.class_name
     function = unwrap_tuple(cfg.get("function"))
     if isinstance(function, list) or (isinstance(function, str) and cfg.get("function_type") == "lambda"):
+        name = ref.layer_name or ref.class_name
         yield LambdaCode(f"{ref.pointer}/config/function", f"{ref.class_name} {name!r} function", function)
     elif is_lambda_layer(ref) and not _judged_elsewhere(function, cfg.get("function_type")):
         # A function in an encoding this scanner does not know: Keras may still decode it. Code.
+        name = ref.layer_name or ref.class_name
         yield LambdaCode(f"{ref.pointer}/config/function", f"{ref.class_name} {name!r} function", function)
+    if cfg.get("output_shape_type") != "lambda":  # most layers: no output_shape function
+        return
     output_shape = unwrap_tuple(cfg.get("output_shape"))
-    if cfg.get("output_shape_type") == "lambda" and isinstance(output_shape, list | str):
+    if isinstance(output_shape, list | str):
+        name = ref.layer_name or ref.class_name
         yield LambdaCode(
             f"{ref.pointer}/config/output_shape", f"{ref.class_name} {name!r} output_shape", output_shape
         )

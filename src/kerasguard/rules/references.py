@@ -305,11 +305,14 @@ def _tf_function(name: str) -> tuple[str, str]:
     return "unknown", head
 
 
+_TF_OP_CLASSES = frozenset({"TFOpLambda", "SlicingOpLambda", "TensorFlowOpLayer"})
+
+
 def tf_op_hits(art: Artifact, category: str) -> Iterator[Hit]:
     """Hits of ``category`` for tf.keras TFOpLambda / SlicingOpLambda / TensorFlowOpLayer layers."""
     for doc, ref in cw.refs(art):
         cfg = ref.config
-        if ref.kind != "class" or not isinstance(cfg, dict):
+        if ref.class_name not in _TF_OP_CLASSES or ref.kind != "class" or not isinstance(cfg, dict):
             continue
         if ref.class_name in ("TFOpLambda", "SlicingOpLambda") and isinstance(cfg.get("function"), str):
             name = cfg["function"]

@@ -60,6 +60,10 @@ _SHAPE_SET = frozenset(SHAPE_KEYS)
 
 def as_size(value: Any) -> int | None:
     """A config number as a non-negative size (floats included: JSON may say 1e12), else None."""
+    if value is None:  # the common cases first: a missing key, a plain JSON integer
+        return None
+    if type(value) is int:
+        return value if value >= 0 else None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     if isinstance(value, float):

@@ -92,7 +92,7 @@ NodePath = tuple[Any, str | int] | None
 
 def pointer_of(path: NodePath, memo: dict[int, str] | None = None) -> str:
     """The RFC 6901 pointer of ``path`` (``memo``: pointers already built, by id of their link)."""
-    tokens: list[str] = []
+    tokens: list[str | int] = []
     head = ""
     while path is not None:
         if memo is not None:
@@ -101,9 +101,12 @@ def pointer_of(path: NodePath, memo: dict[int, str] | None = None) -> str:
                 head = known
                 break
         path, token = path
-        tokens.append(escape(token))
+        tokens.append(token)
+    if not tokens:
+        return head
     tokens.reverse()
-    return head + "".join("/" + t for t in tokens)
+    plain = [t if type(t) is str and "~" not in t and "/" not in t else escape(t) for t in tokens]
+    return head + "/" + "/".join(plain)
 
 
 @dataclass
@@ -169,7 +172,10 @@ def as_ref(node: Any, pointer: str = "", in_layers: bool = False) -> ObjRef | No
         kind = "special"
     else:
         kind = "class"
-    return ObjRef(
+    # Built without the frozen dataclass's __init__ (one object.__setattr__ per field): a config holds
+    # thousands of references. Same fields, same frozen object.
+    ref = object.__new__(ObjRef)
+    ref.__dict__.update(
         pointer=pointer,
         node=node,
         class_name=class_name,
@@ -179,6 +185,7 @@ def as_ref(node: Any, pointer: str = "", in_layers: bool = False) -> ObjRef | No
         kind=kind,
         in_layers=in_layers,
     )
+    return ref
 
 
 _CONTAINERS = (dict, list)
@@ -242,9 +249,9 @@ def build_index(value: Any, max_nodes: int = DEFAULT_MAX_NODES) -> ConfigIndex:
                     refs.append(ref)
                     if path is not None:
                         memo[id(path)] = pointer
-            children = [(key, child) for key, child in node.items() if isinstance(child, _CONTAINERS)]
-            for key, child in reversed(children):  # pushed in reverse so they pop in document order
-                push(((path, key), child, False))
+            for key, child in reversed(node.items()):  # pushed in reverse: they pop in document order
+                if isinstance(child, _CONTAINERS):
+                    push(((path, key), child, False))
         else:
             layers_list = path is not None and path[1] == "layers"
             for i in range(len(node) - 1, -1, -1):

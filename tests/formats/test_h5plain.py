@@ -904,3 +904,17 @@ def test_deep_nesting_is_linear_and_small(tmp_path: Path, monkeypatch: pytest.Mo
         assert peak < 16 * MiB, peak
     assert path.stat().st_size > 4_000_000
     assert counts[4500] == counts[100] < 20 * MAX_GROUP_DEPTH
+
+
+_DESCRIBED_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=6), _DESCRIBED_VALUES, max_size=6))
+def test_the_fast_description_size_is_estimate_size(described: dict[str, Any]) -> None:
+    """The in-process reader's byte budget counts exactly what the child's estimate_size counts."""
+    assert estimate_object_size(described) == estimate_size(described)

@@ -466,7 +466,8 @@ class PlainReader:
 
     def _dataset(self, header: Header, path: str) -> dict[str, Any]:
         header.only(_DATASET_MESSAGES, "a dataset with unexpected messages")
-        space, dtype_raw, layout = header.one(DATASPACE), header.one(DATATYPE), header.one(LAYOUT)
+        get = header.single.get
+        space, dtype_raw, layout = get(DATASPACE), get(DATATYPE), get(LAYOUT)
         _need(space is not None and dtype_raw is not None and layout is not None, "not a plain dataset")
         assert space is not None and dtype_raw is not None and layout is not None
         shape = self._shapes.get(space)
@@ -476,7 +477,7 @@ class PlainReader:
         if dtype is None:
             dtype = self._dtypes[dtype_raw] = datatype(dtype_raw, 0, allow_vlen=False)[0]
         for kind in (FILL, FILL_OLD):
-            raw = header.one(kind)
+            raw = get(kind)
             if raw is not None and (kind, raw, dtype.size) not in self._fills:
                 fill_value(kind, raw, dtype.size)
                 self._fills.add((kind, raw, dtype.size))
@@ -485,7 +486,7 @@ class PlainReader:
         if layout[:2] == b"\x04\x03":  # version 4, virtual: the mapping is a global heap object
             stored = self._virtual(header, layout, shape)
         else:
-            filters, external = header.one(FILTERS), header.one(EXTERNAL)
+            filters, external = get(FILTERS), get(EXTERNAL)
             stored = storage(self.src, layout, shape, dtype.size, filters, external, self._heap_string)
         return {
             "path": path,

@@ -35,14 +35,19 @@ class Judged:
 
 
 def _judged(art: Artifact, ctx: RuleContext) -> Iterator[tuple[JsonDocument, Judged]]:
-    """Every reference with its judgement, computed once per document and rule context."""
+    """Every reference whose judgement can make a finding (not "safe" or "other", most of them), with
+    that judgement, computed once per document and rule context."""
     for doc in cw.config_documents(art):
         walked = cw.index(doc)
         key = ("judged", id(ctx.policy))
         if key not in walked.cache:
             verdicts: dict[tuple[object, ...], Judgement] = {}
-            judged = [_judge(ref, ctx, verdicts) for ref in walked.refs]
-            judged += filter(None, (_lambda_function_ref(ref, ctx) for ref in walked.refs))
+            judged = list(filter(None, (_judge(ref, ctx, verdicts) for ref in walked.refs)))
+            judged += (
+                item
+                for item in filter(None, (_lambda_function_ref(ref, ctx) for ref in walked.refs))
+                if item.verdict.category not in _NO_FINDING
+            )
             walked.cache[key] = (ctx.policy, judged)  # the policy is kept so its id stays unique
         for item in walked.cache[key][1]:
             yield doc, item
@@ -71,7 +76,10 @@ def _rules_by_id() -> dict[str, Rule]:
     return {rule.id: rule for rule in RULES}
 
 
-def _judge(ref: ObjRef, ctx: RuleContext, verdicts: dict[tuple[object, ...], Judgement]) -> Judged:
+_NO_FINDING = frozenset({"safe", "other"})
+
+
+def _judge(ref: ObjRef, ctx: RuleContext, verdicts: dict[tuple[object, ...], Judgement]) -> Judged | None:
     # Only a pinned Keras version may lower a judgement: the one installed beside the scanner is not
     # necessarily the one that will load the file (decision 13).
     version = ctx.policy.keras_version
@@ -87,9 +95,9 @@ def _judge(ref: ObjRef, ctx: RuleContext, verdicts: dict[tuple[object, ...], Jud
         )
         if ref.kind in ("class", "function") and ref.class_name != "__typespec__":
             verdicts[key] = verdict
-    # Evidence is shown only with a finding; "safe" and "other" (most references) never make one.
-    evidence = "" if verdict.category in ("safe", "other") else _evidence(ref)
-    return Judged(ref.pointer, ref, verdict, evidence)
+    if verdict.category in _NO_FINDING:  # most references: no finding, nothing to keep
+        return None
+    return Judged(ref.pointer, ref, verdict, _evidence(ref))
 
 
 def _lambda_function_ref(ref: ObjRef, ctx: RuleContext) -> Judged | None:

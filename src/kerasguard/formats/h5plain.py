@@ -25,6 +25,7 @@ mutation fuzz (``scripts/fuzz_h5plain.py``) check against h5py, and declines the
 from __future__ import annotations
 
 import base64
+import functools
 import math
 import os
 import stat
@@ -325,8 +326,9 @@ class PlainReader:
     def _group_header(self, entry: Entry, header: Header) -> Header:
         """``header`` (of ``entry``), checked to be a group: a symbol-table group whose cached addresses
         agree, or a group with compact link storage (whose entry's cache libhdf5 never reads)."""
-        stab = header.one(SYMBOL_TABLE)
-        _need(entry.cache_type in (0, 1), "a link that is not a hard link")
+        stab = header.single.get(SYMBOL_TABLE)
+        if entry.cache_type not in (0, 1):
+            raise Decline("a link that is not a hard link")
         if stab is None:
             _need(header.one(LINK_INFO) is not None, "not a group")
             header.only(_COMPACT_GROUP_MESSAGES, "a group with unexpected messages")
@@ -737,13 +739,28 @@ class Attribute:
 
         name = take(name_size)
         _need(name_size > 1 and name.find(b"\x00") == name_size - 1, "a malformed attribute name")
-        dtype, used = datatype(take(type_size), 0, allow_vlen=True)
-        _need(used == type_size, "attribute datatype size mismatch")
-        shape, used = dataspace(take(space_size))
-        _need(used <= space_size, "attribute dataspace size mismatch")
+        type_raw, space_raw = take(type_size), take(space_size)
+        if len(type_raw) + len(space_raw) <= _TYPE_CACHE_BYTES:  # the few kinds a file repeats
+            dtype, shape = _attribute_type_and_space(type_raw, space_raw)
+        else:
+            dtype, shape = _attribute_type_and_space.__wrapped__(type_raw, space_raw)
         data = raw[pos:]
         _need(len(data) >= (0 if shape is None else math.prod(shape)) * dtype.size, "attribute data missing")
         return cls(name[:-1], dtype, shape, data)
+
+
+_TYPE_CACHE_BYTES = 256
+
+
+@functools.lru_cache(maxsize=256)
+def _attribute_type_and_space(type_raw: bytes, space_raw: bytes) -> tuple[DType, tuple[int, ...] | None]:
+    """An attribute's element type and shape from their messages: pure functions of the bytes, so the
+    same few kinds (a name string, a scalar) are decoded once; a message that declines is not kept."""
+    dtype, used = datatype(type_raw, 0, allow_vlen=True)
+    _need(used == len(type_raw), "attribute datatype size mismatch")
+    shape, used = dataspace(space_raw)
+    _need(used <= len(space_raw), "attribute dataspace size mismatch")
+    return dtype, shape
 
 
 def compact_links(header: Header) -> list[Entry]:

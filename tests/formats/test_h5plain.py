@@ -32,9 +32,10 @@ from kerasguard.formats.hdf5.child_client import (
     WalkResult,
     parse_answer,
     parse_response,
+    trusted_answer,
 )
 from kerasguard.formats.hdf5.reader import max_answer_bytes, worker_for
-from kerasguard.formats.hdf5.values import MAX_GROUP_DEPTH
+from kerasguard.formats.hdf5.values import MAX_GROUP_DEPTH, estimate_object_size, estimate_size
 from kerasguard.policy import Limits, MiB
 from support import attacks, kerasfiles
 from support.h5craft import declare_bomb, h5file, keras_weights, member_window, module_context
@@ -50,6 +51,10 @@ def plain_answer(blob: Blob) -> WalkResult | str | None:
     if answer is None:
         return None
     result = parse_answer(answer, LIMITS.h5_max_objects)
+    # The scan takes the reader's answer without re-validating it: it must be what parse_answer gives.
+    assert trusted_answer(answer) == result
+    for described in answer.get("objects", ()):  # the reader's byte budget counts as the child's
+        assert estimate_object_size(described) == estimate_size(described)
     return result if isinstance(result, WalkResult) else result.kind
 
 
@@ -900,3 +905,17 @@ def test_deep_nesting_is_linear_and_small(tmp_path: Path, monkeypatch: pytest.Mo
         assert peak < 16 * MiB, peak
     assert path.stat().st_size > 4_000_000
     assert counts[4500] == counts[100] < 20 * MAX_GROUP_DEPTH
+
+
+_DESCRIBED_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=6), _DESCRIBED_VALUES, max_size=6))
+def test_the_fast_description_size_is_estimate_size(described: dict[str, Any]) -> None:
+    """The in-process reader's byte budget counts exactly what the child's estimate_size counts."""
+    assert estimate_object_size(described) == estimate_size(described)

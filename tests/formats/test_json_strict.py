@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -207,3 +208,31 @@ def test_random_bytes_never_raise(data: bytes) -> None:
     assert (doc is not None) != bool(art.problems)
     if doc is not None:
         assert doc.value == json.loads(data)
+
+
+_REFERENCE_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+
+
+def _reference_depth(text: str) -> int:
+    """The depth as a tokenizer sees it: strings (escapes included) removed by a regex, brackets counted."""
+    depth = best = 0
+    for ch in re.sub(r"[^\[\]{}]", "", _REFERENCE_STRING.sub("", text + ' "')):
+        depth += 1 if ch in "[{" else -1
+        best = max(best, depth)
+    return best
+
+
+_JSON_TEXT = st.text(alphabet=st.sampled_from('ab"\\/[]{}\n\u00e9\u20ac\U0001f600'), max_size=12)
+_JSON_VALUES = st.recursive(
+    st.none() | st.integers() | _JSON_TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_JSON_TEXT, inner, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON_VALUES, st.booleans())
+def test_depth_equals_a_tokenizers_on_any_valid_json(value: object, ascii_only: bool) -> None:
+    """Brackets, quotes and backslashes inside strings (escaped or not, any encoding) never count."""
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    assert nesting_depth(text, 1000) == _reference_depth(text)

@@ -546,3 +546,32 @@ def test_zip_carrying_an_hdf5_superblock_is_read_both_ways(tmp_path: Path) -> No
     art = read_bytes(tmp_path, bytes(data), name="m.h5")
     assert any("HDF5 superblock at offset 1024" in a for a in art.zips[0].anomalies)
     assert zipfile.ZipFile(tmp_path / "m.h5").read("config.json")
+
+
+def _stored_zip(payload: bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("assets/blob.bin", payload)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("where", ["file", "stored in a zip", "deflated in a zip"])
+@pytest.mark.parametrize("flip", [None, 0, 1 << 20, (5 << 19) - 1])
+def test_stored_member_crc_is_checked_over_every_chunk(tmp_path: Path, where: str, flip: int | None) -> None:
+    """A stored member's CRC-32 is verified across read chunks (1 MiB), in a file, in a window of an
+    outer archive and in memory: one byte edited anywhere is a mismatch, none is clean."""
+    payload = bytearray(bytes(range(256)) * (10 << 11))  # 2.5 MiB
+    data = bytearray(_stored_zip(bytes(payload)))
+    if flip is not None:
+        start = data.index(bytes(range(256)))
+        data[start + flip] ^= 0x01
+    inner = bytes(data)
+    if where != "file":
+        method = zipfile.ZIP_STORED if where == "stored in a zip" else zipfile.ZIP_DEFLATED
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", method) as zf:
+            zf.writestr("inner.zip", inner)
+        inner = buf.getvalue()
+    art = read_bytes(tmp_path, inner, "a.zip")
+    mismatches = [p for p in problems(art, "corrupt") if "CRC-32 mismatch" in p]
+    assert len(mismatches) == (0 if flip is None else 1), problems(art)

@@ -39,6 +39,35 @@ def test_every_container_once_with_a_pointer_that_resolves(value: Any) -> None:
         assert resolve(value, pointer) is node
 
 
+_REFS = st.fixed_dictionaries(
+    {"class_name": st.sampled_from(["Dense", "__lambda__", "function", "__numpy__"]), "config": JSON}
+)
+JSON_WITH_REFS = st.recursive(
+    JSON | _REFS,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["layers", "a/b", "~c", "config", "x"]), inner, max_size=4)
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(JSON_WITH_REFS, st.integers(min_value=1, max_value=30))
+def test_the_index_is_the_walk(value: Any, max_nodes: int) -> None:
+    """build_index's one loop gives walk's containers, pointers and order, its refs and its bound."""
+    for limit in (max_nodes, cw.DEFAULT_MAX_NODES):
+        walked = list(cw.walk(value, limit + 1))
+        index = cw.build_index(value, limit)
+        assert index.truncated == (len(walked) > limit)
+        assert index.visited == len(walked)
+        assert index.nodes == [(pointer, node) for pointer, node, _ in walked[:limit]]
+        expected = [cw.as_ref(node, pointer, in_layers) for pointer, node, in_layers in walked[:limit]]
+        assert index.refs == [ref for ref in expected if ref is not None]
+        for pointer, node in index.nodes:
+            assert resolve(value, pointer) is node
+
+
 def count_containers(value: Any) -> int:
     if isinstance(value, dict):
         return 1 + sum(count_containers(v) for v in value.values())

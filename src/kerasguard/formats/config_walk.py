@@ -85,16 +85,52 @@ class ObjRef:
         return name if isinstance(name, str) else None
 
 
+# Where a container sits, as a chain of (parent, token) links (None is the document itself): a link is
+# one tuple per container, where a pointer string grows with the depth; pointers are built on demand.
+NodePath = tuple[Any, str | int] | None
+
+
+def pointer_of(path: NodePath, memo: dict[int, str] | None = None) -> str:
+    """The RFC 6901 pointer of ``path`` (``memo``: pointers already built, by id of their link)."""
+    tokens: list[str | int] = []
+    head = ""
+    while path is not None:
+        if memo is not None:
+            known = memo.get(id(path))
+            if known is not None:
+                head = known
+                break
+        path, token = path
+        tokens.append(token)
+    if not tokens:
+        return head
+    tokens.reverse()
+    plain = [t if type(t) is str and "~" not in t and "/" not in t else escape(t) for t in tokens]
+    return head + "/" + "/".join(plain)
+
+
 @dataclass
 class ConfigIndex:
     """Everything one walk of a config document found."""
 
-    nodes: list[tuple[str, Any]] = field(default_factory=list)  # (pointer, dict | list)
+    paths: list[tuple[NodePath, Any]] = field(default_factory=list)  # (path, dict | list), walk order
     refs: list[ObjRef] = field(default_factory=list)
     cache: dict[Any, Any] = field(default_factory=dict)  # per-document results rules share (judgements)
     truncated: bool = False
     visited: int = 0
     _by_pointer: dict[str, ObjRef] | None = None
+
+    @property
+    def nodes(self) -> list[tuple[str, Any]]:
+        """``(pointer, dict | list)`` of every container, in walk order (pointers built here)."""
+        memo: dict[int, str] = {}
+        out = []
+        for path, node in self.paths:
+            pointer = pointer_of(path, memo)
+            if path is not None:
+                memo[id(path)] = pointer
+            out.append((pointer, node))
+        return out
 
     def enclosing(self, pointer: str) -> ObjRef | None:
         """The nearest object reference strictly containing ``pointer`` (e.g. a Lambda's layer)."""
@@ -136,7 +172,10 @@ def as_ref(node: Any, pointer: str = "", in_layers: bool = False) -> ObjRef | No
         kind = "special"
     else:
         kind = "class"
-    return ObjRef(
+    # Built without the frozen dataclass's __init__ (one object.__setattr__ per field): a config holds
+    # thousands of references. Same fields, same frozen object.
+    ref = object.__new__(ObjRef)
+    ref.__dict__.update(
         pointer=pointer,
         node=node,
         class_name=class_name,
@@ -146,6 +185,7 @@ def as_ref(node: Any, pointer: str = "", in_layers: bool = False) -> ObjRef | No
         kind=kind,
         in_layers=in_layers,
     )
+    return ref
 
 
 _CONTAINERS = (dict, list)
@@ -183,19 +223,42 @@ def walk(value: Any, max_nodes: int = DEFAULT_MAX_NODES) -> Iterator[tuple[str, 
 
 
 def build_index(value: Any, max_nodes: int = DEFAULT_MAX_NODES) -> ConfigIndex:
-    """Walk once and collect containers and object references."""
+    """Walk once and collect containers and object references: :func:`walk`'s order and pointers,
+    in one loop (a config holds tens of thousands of containers: no generator step or call per node,
+    and a pointer string only for each object reference; the others are built on demand)."""
     out = ConfigIndex()
-    nodes, refs = out.nodes, out.refs
-    for pointer, node, in_layers in walk(value, max_nodes + 1):
-        out.visited += 1
-        if out.visited > max_nodes:
+    if not isinstance(value, _CONTAINERS):
+        return out
+    paths, refs = out.paths, out.refs
+    memo: dict[int, str] = {}  # pointers of the references' links, which their children extend
+    stack: list[tuple[NodePath, Any, bool]] = [(None, value, False)]
+    pop, push = stack.pop, stack.append
+    visited = 0
+    while stack:
+        path, node, in_layers = pop()
+        visited += 1
+        if visited > max_nodes:
             out.truncated = True
             break
-        nodes.append((pointer, node))
-        if isinstance(node, dict) and "class_name" in node:
-            ref = as_ref(node, pointer, in_layers)
-            if ref is not None:
-                refs.append(ref)
+        paths.append((path, node))
+        if isinstance(node, dict):
+            if "class_name" in node:
+                pointer = pointer_of(path, memo)
+                ref = as_ref(node, pointer, in_layers)
+                if ref is not None:
+                    refs.append(ref)
+                    if path is not None:
+                        memo[id(path)] = pointer
+            for key, child in reversed(node.items()):  # pushed in reverse: they pop in document order
+                if isinstance(child, _CONTAINERS):
+                    push(((path, key), child, False))
+        else:
+            layers_list = path is not None and path[1] == "layers"
+            for i in range(len(node) - 1, -1, -1):
+                child = node[i]
+                if isinstance(child, _CONTAINERS):
+                    push(((path, i), child, layers_list))
+    out.visited = visited
     return out
 
 
@@ -264,12 +327,12 @@ ACTIVATION_KEYS = frozenset({"activation", "recurrent_activation", "inner_activa
 
 def activation_strings(index: ConfigIndex) -> Iterator[tuple[str, str]]:
     """``(pointer, name)`` of activations given by name (``"activation": "relu"``)."""
-    for pointer, node in index.nodes:
-        if isinstance(node, dict):
+    for path, node in index.paths:
+        if isinstance(node, dict) and not ACTIVATION_KEYS.isdisjoint(node):
             for key in sorted(ACTIVATION_KEYS.intersection(node)):
                 value = node[key]
                 if isinstance(value, str):
-                    yield f"{pointer}/{escape(key)}", value
+                    yield f"{pointer_of(path)}/{escape(key)}", value
 
 
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")

@@ -42,13 +42,19 @@ class Judged:
 
 
 def _judged(art: Artifact, ctx: RuleContext) -> Iterator[tuple[JsonDocument, Judged]]:
-    """Every reference with its judgement, computed once per document and rule context."""
+    """Every reference whose judgement can make a finding (not "safe" or "other", most of them), with
+    that judgement, computed once per document and rule context."""
     for doc in cw.config_documents(art):
         walked = cw.index(doc)
         key = ("judged", id(ctx.policy))
         if key not in walked.cache:
-            judged = [_judge(ref, ctx) for ref in walked.refs]
-            judged += filter(None, (_lambda_function_ref(ref, ctx) for ref in walked.refs))
+            verdicts: dict[tuple[object, ...], Judgement] = {}
+            judged = list(filter(None, (_judge(ref, ctx, verdicts) for ref in walked.refs)))
+            judged += (
+                item
+                for item in filter(None, (_lambda_function_ref(ref, ctx) for ref in walked.refs))
+                if item.verdict.category not in _NO_FINDING
+            )
             walked.cache[key] = (ctx.policy, judged)  # the policy is kept so its id stays unique
         for item in walked.cache[key][1]:
             yield doc, item
@@ -77,18 +83,28 @@ def _rules_by_id() -> dict[str, Rule]:
     return {rule.id: rule for rule in RULES}
 
 
-def _judge(ref: ObjRef, ctx: RuleContext) -> Judged:
+_NO_FINDING = frozenset({"safe", "other"})
+
+
+def _judge(ref: ObjRef, ctx: RuleContext, verdicts: dict[tuple[object, ...], Judgement]) -> Judged | None:
     # Only a pinned Keras version may lower a judgement: the one installed beside the scanner is not
     # necessarily the one that will load the file (decision 13).
     version = ctx.policy.keras_version
-    verdict = _allowlisted(
-        judge(ref, ctx.policy, version),
-        lambda policy: judge(ref, policy, version),
-        ctx.policy,
-    )
-    # Evidence is shown only with a finding; "safe" and "other" (most references) never make one.
-    evidence = "" if verdict.category in ("safe", "other") else _evidence(ref)
-    return Judged(ref.pointer, ref, verdict, evidence)
+    # A class or function reference is judged by its names alone (ref_judge reads nothing else of it),
+    # so a config's thousands of references need one judgement per distinct name.
+    key = (ref.kind, ref.class_name, ref.module, ref.registered_name, ref.function_name)
+    verdict = verdicts.get(key) if ref.kind in ("class", "function") else None
+    if verdict is None:
+        verdict = _allowlisted(
+            judge(ref, ctx.policy, version),
+            lambda policy: judge(ref, policy, version),
+            ctx.policy,
+        )
+        if ref.kind in ("class", "function") and ref.class_name != "__typespec__":
+            verdicts[key] = verdict
+    if verdict.category in _NO_FINDING:  # most references: no finding, nothing to keep
+        return None
+    return Judged(ref.pointer, ref, verdict, _evidence(ref))
 
 
 def _lambda_function_ref(ref: ObjRef, ctx: RuleContext) -> Judged | None:
@@ -304,11 +320,14 @@ def _tf_function(name: str) -> tuple[str, str]:
     return "unknown", head
 
 
+_TF_OP_CLASSES = frozenset({"TFOpLambda", "SlicingOpLambda", "TensorFlowOpLayer"})
+
+
 def tf_op_hits(art: Artifact, category: str) -> Iterator[Hit]:
     """Hits of ``category`` for tf.keras TFOpLambda / SlicingOpLambda / TensorFlowOpLayer layers."""
     for doc, ref in cw.refs(art):
         cfg = ref.config
-        if ref.kind != "class" or not isinstance(cfg, dict):
+        if ref.class_name not in _TF_OP_CLASSES or ref.kind != "class" or not isinstance(cfg, dict):
             continue
         if ref.class_name in ("TFOpLambda", "SlicingOpLambda") and isinstance(cfg.get("function"), str):
             name = cfg["function"]

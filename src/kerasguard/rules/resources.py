@@ -67,6 +67,10 @@ _SHAPE_SET = frozenset(SHAPE_KEYS)
 
 def as_size(value: Any) -> int | None:
     """A config number as a non-negative size (floats included: JSON may say 1e12), else None."""
+    if value is None:  # the common cases first: a missing key, a plain JSON integer
+        return None
+    if type(value) is int:
+        return value if value >= 0 else None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     if isinstance(value, float):
@@ -129,14 +133,16 @@ def size_problems(ref: ObjRef, limits: Limits) -> list[str]:
     # A table's two sides are judged by their product (below, and the whole-model budget of KG505):
     # Embedding(5_000_000, 1) is a 20 MB wide-and-deep feature table, not an attack.
     paired = as_size(cfg.get("input_dim")) is not None and as_size(cfg.get("output_dim")) is not None
-    for key in [k for k in cfg if k in _UNIT_SET and not (paired and k in _TABLE_SIDES)]:
+    # Most layers hold none of these keys: a set test first, the ordered scan only when one is there.
+    has_units, has_shapes = not _UNIT_SET.isdisjoint(cfg), not _SHAPE_SET.isdisjoint(cfg)
+    for key in [k for k in cfg if k in _UNIT_SET and not (paired and k in _TABLE_SIDES)] if has_units else ():
         value = cfg[key]
         sizes = [as_size(v) for v in value] if isinstance(value, list) else [as_size(value)]
         for size in sizes:
             if size is not None and size > limits.max_config_units:
                 out.append(f"{key}={size} > max_config_units={limits.max_config_units}")
                 break
-    for key in [k for k in cfg if k in _SHAPE_SET]:
+    for key in [k for k in cfg if k in _SHAPE_SET] if has_shapes else ():
         for shape in shapes_in(cfg[key]):
             count = elements(shape)
             if count > limits.max_config_elements:

@@ -284,9 +284,16 @@ def _model_vars(
             base = f"{base}_{used[base]}"
         else:
             used[base] = 0
+        if layer_cls not in LAYER_SPECS and layer_cls not in _CONTAINER_CLASSES:
+            continue  # no certain variables (Activation, Add, ...): named above, nothing to derive
         # legacy .h5: a top-level layer owns /model_weights/<name>; nested layers add their names
         layer_top, layer_chain = (layer_name, ()) if top is None else (top, (*chain, layer_name))
         yield from _layer_vars(entry, f"{prefix}layers/{base}", layer_top, layer_chain, _input_shape(entry))
+
+
+# Classes _layer_vars looks inside (models and wrappers); any other class without a LAYER_SPECS entry
+# yields nothing there.
+_CONTAINER_CLASSES = MODEL_CLASSES | {"Bidirectional", "TimeDistributed"}
 
 
 def expected_vars(config: Any) -> list[ExpectedVar]:

@@ -25,6 +25,7 @@ mutation fuzz (``scripts/fuzz_h5plain.py``) check against h5py, and declines the
 from __future__ import annotations
 
 import base64
+import functools
 import math
 import os
 import stat
@@ -46,7 +47,7 @@ from kerasguard.formats.hdf5.values import (
     REPR_CHARS,
     as_bytes,
     clip,
-    estimate_size,
+    estimate_object_size,
     short_repr,
     text,
 )
@@ -86,6 +87,8 @@ _KNOWN_MESSAGES = _DATASET_MESSAGES | _GROUP_MESSAGES | _COMPACT_GROUP_MESSAGES 
 _CONSTANT_FLAG = 0x01  # the only message flag accepted ("constant"); "shared" and the rest decline
 
 _MESSAGE_HEAD = struct.Struct("<HHB3s")
+_OBJECT_HEADER = struct.Struct("<BBHIII")
+_ENTRY = struct.Struct("<QQII")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -169,15 +172,17 @@ class Source:
             raise Decline("metadata reads over the byte budget")
         if self._data is not None:
             return self._data[addr : addr + n]
-        first, last = addr // _BLOCK, (addr + n - 1) // _BLOCK if n else addr // _BLOCK
-        if first == last:
-            block = self._block(first)
-            start = addr - first * _BLOCK
+        first = addr // _BLOCK
+        start = addr - first * _BLOCK
+        if start + n <= _BLOCK:  # within one block: most metadata reads
+            block = self._blocks.get(first)
+            if block is None:
+                block = self._block(first)
             return block[start : start + n]
+        last = (addr + n - 1) // _BLOCK
         if n > 4 * _BLOCK:  # a large read (a global heap): straight from the file
             return self._pread(addr, n)
         joined = b"".join(self._block(i) for i in range(first, last + 1))
-        start = addr - first * _BLOCK
         return joined[start : start + n]
 
     def _block(self, index: int) -> bytes:
@@ -239,6 +244,9 @@ class PlainReader:
         self.heaps = GlobalHeaps(src)
         self.leaf_k = 0
         self.internal_k = 0
+        self._shapes: dict[bytes, tuple[int, ...] | None] = {}
+        self._dtypes: dict[bytes, DType] = {}
+        self._fills: set[tuple[int, bytes, int]] = set()
 
     # ------------------------------------------------------------------ structure
 
@@ -277,26 +285,33 @@ class PlainReader:
         return Entry.parse(raw, 56)
 
     def _header(self, addr: int) -> Header:
-        _need(addr != UNDEF, "object header at an undefined address")
-        prefix = self.src.read(addr, 16)
-        version, reserved, count, _refs, size, pad = struct.unpack("<BBHIII", prefix)
-        _need(version == 1 and reserved == 0 and pad == 0, "not a version 1 object header")
+        if addr == UNDEF:
+            raise Decline("object header at an undefined address")
+        read, head, known = self.src.read, _MESSAGE_HEAD.unpack_from, _KNOWN_MESSAGES
+        version, reserved, count, _refs, size, pad = _OBJECT_HEADER.unpack(read(addr, 16))
+        if version != 1 or reserved or pad:
+            raise Decline("not a version 1 object header")
         chunks = [(addr + 16, size)]
         messages: list[tuple[int, bytes]] = []
         visited: set[int] = set()
         while chunks:
             start, length = chunks.pop(0)
-            _need(start not in visited and len(visited) < 64, "object header continuations loop")
+            if start in visited or len(visited) >= 64:
+                raise Decline("object header continuations loop")
             visited.add(start)
-            chunk = self.src.read(start, length)
+            chunk = read(start, length)
             pos = 0
             while pos < length:
-                _need(pos + 8 <= length, "object header chunk ends inside a message")
-                kind, size, flags, reserved3 = _MESSAGE_HEAD.unpack_from(chunk, pos)
+                if pos + 8 > length:
+                    raise Decline("object header chunk ends inside a message")
+                kind, size, flags, reserved3 = head(chunk, pos)
                 end = pos + 8 + size
-                _need(size % 8 == 0 and end <= length, "message size out of bounds")
-                _need(reserved3 == b"\x00\x00\x00" and flags & ~_CONSTANT_FLAG == 0, "message flags")
-                _need(kind in _KNOWN_MESSAGES, "a message type outside the plain layout")
+                if size % 8 or end > length:
+                    raise Decline("message size out of bounds")
+                if reserved3 != b"\x00\x00\x00" or flags & ~_CONSTANT_FLAG:
+                    raise Decline("message flags")
+                if kind not in known:
+                    raise Decline("a message type outside the plain layout")
                 if kind == CONTINUATION:
                     _need(size == 16, "bad continuation message")
                     chunks.append(struct.unpack_from("<QQ", chunk, pos + 8))
@@ -304,14 +319,16 @@ class PlainReader:
                     messages.append((kind, chunk[pos + 8 : end]))
                 count -= 1
                 pos = end
-        _need(count == 0, "object header message count does not match")
+        if count:
+            raise Decline("object header message count does not match")
         return Header(messages)
 
     def _group_header(self, entry: Entry, header: Header) -> Header:
         """``header`` (of ``entry``), checked to be a group: a symbol-table group whose cached addresses
         agree, or a group with compact link storage (whose entry's cache libhdf5 never reads)."""
-        stab = header.one(SYMBOL_TABLE)
-        _need(entry.cache_type in (0, 1), "a link that is not a hard link")
+        stab = header.single.get(SYMBOL_TABLE)
+        if entry.cache_type not in (0, 1):
+            raise Decline("a link that is not a hard link")
         if stab is None:
             _need(header.one(LINK_INFO) is not None, "not a group")
             header.only(_COMPACT_GROUP_MESSAGES, "a group with unexpected messages")
@@ -354,41 +371,51 @@ class PlainReader:
     ) -> list[Entry]:
         """The entries under one group B-tree node, left to right. Every name must lie between the
         keys around its child, or libhdf5's lookup by name would not find it."""
-        _need(addr not in visited, "group B-tree loops")
+        if addr in visited:
+            raise Decline("group B-tree loops")
         visited.add(addr)
         capacity = 2 * self.internal_k
-        _need(addr + 24 + 8 * (capacity + 1) + 8 * capacity <= self.src.size, "B-tree node past the end")
+        if addr + 24 + 8 * (capacity + 1) + 8 * capacity > self.src.size:
+            raise Decline("B-tree node past the end")
         head = self.src.read(addr, 24)
-        _need(head[:5] == b"TREE\x00", "not a group B-tree node")
+        if head[:5] != b"TREE\x00":
+            raise Decline("not a group B-tree node")
         node_level, used = head[5], _U16.unpack_from(head, 6)[0]
         left, right = struct.unpack_from("<QQ", head, 8)
-        _need(level is None or node_level == level, "B-tree levels are inconsistent")
-        _need(used <= capacity, "B-tree node over capacity")
+        if (level is not None and node_level != level) or used > capacity:
+            raise Decline("B-tree levels are inconsistent or a node is over capacity")
         by_level.setdefault(node_level, []).append((addr, left, right))
         body = self.src.read(addr + 24, 8 + 16 * used)
-        keys = [names.name(_U64.unpack_from(body, 16 * i)[0], allow_empty=True) for i in range(used + 1)]
+        # key, child, key, child, ..., key: 8 bytes each
+        fields = struct.unpack_from(f"<{2 * used + 1}Q", body)
+        keys = [names.name(offset, allow_empty=True) for offset in fields[::2]]
         out: list[Entry] = []
         for i in range(used):
-            child = _U64.unpack_from(body, 8 + 16 * i)[0]
+            child = fields[2 * i + 1]
             if node_level == 0:
                 below = self._symbol_node(child, names)
             else:
                 below = self._subtree(child, node_level - 1, names, by_level, visited)
-            _need(all(keys[i] < e.name <= keys[i + 1] for e in below), "a link name outside its B-tree keys")
+            # Every name between the keys around it: its first and last suffice, since the caller
+            # checks that all the group's names are in strictly increasing order (or declines).
+            if below and not (keys[i] < below[0].name and below[-1].name <= keys[i + 1]):
+                raise Decline("a link name outside its B-tree keys")
             out += below
         return out
 
     def _symbol_node(self, addr: int, names: LocalHeap) -> list[Entry]:
-        _need(addr + 8 + 80 * self.leaf_k <= self.src.size, "symbol table node past the end")
+        if addr + 8 + 80 * self.leaf_k > self.src.size:
+            raise Decline("symbol table node past the end")
         head = self.src.read(addr, 8)
-        _need(head[:6] == b"SNOD\x01\x00", "not a symbol table node")
         count = _U16.unpack_from(head, 6)[0]
-        _need(count <= 2 * self.leaf_k, "symbol node over capacity")
+        if head[:6] != b"SNOD\x01\x00" or count > 2 * self.leaf_k:
+            raise Decline("not a symbol table node, or one over capacity")
         raw = self.src.read(addr + 8, 40 * count)
         out = []
+        parse, name = Entry.parse, names.name
         for i in range(count):
-            entry = Entry.parse(raw, 40 * i)
-            entry.name = names.name(entry.name_offset)
+            entry = parse(raw, 40 * i)
+            entry.name = name(entry.name_offset)
             if entry.cache_type == 2:  # a soft link: its value is in the group's heap
                 value = struct.unpack_from("<I", entry.scratch)[0]
                 _need(entry.header == UNDEF and entry.scratch[4:] == bytes(12), "a malformed soft link entry")
@@ -397,9 +424,11 @@ class PlainReader:
         return out
 
     def _walk(self, header: Header, path: str, depth: int) -> None:
+        prefix = "/" if path == "/" else path + "/"
         for entry in self._links(header):
-            child = ("/" if path == "/" else path + "/") + text(entry.name)
-            _need(len(self.objects) < self.max_objects, "more objects than max_objects")
+            child = prefix + text(entry.name)
+            if len(self.objects) >= self.max_objects:
+                raise Decline("more objects than max_objects")
             if depth + 1 > MAX_GROUP_DEPTH:
                 raise _TooDeep
             if entry.soft is not None:
@@ -416,42 +445,50 @@ class PlainReader:
                 self._add({"path": child, "kind": "hard_link", "target": first})
                 continue
             self.seen[entry.header] = child
-            _need(entry.cache_type in (0, 1), "a link that is not a hard link")
+            if entry.cache_type not in (0, 1):
+                raise Decline("a link that is not a hard link")
             obj_header = self._header(entry.header)
-            if obj_header.one(SYMBOL_TABLE) is not None or obj_header.one(LINK_INFO) is not None:
+            if SYMBOL_TABLE in obj_header.single or LINK_INFO in obj_header.single:
                 group = self._group_header(entry, obj_header)
                 described: dict[str, Any] = {"path": child, "kind": "group"}
                 self._add_attrs(described, group)
                 self._add(described)
                 self._walk(group, child, depth + 1)
             else:
-                _need(entry.cache_type == 0, "a dataset cached as a group")
+                if entry.cache_type:
+                    raise Decline("a dataset cached as a group")
                 described = self._dataset(obj_header, child)
                 self._add_attrs(described, obj_header)
                 self._add(described)
 
     def _add(self, described: dict[str, Any]) -> None:
-        self.description_bytes += estimate_size(described)
+        self.description_bytes += estimate_object_size(described)
         _need(self.description_bytes <= self.max_description_bytes, "descriptions over the byte budget")
         self.objects.append(described)
 
     def _dataset(self, header: Header, path: str) -> dict[str, Any]:
         header.only(_DATASET_MESSAGES, "a dataset with unexpected messages")
-        space, dtype_raw, layout = header.one(DATASPACE), header.one(DATATYPE), header.one(LAYOUT)
+        get = header.single.get
+        space, dtype_raw, layout = get(DATASPACE), get(DATATYPE), get(LAYOUT)
         _need(space is not None and dtype_raw is not None and layout is not None, "not a plain dataset")
         assert space is not None and dtype_raw is not None and layout is not None
-        shape, _ = dataspace(space)
-        dtype, _ = datatype(dtype_raw, 0, allow_vlen=False)
+        shape = self._shapes.get(space)
+        if shape is None:  # pure functions of the message bytes: decoded once per distinct message
+            shape = self._shapes[space] = dataspace(space)[0]
+        dtype = self._dtypes.get(dtype_raw)
+        if dtype is None:
+            dtype = self._dtypes[dtype_raw] = datatype(dtype_raw, 0, allow_vlen=False)[0]
         for kind in (FILL, FILL_OLD):
-            raw = header.one(kind)
-            if raw is not None:
+            raw = get(kind)
+            if raw is not None and (kind, raw, dtype.size) not in self._fills:
                 fill_value(kind, raw, dtype.size)
+                self._fills.add((kind, raw, dtype.size))
         _need(shape is not None, "a dataset with a null dataspace")
         assert shape is not None
         if layout[:2] == b"\x04\x03":  # version 4, virtual: the mapping is a global heap object
             stored = self._virtual(header, layout, shape)
         else:
-            filters, external = header.one(FILTERS), header.one(EXTERNAL)
+            filters, external = get(FILTERS), get(EXTERNAL)
             stored = storage(self.src, layout, shape, dtype.size, filters, external, self._heap_string)
         return {
             "path": path,
@@ -485,6 +522,8 @@ class PlainReader:
         return attrs
 
     def _add_attrs(self, described: dict[str, Any], header: Header) -> None:
+        if not header.attributes:
+            return
         listed = self._attr_list(header, ())
         if listed:
             described["attrs"] = listed
@@ -581,9 +620,11 @@ class Entry:
 
     @classmethod
     def parse(cls, raw: bytes, pos: int) -> Entry:
-        name_offset, header, cache_type, reserved = struct.unpack_from("<QQII", raw, pos)
-        _need(reserved == 0, "reserved symbol table entry bytes set")
-        _need(cache_type in (0, 1, 2), "unknown symbol table entry cache type")  # libhdf5 stops there
+        name_offset, header, cache_type, reserved = _ENTRY.unpack_from(raw, pos)
+        if reserved:
+            raise Decline("reserved symbol table entry bytes set")
+        if cache_type not in (0, 1, 2):  # libhdf5 stops there
+            raise Decline("unknown symbol table entry cache type")
         return cls(name_offset, header, cache_type, bytes(raw[pos + 24 : pos + 40]))
 
 
@@ -619,11 +660,13 @@ class LocalHeap:
         return self.segment[offset:end]
 
     def name(self, offset: int, allow_empty: bool = False) -> bytes:
-        end = self.segment.find(b"\x00", offset)
-        shortest = 0 if allow_empty else 1
-        _need(0 <= offset < len(self.segment) and end >= offset + shortest, "a name outside its heap")
-        name = self.segment[offset:end]
-        _need(b"/" not in name, "a link name with a slash")
+        segment = self.segment
+        end = segment.find(b"\x00", offset)
+        if not (0 <= offset < len(segment) and end >= offset + (0 if allow_empty else 1)):
+            raise Decline("a name outside its heap")
+        name = segment[offset:end]
+        if b"/" in name:
+            raise Decline("a link name with a slash")
         return name
 
 
@@ -696,13 +739,28 @@ class Attribute:
 
         name = take(name_size)
         _need(name_size > 1 and name.find(b"\x00") == name_size - 1, "a malformed attribute name")
-        dtype, used = datatype(take(type_size), 0, allow_vlen=True)
-        _need(used == type_size, "attribute datatype size mismatch")
-        shape, used = dataspace(take(space_size))
-        _need(used <= space_size, "attribute dataspace size mismatch")
+        type_raw, space_raw = take(type_size), take(space_size)
+        if len(type_raw) + len(space_raw) <= _TYPE_CACHE_BYTES:  # the few kinds a file repeats
+            dtype, shape = _attribute_type_and_space(type_raw, space_raw)
+        else:
+            dtype, shape = _attribute_type_and_space.__wrapped__(type_raw, space_raw)
         data = raw[pos:]
         _need(len(data) >= (0 if shape is None else math.prod(shape)) * dtype.size, "attribute data missing")
         return cls(name[:-1], dtype, shape, data)
+
+
+_TYPE_CACHE_BYTES = 256
+
+
+@functools.lru_cache(maxsize=256)
+def _attribute_type_and_space(type_raw: bytes, space_raw: bytes) -> tuple[DType, tuple[int, ...] | None]:
+    """An attribute's element type and shape from their messages: pure functions of the bytes, so the
+    same few kinds (a name string, a scalar) are decoded once; a message that declines is not kept."""
+    dtype, used = datatype(type_raw, 0, allow_vlen=True)
+    _need(used == len(type_raw), "attribute datatype size mismatch")
+    shape, used = dataspace(space_raw)
+    _need(used <= len(space_raw), "attribute dataspace size mismatch")
+    return dtype, shape
 
 
 def compact_links(header: Header) -> list[Entry]:

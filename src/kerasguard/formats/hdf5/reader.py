@@ -29,8 +29,8 @@ from kerasguard.formats.hdf5.child_client import (
     ProtocolError,
     WalkResult,
     WorkerFailure,
-    parse_answer,
     parse_response,
+    trusted_answer,
 )
 from kerasguard.formats.hdf5.inprocess import read_plain
 from kerasguard.formats.hdf5.values import MAX_GROUP_DEPTH
@@ -102,14 +102,15 @@ def max_answer_bytes(limits: Limits) -> int:
 
 
 def _read_plain(blob: Blob, limits: Limits) -> WalkResult | WorkerFailure | None:
-    """The pure-Python reader's answer (a walk, or a file libhdf5 would refuse to open), validated like
-    the child's; None sends the file to the child."""
+    """The pure-Python reader's answer (a walk, or a file libhdf5 would refuse to open), in the form
+    :func:`parse_answer` gives the child's (``trusted_answer``: this process built it, so it is not
+    re-validated as an untrusted child's is); None sends the file to the child."""
     answer = read_plain(blob, limits.h5_max_objects, limits.max_json_bytes, MAX_DESCRIPTION_BYTES)
     if answer is None:
         return None
     try:
-        result = parse_answer(answer, limits.h5_max_objects)
-    except ProtocolError:  # a reader bug must not lose the file: the child reads it instead
+        result = trusted_answer(answer)
+    except (KeyError, TypeError, ValueError):  # a reader bug must not lose the file: the child reads it
         return None
     if isinstance(result, WorkerFailure) and result.kind != "corrupt":
         return None  # the reader only ever refuses a file as corrupt; anything else is the child's call

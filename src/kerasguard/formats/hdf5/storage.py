@@ -68,20 +68,25 @@ def storage(
     """The storage of a dataset from its layout, filter pipeline and external file list messages.
 
     ``heap_string(heap, offset)`` reads a NUL-terminated string from a local heap."""
-    need(len(layout) >= 2 and layout[0] == 3, "not a version 3 layout message")
+    if len(layout) < 2 or layout[0] != 3:
+        raise Decline("not a version 3 layout message")
     declared = math.prod(shape) * element_size
     kind = layout[1]
-    need(kind == 2 or filters is None, "a filter pipeline on a dataset that is not chunked")
-    need(kind == 1 or external is None, "external storage on a dataset that is not contiguous")
+    if filters is not None and kind != 2:
+        raise Decline("a filter pipeline on a dataset that is not chunked")
+    if external is not None and kind != 1:
+        raise Decline("external storage on a dataset that is not contiguous")
     if kind == 0:  # compact: the data is in the message
         need(len(layout) >= 4, "short compact layout")
         size = struct.unpack_from("<H", layout, 2)[0]
         need(4 + size <= len(layout) and size == declared, "compact data differs from its declared size")
         return Storage("compact", size)
     if kind == 1:  # contiguous: address, size
-        need(len(layout) >= 18, "short contiguous layout")
+        if len(layout) < 18:
+            raise Decline("short contiguous layout")
         addr, size = struct.unpack_from("<QQ", layout, 2)
-        need(size == declared, "stored size differs from the declared size")
+        if size != declared:
+            raise Decline("stored size differs from the declared size")
         if external is not None:
             need(addr == UNDEF, "external storage with an address in the file")
             files = external_files(external, heap_string)
@@ -89,7 +94,8 @@ def storage(
             return Storage("contiguous", size, {"external": [list(f) for f in files[:MAX_EXTERNAL_FILES]]})
         if addr == UNDEF:
             return Storage("contiguous", 0)
-        need(addr + size <= src.size, "dataset storage outside the file")
+        if addr + size > src.size:
+            raise Decline("dataset storage outside the file")
         return Storage("contiguous", size)
     need(kind == 2, "not a compact, contiguous or chunked layout")
     chunk = chunk_dims(layout, shape, element_size)

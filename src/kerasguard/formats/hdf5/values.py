@@ -42,6 +42,39 @@ def estimate_size(value: Any) -> int:
     return 24
 
 
+def estimate_object_size(described: dict[str, Any]) -> int:
+    """``estimate_size(described)`` for one object description, without a call per value: names,
+    texts, numbers and lists of them (shapes, chunks, attributes) are counted here; anything else as
+    estimate_size counts it."""
+    total = 2
+    for key, value in described.items():
+        total += (2 * len(key) + 2 if isinstance(key, str) else 24) + 2
+        if isinstance(value, str):
+            total += 2 * len(value) + 2
+        elif type(value) is list:
+            total += _list_size(value)
+        elif isinstance(value, dict | list):
+            total += estimate_size(value)
+        else:  # a number, None: what estimate_size counts for any other value
+            total += 24
+    return total
+
+
+def _list_size(items: list[Any]) -> int:
+    """``estimate_size(items)``: integers and texts counted here, lists of texts too."""
+    total = 2
+    for item in items:
+        if type(item) is int:
+            total += 25
+        elif isinstance(item, str):
+            total += 2 * len(item) + 3
+        elif type(item) is list and all(isinstance(v, str) for v in item):
+            total += sum(2 * len(v) + 3 for v in item) + 3
+        else:
+            total += estimate_size(item) + 1
+    return total
+
+
 def as_bytes(value: Any) -> bytes:
     """A string-like attribute value as bytes (str, bytes, or an array of them, joined)."""
     if isinstance(value, bytes):

@@ -8,6 +8,8 @@ from its name in a Keras archive, as the Keras loader decides it.
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 import zlib
 from dataclasses import replace
@@ -202,13 +204,49 @@ def _read_member(
     if m.compress_type == 0:
         size = min(m.compress_size, m.file_size)  # zipfile stops at whichever comes first
         if size <= ctx.limits.crc_check_max_bytes:
-            crc = 0
-            for chunk in src.stream(m.data_offset, size):
-                crc = zlib.crc32(chunk, crc)
-            _check_crc(m, crc, art, loc)
+            _check_crc(m, _stored_crc(src, blob, m.data_offset, size), art, loc)
         read_blob(_window(blob, m.data_offset, size, loc, m.name), art, ctx, depth + 1, role)
         return
     _read_compressed(src, art, ctx, depth, read_blob, m, role, loc)
+
+
+_CRC_CHUNK = 1 << 20
+
+
+def _stored_crc(src: Source, blob: Blob, offset: int, size: int) -> int:
+    """CRC-32 of ``size`` bytes at ``offset`` of ``blob`` (fewer where it is shorter), as ``src.stream``
+    reads them, but copied once: a weights member of tens of MB is read into one reused buffer."""
+    end = min(offset + size, src.size)
+    if end <= offset:
+        return 0
+    if blob.data is not None:
+        return zlib.crc32(memoryview(blob.data)[offset:end])
+    fd = -1
+    if blob.path is not None and hasattr(os, "preadv"):
+        try:  # never blocks (a FIFO swapped in would): only a regular file is read this way
+            fd = os.open(blob.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                fd = -1
+        except OSError:
+            fd = -1
+    if fd < 0:
+        crc = 0
+        for chunk in src.stream(offset, end - offset):
+            crc = zlib.crc32(chunk, crc)
+        return crc
+    try:
+        view = memoryview(bytearray(min(_CRC_CHUNK, end - offset)))
+        crc, pos = 0, offset
+        while pos < end:
+            n = os.preadv(fd, [view[: min(len(view), end - pos)]], blob.offset + pos)
+            if n <= 0:
+                break
+            crc = zlib.crc32(view[:n], crc)
+            pos += n
+        return crc
+    finally:
+        os.close(fd)
 
 
 def _check_crc(m: ZipMember, crc: int, art: Artifact, loc: Location) -> None:

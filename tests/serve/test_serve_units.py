@@ -135,7 +135,7 @@ def test_batcher_merges_compatible_jobs_pads_and_splits() -> None:
         assert total == 6 and arrays[0].shape == (8, 4)  # padded to the bucket
         split(arrays[0] * 10, batch)
         for n, future in zip((1, 2, 3), futures, strict=True):
-            np.testing.assert_array_equal(future.result(), np.full((n, 4), n * 10))
+            np.testing.assert_array_equal(future.result().outputs, np.full((n, 4), n * 10))
         assert [j.count for j in await batcher.next_batch()] == [1] and not odd.done()
 
     asyncio.run(scenario())
@@ -152,6 +152,8 @@ def test_serve_policy_is_validated() -> None:
         {"ranges": {"digits": [0, 1]}},
         {"ranges": {"digits/pixels": [2, 1]}},
         {"max_batch": 0},
+        {"strip_action": "block"},
+        {"stale_after_failed_polls": -1},
         {"unknown": 1},
     ):
         with pytest.raises(PolicyError):

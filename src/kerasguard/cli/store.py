@@ -125,15 +125,35 @@ def _detector_lines(info: "ModelInfo") -> list[str]:
     from kerasguard.robustness.errors import DetectorFileError
 
     client = (info.provenance or {}).get("client") or {}
+    lines = _strip_lines(client, str(info.digest)) if isinstance(client, dict) else []
     value = client.get("detector") if isinstance(client, dict) else None
     if value is None:
-        return []
+        return lines
     try:
         detector = from_attachment(value, model_sha256=info.digest, where="this version")
     except DetectorFileError as exc:
-        return [f"{'detector':14} REFUSED: {shown(exc.message, 200)}"]
+        return [*lines, f"{'detector':14} REFUSED: {shown(exc.message, 200)}"]
     threshold = detector.thresholds["mahalanobis"]
-    return [f"{'detector':14} mahalanobis on {shown(detector.head)} (threshold {threshold:.4g})"]
+    return [*lines, f"{'detector':14} mahalanobis on {shown(detector.head)} (threshold {threshold:.4g})"]
+
+
+def _strip_lines(client: dict[str, Any], digest: str) -> list[str]:
+    """The STRIP detector attached at push (``--detector FILE.npz``), checked as the gateway checks it."""
+    from kerasguard.data.report import shown
+    from kerasguard.errors import ProbeError
+    from kerasguard.probe.strip import from_attachment
+
+    value = client.get("strip")
+    if value is None:
+        return []
+    try:
+        strip = from_attachment(value, model_sha256=digest, where="this version")
+    except ProbeError as exc:
+        return [f"{'detector':14} REFUSED: {shown(exc.message, 200)}"]
+    return [
+        f"{'detector':14} strip, {len(strip.overlay)} overlays x {strip.n_perturb} blends "
+        f"(threshold {strip.threshold:.4g}, fitted at {strip.fpr:.0%} FPR)"
+    ]
 
 
 def _training_record_lines(info: "ModelInfo") -> list[str]:
@@ -243,7 +263,8 @@ def push(
     detector: Annotated[
         Path | None,
         typer.Option(
-            help="Fitted detector folder (robustness detectors --out) to attach: serve scores OOD with it."
+            help="Fitted detector to attach: a folder (robustness detectors --out; serve scores OOD with it)"
+            " or a STRIP .npz (probe backdoor --strip-out; serve checks every input with it)."
         ),
     ] = None,
     key_file: KeyFile = None,
@@ -275,7 +296,12 @@ def push(
                 model_sha = hashlib.file_digest(fh, "sha256").hexdigest()
         except OSError as exc:
             raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
-        extra = {**(extra or {}), "detector": attachment(detector, model_sha256=model_sha)}
+        if detector.is_dir():
+            extra = {**(extra or {}), "detector": attachment(detector, model_sha256=model_sha)}
+        else:
+            from kerasguard.probe.strip import attachment as strip_attachment
+
+            extra = {**(extra or {}), "strip": strip_attachment(detector, model_sha256=model_sha)}
     with _opened(store, key_file, policy_file) as opened:
         info = opened.push(
             token,

@@ -12,7 +12,9 @@ and optionally the model's SHA-256, so a gateway can refuse a detector fitted fo
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import json
 import math
 import os
@@ -33,6 +35,8 @@ MAX_DETECTOR_BYTES = 1024**3
 MAX_META_BYTES = 1024 * 1024
 MAX_PERTURB = 1000
 _MEMBERS = {"overlay.npy", "meta.npy"}
+ATTACHMENT_FORMAT = "kerasguard.strip-attachment/1"
+MAX_ATTACHMENT_BYTES = 36 << 10  # the .npz; base64 in the store's provenance (64 KiB in all)
 
 
 def _entropy(proba: np.ndarray) -> np.ndarray:
@@ -158,7 +162,7 @@ class StripDetector:
         max_bytes: int = MAX_DETECTOR_BYTES,
     ) -> StripDetector:
         """Read and check a saved detector (sizes, members, header, digest, optional pinned digest)."""
-        overlay, meta = _read(Path(path), max_bytes)
+        overlay, meta = _read(Path(path), max_bytes, str(path))
         detector = _from_meta(meta, overlay)
         stored = meta.get("digest")
         actual = detector.digest
@@ -169,6 +173,54 @@ class StripDetector:
         if model is not None:
             detector.bind(model)
         return detector
+
+
+def attachment(path: str | os.PathLike[str], *, model_sha256: str) -> dict[str, Any]:
+    """A saved detector as a JSON object for the store's provenance (``store push --detector FILE``):
+    the ``.npz`` in base64 and the model's SHA-256, both under the row MAC once pushed."""
+    where = Path(path)
+    try:
+        blob = where.read_bytes() if where.stat().st_size <= MAX_ATTACHMENT_BYTES else b""
+    except OSError as exc:
+        raise ProbeError(f"cannot read STRIP detector {where}: {exc.strerror or exc}") from None
+    if not blob:
+        raise ProbeError(
+            f"the STRIP detector {where} is larger than the {MAX_ATTACHMENT_BYTES} bytes the store attaches",
+            hint="refit with fewer overlays (kerasguard probe backdoor ... --strip-out)",
+        )
+    value = {
+        "format": ATTACHMENT_FORMAT,
+        "npz": base64.b64encode(blob).decode("ascii"),
+        "model_sha256": _bare(model_sha256),
+    }
+    from_attachment(value, model_sha256=model_sha256, where=str(where))  # every check of load, now
+    return value
+
+
+def from_attachment(value: Any, *, model_sha256: str, where: str) -> StripDetector:
+    """The detector of a store attachment, with every check of :meth:`StripDetector.load` redone and
+    the model digest compared (the attachment's and, when the detector names one, the detector's)."""
+    if not isinstance(value, dict) or value.get("format") != ATTACHMENT_FORMAT:
+        raise ProbeError(f"the STRIP detector attached to {where} is not a {ATTACHMENT_FORMAT} object")
+    text, bound = value.get("npz"), value.get("model_sha256")
+    if not isinstance(text, str) or len(text) > MAX_ATTACHMENT_BYTES * 4 // 3 + 4:
+        raise ProbeError(f"the STRIP detector attached to {where} has no valid npz part")
+    try:
+        blob = base64.b64decode(text, validate=True)
+    except ValueError:
+        raise ProbeError(f"the STRIP detector attached to {where} is not base64") from None
+    overlay, meta = _read(io.BytesIO(blob), MAX_ATTACHMENT_BYTES, where)
+    detector = _from_meta(meta, overlay)
+    if meta.get("digest") != detector.digest:
+        raise ProbeError(f"the STRIP detector attached to {where}: digest mismatch (modified or corrupted)")
+    want = _bare(model_sha256)
+    if bound != want or (detector.model_sha256 is not None and _bare(detector.model_sha256) != want):
+        raise ProbeError(f"the STRIP detector attached to {where} was fitted for another model")
+    return detector
+
+
+def _bare(digest: str) -> str:
+    return digest.removeprefix("sha256:").lower()
 
 
 def fit_strip(
@@ -243,15 +295,15 @@ def _digest(meta: dict[str, Any], overlay: np.ndarray) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _read(path: Path, max_bytes: int) -> tuple[np.ndarray, dict[str, Any]]:
+def _read(source: Path | io.BytesIO, max_bytes: int, path: str) -> tuple[np.ndarray, dict[str, Any]]:
     try:
-        size = path.stat().st_size
+        size = source.stat().st_size if isinstance(source, Path) else len(source.getbuffer())
     except OSError as exc:
         raise ProbeError(f"cannot read STRIP detector {path}: {exc.strerror or exc}") from None
     if size > max_bytes:
         raise ProbeError(f"STRIP detector {path} is {size} bytes, above the {max_bytes}-byte limit")
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(source) as zf:
             infos = zf.infolist()
             if {i.filename for i in infos} != _MEMBERS or len(infos) != len(_MEMBERS):
                 raise ProbeError(f"STRIP detector {path} must hold exactly overlay.npy and meta.npy")
@@ -263,7 +315,9 @@ def _read(path: Path, max_bytes: int) -> tuple[np.ndarray, dict[str, Any]]:
             meta_info = zf.getinfo("meta.npy")
             if meta_info.file_size > MAX_META_BYTES:
                 raise ProbeError(f"STRIP detector {path}: header above {MAX_META_BYTES} bytes")
-        with np.load(path, allow_pickle=False) as npz:
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+        with np.load(source, allow_pickle=False) as npz:
             overlay = npz["overlay"]
             meta_bytes = npz["meta"]
     except ProbeError:

@@ -36,6 +36,8 @@ from kerasguard.serve.workers import Worker, WorkerSettings
 
 log = logging.getLogger("kerasguard.serve")
 OOD_HEADER = "X-KerasGuard-OOD-Score"  # one score per instance, comma-separated, when the policy asks
+STRIP_HEADER = "X-KerasGuard-STRIP-Entropy"  # one entropy per instance, when the policy asks
+STRIP_FLAG_HEADER = "X-KerasGuard-STRIP-Flagged"  # indices of the flagged instances (strip_action flag)
 OFFLOAD_PARSE_BYTES = 64 * 1024
 
 
@@ -186,19 +188,21 @@ class Gateway:
             await self.limits.elements(caller.tenant, caller.key_id, parsed.elements)
             remaining = serve.request_timeout_s - (time.perf_counter() - start)
             try:
-                result, ood = await asyncio.wait_for(
+                scored = await asyncio.wait_for(
                     worker.predict(parsed.arrays, parsed.count), max(remaining, 0.001)
                 )
             except TimeoutError:
                 raise ApiError(
                     504, "deadline", "the model did not answer within the request deadline"
                 ) from None
-            names = [s.name for s in worker.output_spec]
-            payload = validation.encode_outputs(result, names, parsed.layout)
-            status = "ok"
             headers = {}
-            if ood is not None and serve.ood_header:
-                headers[OOD_HEADER] = ",".join(f"{float(v):.6g}" for v in ood)
+            if scored.strip is not None:
+                headers.update(self.strip_verdict(request, worker, scored.strip))
+            names = [s.name for s in worker.output_spec]
+            payload = validation.encode_outputs(scored.outputs, names, parsed.layout)
+            status = "ok"
+            if scored.ood is not None and serve.ood_header:
+                headers[OOD_HEADER] = ",".join(f"{float(v):.6g}" for v in scored.ood)
             return Response(
                 json.dumps(payload, separators=(",", ":")), media_type="application/json", headers=headers
             )
@@ -209,6 +213,25 @@ class Gateway:
             self.metrics.latency.labels(caller.tenant, name, worker.ref.version, status).observe(
                 time.perf_counter() - start
             )
+
+    def strip_verdict(self, request: Request, worker: Worker, entropy: Any) -> dict[str, str]:
+        """Instances below the STRIP threshold: 422 ``strip`` (policy ``reject``) or served with their
+        indices in a header and the access log (``flag``)."""
+        serve = self.policy.serve
+        strip = worker.strip
+        headers = {}
+        if serve.strip_header:
+            headers[STRIP_HEADER] = ",".join(f"{float(v):.6g}" for v in entropy)
+        flagged = [] if strip is None else [i for i, v in enumerate(entropy) if v < strip.threshold]
+        if not flagged:
+            return headers
+        request.state.strip_flagged = len(flagged)
+        if serve.strip_action == "reject":
+            raise ApiError(
+                422, "strip", f"{len(flagged)} instance(s) look like carrying a backdoor trigger (STRIP)"
+            )
+        headers[STRIP_FLAG_HEADER] = ",".join(str(i) for i in flagged[:256])
+        return headers
 
     def update_gauges(self) -> None:
         for worker in self.registry.all_workers():

@@ -2,8 +2,11 @@
 
 The gateway polls the store (one ``list`` per tenant) every ``poll_seconds``: a version promoted to the
 stage gets a worker, a version quarantined, deleted or moved off the stage loses its worker, without a
-restart. Models are pulled into a private folder, digest-checked against the store's record, and
-loaded with ``kerasguard.load_model`` (verify, scan, sandbox) under the gateway's policy.
+restart. While the store cannot be polled, the gateway keeps serving what it last saw admitted, unless
+``stale_after_failed_polls`` is set: after that many failed polls in a row every worker is withdrawn
+(404 until the store answers again). Models are pulled into a private folder, digest-checked against
+the store's record, and loaded with ``kerasguard.load_model`` (verify, scan, sandbox) under the
+gateway's policy.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 
 from kerasguard.errors import KerasGuardError
 from kerasguard.policy import Policy
+from kerasguard.probe.strip import StripDetector
 from kerasguard.robustness.detectors import DetectorSet
 from kerasguard.sandbox.model import SandboxedModel
 from kerasguard.serve.metrics import Metrics
@@ -58,33 +62,40 @@ class StoreAccess:
     def authenticate(self, key: str) -> Principal | None:
         return self.store.authenticate_invoker(key)
 
+    def _client_provenance(self, ref: ModelRef) -> dict[str, object]:
+        info = self.store.show(self.token, ref.name, ref.version, namespace=ref.tenant)
+        client = (info.provenance or {}).get("client")
+        return client if isinstance(client, dict) else {}
+
+    def strip(self, ref: ModelRef) -> StripDetector | None:
+        """The STRIP detector attached at push (``store push --detector FILE.npz``), from the
+        MAC-checked provenance, with its digest and its model digest checked again; None if none."""
+        from kerasguard.probe.strip import from_attachment
+
+        value = self._client_provenance(ref).get("strip")
+        if value is None:
+            return None
+        try:
+            return from_attachment(
+                value, model_sha256=ref.digest, where=f"{ref.tenant}/{ref.name}:{ref.version}"
+            )
+        except KerasGuardError as exc:
+            _refused(ref, "strip", exc)
+            raise
+
     def detector(self, ref: ModelRef) -> DetectorSet | None:
         """The detector attached at push (``store push --detector``), from the MAC-checked provenance,
         with its own digests and its model digest checked again; None when there is none."""
         from kerasguard.robustness.detector_files import from_attachment
 
-        info = self.store.show(self.token, ref.name, ref.version, namespace=ref.tenant)
-        client = (info.provenance or {}).get("client")
-        value = client.get("detector") if isinstance(client, dict) else None
+        value = self._client_provenance(ref).get("detector")
         if value is None:
             return None
         where = f"{ref.tenant}/{ref.name}:{ref.version}"
         try:
             return from_attachment(value, model_sha256=ref.digest, where=where)
         except KerasGuardError as exc:
-            log.error(
-                "%s",
-                json.dumps(
-                    {
-                        "event": "detector_refused",
-                        "tenant": ref.tenant,
-                        "model": ref.name,
-                        "version": ref.version,
-                        "reason": exc.message,
-                    },
-                    separators=(",", ":"),
-                ),
-            )
+            _refused(ref, "mahalanobis", exc)
             raise
 
     def load(self, ref: ModelRef) -> SandboxedModel:
@@ -107,6 +118,18 @@ class StoreAccess:
         return model
 
 
+def _refused(ref: ModelRef, kind: str, exc: KerasGuardError) -> None:
+    line = {
+        "event": "detector_refused",
+        "tenant": ref.tenant,
+        "model": ref.name,
+        "version": ref.version,
+        "detector": kind,
+        "reason": exc.message,
+    }
+    log.error("%s", json.dumps(line, separators=(",", ":")))
+
+
 class Registry:
     """Workers by (tenant, name, version), kept in step with the store."""
 
@@ -118,6 +141,8 @@ class Registry:
         self.latest: dict[tuple[str, str], str] = {}  # (tenant, name) -> version served by default
         self.polled = False
         self.store_ok = False
+        self.failed_polls = 0  # in a row
+        self.stale_after = access.policy.serve.stale_after_failed_polls
 
     def find(self, tenant: str, name: str, version: str | None) -> Worker | None:
         if version is None:
@@ -142,12 +167,27 @@ class Registry:
         loop = asyncio.get_running_loop()
         try:
             refs = await loop.run_in_executor(None, self._desired)
-        except Exception as exc:  # the store is unreachable: keep serving what was admitted
+        except Exception as exc:  # the store is unreachable: keep serving what was admitted (a while)
             self.store_ok = False
+            self.failed_polls += 1
             message = exc.message if isinstance(exc, KerasGuardError) else type(exc).__name__
-            log.warning("store poll failed: %s", message)
+            log.warning("store poll failed (%d in a row): %s", self.failed_polls, message)
+            if self.stale_after and self.failed_polls >= self.stale_after and self.workers:
+                log.warning(
+                    "%s",
+                    json.dumps(
+                        {
+                            "event": "store_stale",
+                            "failed_polls": self.failed_polls,
+                            "withdrawn": len(self.workers),
+                        },
+                        separators=(",", ":"),
+                    ),
+                )
+                await self._withdraw_all()
             return
         self.store_ok = True
+        self.failed_polls = 0
         desired = {(r.tenant, r.name, r.version): r for r in refs}
         for key in list(self.workers):
             worker = self.workers[key]
@@ -157,7 +197,14 @@ class Registry:
                 await worker.stop()
         for key, ref in desired.items():
             if key not in self.workers:
-                worker = Worker(ref, self.access.load, self.settings, self.metrics, self.access.detector)
+                worker = Worker(
+                    ref,
+                    self.access.load,
+                    self.settings,
+                    self.metrics,
+                    self.access.detector,
+                    self.access.strip,
+                )
                 self.workers[key] = worker
                 log.info("serving %s/%s:%s", *key)
                 worker.start()
@@ -178,6 +225,13 @@ class Registry:
         while True:
             await self.poll()
             await asyncio.sleep(interval)
+
+    async def _withdraw_all(self) -> None:
+        workers, self.workers, self.latest = list(self.workers.values()), {}, {}
+        self.metrics.models_served.set(0)
+        for worker in workers:
+            with contextlib.suppress(Exception):
+                await worker.stop()
 
     async def close(self) -> None:
         workers, self.workers = list(self.workers.values()), {}

@@ -197,3 +197,44 @@ def test_rate_limits_count_like_limits_does(storage: str) -> None:
             await limits.elements(tenant, "other" + key, 11)
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("storage", ["memory://", "redis://127.0.0.1:6379/0"])
+def test_predict_counts_requests_and_elements_in_one_step(storage: str) -> None:
+    """``predict`` counts the request and its elements for the key and the tenant (one script with
+    Redis); the per-process pre-check refuses only what the shared limit would refuse too."""
+    pytest.importorskip("limits")
+    from kerasguard.policy import Serve
+    from kerasguard.serve.ratelimit import RateLimits
+
+    if storage.startswith("redis"):
+        redis = pytest.importorskip("redis")
+        try:
+            redis.Redis(host="127.0.0.1", port=6379, socket_timeout=1).ping()
+        except Exception:
+            pytest.skip("no Redis on 127.0.0.1:6379")
+    import secrets
+
+    async def scenario() -> None:
+        limits = RateLimits(
+            Serve(rate_limit_storage=storage, key_requests_per_second=50, key_elements_per_second=100)
+        )
+        key, tenant = secrets.token_hex(8), "t-" + secrets.token_hex(4)
+        await limits.predict(tenant, key, 60)
+        with pytest.raises(ApiError) as info:
+            await limits.predict(tenant, key, 41)  # 101 elements: the key's element limit
+        assert info.value.status == 429 and info.value.reason == "rate_limited_key"
+        stats = await limits.limiter.get_window_stats(limits.key_requests, "key", key)
+        assert stats.remaining == 48  # both predicts counted as requests
+        tenant_stats = await limits.limiter.get_window_stats(
+            limits.tenant_elements, "tenant-elements", tenant
+        )
+        assert tenant_stats.remaining == limits.tenant_elements.amount - 101
+        other = secrets.token_hex(8)
+        for _ in range(50):
+            limits.precheck(other)
+        with pytest.raises(ApiError) as info:
+            limits.precheck(other)
+        assert info.value.status == 429
+
+    asyncio.run(scenario())

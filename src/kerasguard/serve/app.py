@@ -1,9 +1,12 @@
 """The FastAPI application: routes, the order of checks on a predict request, the OpenAPI contract.
 
-Order on predict: API key (401) -> request rate (429) -> the model among the caller's tenant's served
-versions (404, the same body for an unknown model and another tenant's) -> content type (415) -> per-key
-concurrency (429) -> body, read through the guard (413, 408) -> validation (400, 422) -> element rate
-(429) -> the worker's queue (503) -> predict within the request deadline (504; 503 if the model died).
+Order on predict: API key (401) -> this process's count of the key's requests (429) -> the model among
+the caller's tenant's served versions (404, the same body for an unknown model and another tenant's) ->
+content type (415) -> per-key concurrency (429) -> body, read through the guard (413, 408) -> validation
+(400, 422) -> request and element rates, shared, in one round trip (429; a request refused before this
+is still counted) -> the worker's queue (503) -> predict within the request deadline (504; 503 if the
+model died) -> the STRIP check when a detector is attached (422 ``strip`` under ``strip_action =
+"reject"``).
 There is no management endpoint on the API and no route takes a path or URL from the client; the review
 console (``[serve] console``, docs/console.md) is mounted under ``/console/`` with its own login.
 """
@@ -161,7 +164,17 @@ class Gateway:
         )
 
     async def predict(self, request: Request, name: str, version: str | None) -> Response:
-        caller = await self.authenticate(request)
+        caller = await self.keys.caller(request.headers.get("authorization"))
+        request.state.tenant, request.state.key_id = caller.tenant, caller.key_id
+        self.limits.precheck(caller.key_id)
+        try:
+            return await self._predict(request, caller, name, version)
+        except ApiError as exc:
+            if not exc.counted:  # refused before the shared count: count the request now
+                await self.limits.request(caller.tenant, caller.key_id)
+            raise
+
+    async def _predict(self, request: Request, caller: Caller, name: str, version: str | None) -> Response:
         worker = self.registry.find(caller.tenant, name, version)
         if worker is None:
             raise not_found()
@@ -174,6 +187,7 @@ class Gateway:
         self.inflight[caller.key_id] += 1
         start = time.perf_counter()
         status = "error"
+        counted = False
         try:
             body = await request.body()
             checks = self.checks(name)
@@ -185,7 +199,8 @@ class Gateway:
             else:
                 parsed = validation.parse(kind, body, worker.input_spec, checks)
             state.instances = parsed.count
-            await self.limits.elements(caller.tenant, caller.key_id, parsed.elements)
+            counted = True
+            await self.limits.predict(caller.tenant, caller.key_id, parsed.elements)
             remaining = serve.request_timeout_s - (time.perf_counter() - start)
             try:
                 scored = await asyncio.wait_for(
@@ -206,6 +221,9 @@ class Gateway:
             return Response(
                 json.dumps(payload, separators=(",", ":")), media_type="application/json", headers=headers
             )
+        except ApiError as exc:
+            exc.counted = counted
+            raise
         finally:
             self.inflight[caller.key_id] -= 1
             if self.inflight[caller.key_id] <= 0:

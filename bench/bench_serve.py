@@ -11,8 +11,8 @@ both servers at concurrency 32; one request = one instance, JSON ``{"instances":
 servers in the same run, in alternating rounds so that both see the same machine load. Reports
 requests/s, p50/p99 latency and the peak RSS of each sandboxed tenant worker (VmHWM). Needs Redis on
 127.0.0.1:6379. Raw results: bench/out/serve-<limits>.json. ``--profile MODEL`` instead runs the gateway
-under cProfile for one concurrency-1 load on that model and prints where its event loop spends time
-(the child's predict runs in a worker thread and shows up as waiting).
+under cProfile for one load on that model (``--profile-concurrency``, default 1) and prints where its
+event loop spends time (the child's predict runs in a worker thread and shows up as waiting).
 """
 
 from __future__ import annotations
@@ -255,7 +255,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="per model, concurrency and target")
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds the seconds are split into")
     parser.add_argument("--limits", choices=["redis", "memory"], default="redis", help="rate-limit storage")
-    parser.add_argument("--profile", choices=["mlp", "cnn"], help="cProfile the gateway at concurrency 1")
+    parser.add_argument("--profile", choices=["mlp", "cnn"], help="cProfile the gateway on this model")
+    parser.add_argument("--profile-concurrency", type=int, default=1, help="concurrency of --profile")
     args = parser.parse_args()
     import numpy as np
 
@@ -267,7 +268,15 @@ def main() -> None:
     }
     storage = "redis://127.0.0.1:6379/0" if args.limits == "redis" else "memory://"
     if args.profile:
-        profile(folder, models, storage, args.profile, bodies[args.profile], args.seconds)
+        profile(
+            folder,
+            models,
+            storage,
+            args.profile,
+            bodies[args.profile],
+            args.seconds,
+            args.profile_concurrency,
+        )
         return
     gw, gw_port, key = gateway(folder, models, storage)
     results: list[dict[str, Any]] = []
@@ -321,7 +330,13 @@ def main() -> None:
 
 
 def profile(
-    folder: Path, models: dict[str, Path], storage: str, name: str, body: str, seconds: float
+    folder: Path,
+    models: dict[str, Path],
+    storage: str,
+    name: str,
+    body: str,
+    seconds: float,
+    concurrency: int,
 ) -> None:
     import pstats
 
@@ -329,15 +344,14 @@ def profile(
     gw, port, key = gateway(folder, models, storage, profile=out)
     try:
         url = f"http://127.0.0.1:{port}/v1/models/{name}:predict"
-        load(url, key, body, 1, 2.0)  # warm
-        row = summarize([load(url, key, body, 1, seconds)])
-        print(f"{name} c=1 under cProfile: {row['rps']:.1f} req/s, p50 {row['p50_ms']:.2f} ms")
+        load(url, key, body, concurrency, 2.0)  # warm
+        row = summarize([load(url, key, body, concurrency, seconds)])
+        print(f"{name} c={concurrency} under cProfile: {row['rps']:.1f} req/s, p50 {row['p50_ms']:.2f} ms")
     finally:
         gw.send_signal(signal.SIGINT)
         gw.wait(60)
     stats = pstats.Stats(str(out))
-    stats.sort_stats("tottime").print_stats(30)
-    stats.sort_stats("cumulative").print_stats(40)
+    stats.sort_stats("tottime").print_stats(40)
 
 
 if __name__ == "__main__":

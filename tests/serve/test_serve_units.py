@@ -238,3 +238,34 @@ def test_predict_counts_requests_and_elements_in_one_step(storage: str) -> None:
         assert info.value.status == 429
 
     asyncio.run(scenario())
+
+
+def test_json_bodies_parse_the_same_with_and_without_orjson() -> None:
+    """The fast parser gives exactly ``json``'s values, and what it refuses ``json`` still decides
+    (NaN, integers beyond 64 bits, lone surrogates), so the accepted bodies do not change."""
+    import json
+
+    pytest.importorskip("orjson")
+    rng = np.random.default_rng(0)
+    bodies = [
+        json.dumps({"instances": rng.normal(0, 1e3, (3, 4, 5)).tolist()}).encode(),
+        json.dumps({"instances": [[1e-320, 5e-324, 1.7976931348623157e308, -0.0, 0.1, 1e999]]}).encode(),
+        b'{"instances": [[NaN, Infinity, -Infinity, 1]]}',
+        b'{"inputs": {"x": [1, 2]}, "signature_name": "\\ud800"}',
+        b'{"instances": [[1, 2]], "instances": [[3, 4]]}',
+    ]
+    for body in bodies:
+        fast, slow = validation.loads(body), json.loads(body)
+        assert json.dumps(fast) == json.dumps(slow)  # NaN != NaN: compare the texts
+    # an integer beyond 64 bits: a float for orjson, an int for json; the same float64 in the array, and
+    # refused for an integer input either way (rule: dtype)
+    huge = b'{"instances": [[' + b"9" * 40 + b", 1]]}"
+    fast, slow = validation.loads(huge)["instances"], json.loads(huge)["instances"]
+    assert np.array_equal(np.array(fast, dtype=np.float64), np.array(slow, dtype=np.float64))
+    spec = TensorSpec("x", (None, 2), "int64")
+    with pytest.raises(ApiError) as info:
+        validation.parse("application/json", huge, [spec], validation.Checks(8, 1 << 20, {}))
+    assert info.value.status == 422 and "rule: dtype" in info.value.message
+    for bad in (b"{", b'{"instances": [1,]}', b"\xff", b"[" * 100_000 + b"]" * 100_000):
+        with pytest.raises((ValueError, RecursionError)):
+            validation.loads(bad)

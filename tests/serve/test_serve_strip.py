@@ -266,3 +266,29 @@ def test_reject_policy_refuses_triggered_requests(gw: Gateway, world: World, bac
         ) + clean.count(422)
     finally:
         stop(strict)
+
+
+def test_child_entropy_matches_the_detector_in_process(backdoored: Backdoored) -> None:
+    """The sandboxed child's STRIP entropy (one ``serve`` round trip) is the detector's own formula on
+    the same blends, and its outputs are the model's; overlay indices out of range are refused."""
+    import keras
+
+    import kerasguard
+    from kerasguard.errors import KerasGuardError
+    from kerasguard.probe.strip import StripDetector, _entropy
+
+    detector = StripDetector.load(backdoored.detector_path)
+    reference = keras.saving.load_model(backdoored.model_path)
+    x = np.concatenate([backdoored.clean[:4], backdoored.triggered[:4]])
+    picks = np.random.default_rng(7).integers(0, len(detector.overlay), (len(x), detector.n_perturb))
+    blends = np.clip(x[:, None] + detector.overlay[picks], detector.lo, detector.hi).reshape(-1, 64)
+    expected = _entropy(reference.predict(blends, verbose=0).reshape(len(x), detector.n_perturb, -1)).mean(1)
+    with kerasguard.load_model(backdoored.model_path) as model:
+        model.strip_setup(detector.overlay, detector.lo, detector.hi, logits=False)
+        outputs, features, entropy = model.serve(x, strip_picks=picks)
+        assert features is None
+        np.testing.assert_allclose(outputs, reference.predict(x, verbose=0), atol=1e-5)
+        np.testing.assert_allclose(entropy, expected, atol=1e-4)
+        assert (entropy[4:] < detector.threshold).mean() > (entropy[:4] < detector.threshold).mean()
+        with pytest.raises(KerasGuardError):
+            model.serve(x, strip_picks=picks + len(detector.overlay))

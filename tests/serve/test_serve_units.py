@@ -6,6 +6,7 @@ import asyncio
 import io
 import struct
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -269,3 +270,40 @@ def test_json_bodies_parse_the_same_with_and_without_orjson() -> None:
     for bad in (b"{", b'{"instances": [1,]}', b"\xff", b"[" * 100_000 + b"]" * 100_000):
         with pytest.raises((ValueError, RecursionError)):
             validation.loads(bad)
+
+
+def test_strip_attachment_checks_size_digest_and_model(tmp_path: Path) -> None:
+    """``store push --detector FILE.npz``: the attachment is refused when too large for the store, edited
+    after it was written, or fitted for another model; a good one round-trips with its threshold."""
+    import base64
+
+    from kerasguard.errors import ProbeError
+    from kerasguard.probe.strip import StripDetector, attachment, from_attachment
+
+    rng = np.random.default_rng(0)
+    sha = "ab" * 32
+
+    def detector(n: int, model_sha256: str | None = sha) -> Path:
+        overlay = rng.uniform(0, 1, (n, 64)).astype(np.float32)
+        found = StripDetector(overlay, 0.3, 0.05, 20, 0.0, 1.0, 10, model_sha256=model_sha256)
+        path = tmp_path / f"strip-{n}-{model_sha256}.npz"
+        found.save(path)
+        return path
+
+    value = attachment(detector(100), model_sha256=sha)
+    assert from_attachment(value, model_sha256="sha256:" + sha, where="t").threshold == 0.3
+    with pytest.raises(ProbeError, match="larger than"):
+        attachment(detector(200), model_sha256=sha)  # 52 KB of overlays: over the 36 KiB cap
+    with pytest.raises(ProbeError, match="another model"):
+        from_attachment(value, model_sha256="cd" * 32, where="t")
+    with pytest.raises(ProbeError, match="another model"):  # names one model, pushed with another
+        attachment(detector(50), model_sha256="cd" * 32)
+    unbound = attachment(detector(50, None), model_sha256=sha)  # bound by the attachment's own digest
+    with pytest.raises(ProbeError, match="another model"):
+        from_attachment(unbound, model_sha256="cd" * 32, where="t")
+    blob = bytearray(base64.b64decode(value["npz"]))
+    blob[-200] ^= 1  # one flipped bit (the zip's CRC refuses it; an edit with a new CRC: test_serve_strip)
+    with pytest.raises(ProbeError, match="Bad CRC"):
+        from_attachment({**value, "npz": base64.b64encode(bytes(blob)).decode()}, model_sha256=sha, where="t")
+    with pytest.raises(ProbeError):
+        from_attachment({**value, "format": "other"}, model_sha256=sha, where="t")

@@ -3,14 +3,16 @@ minimal FastAPI endpoint that calls ``model.predict`` in process with no checks.
 
 Usage:
     PYTHONPATH=src KERAS_BACKEND=jax .venv/bin/python bench/bench_serve.py \
-        [--seconds 8] [--rounds 4] [--limits redis|memory]
+        [--seconds 8] [--rounds 4] [--limits redis|memory] [--profile mlp|cnn]
 
 Two models (a digits-sized MLP, a mid-size CNN on 32x32x3), concurrency 1 and 32, one load-generator
 process (asyncio streams: a minimal keep-alive HTTP/1.1 client, far cheaper than httpx, which limited
 both servers at concurrency 32; one request = one instance, JSON ``{"instances": [...]}``) against both
 servers in the same run, in alternating rounds so that both see the same machine load. Reports
 requests/s, p50/p99 latency and the peak RSS of each sandboxed tenant worker (VmHWM). Needs Redis on
-127.0.0.1:6379. Raw results: bench/out/serve-<limits>.json.
+127.0.0.1:6379. Raw results: bench/out/serve-<limits>.json. ``--profile MODEL`` instead runs the gateway
+under cProfile for one load on that model (``--profile-concurrency``, default 1) and prints where its
+event loop spends time (the child's predict runs in a worker thread and shows up as waiting).
 """
 
 from __future__ import annotations
@@ -152,7 +154,9 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 300) -> 
     raise SystemExit(f"not ready: {url}")
 
 
-def gateway(folder: Path, models: dict[str, Path], storage: str) -> tuple[subprocess.Popen[bytes], int, str]:
+def gateway(
+    folder: Path, models: dict[str, Path], storage: str, profile: Path | None = None
+) -> tuple[subprocess.Popen[bytes], int, str]:
     from kerasguard.policy import Policy, Store
     from kerasguard.store import ModelStore
     from kerasguard.store.keys import write_key_file
@@ -180,9 +184,11 @@ def gateway(folder: Path, models: dict[str, Path], storage: str) -> tuple[subpro
         "KERASGUARD_STORE_TOKEN": admin,
         "KERASGUARD_MASTER_KEY_FILE": str(folder / "master.key"),
     }
+    profiler = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
     proc = subprocess.Popen(
         [
             sys.executable,
+            *profiler,
             "-m",
             "kerasguard",
             "serve",
@@ -249,6 +255,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="per model, concurrency and target")
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds the seconds are split into")
     parser.add_argument("--limits", choices=["redis", "memory"], default="redis", help="rate-limit storage")
+    parser.add_argument("--profile", choices=["mlp", "cnn"], help="cProfile the gateway on this model")
+    parser.add_argument("--profile-concurrency", type=int, default=1, help="concurrency of --profile")
     args = parser.parse_args()
     import numpy as np
 
@@ -259,6 +267,17 @@ def main() -> None:
         "cnn": json.dumps({"instances": np.random.default_rng(0).uniform(0, 1, (1, 32, 32, 3)).tolist()}),
     }
     storage = "redis://127.0.0.1:6379/0" if args.limits == "redis" else "memory://"
+    if args.profile:
+        profile(
+            folder,
+            models,
+            storage,
+            args.profile,
+            bodies[args.profile],
+            args.seconds,
+            args.profile_concurrency,
+        )
+        return
     gw, gw_port, key = gateway(folder, models, storage)
     results: list[dict[str, Any]] = []
     try:
@@ -308,6 +327,31 @@ def main() -> None:
     (ROOT / "bench" / "out" / f"serve-{args.limits}.json").write_text(
         json.dumps({"runs": results, "worker_peak_rss": peaks}, indent=1)
     )
+
+
+def profile(
+    folder: Path,
+    models: dict[str, Path],
+    storage: str,
+    name: str,
+    body: str,
+    seconds: float,
+    concurrency: int,
+) -> None:
+    import pstats
+
+    out = folder / "gateway.prof"
+    gw, port, key = gateway(folder, models, storage, profile=out)
+    try:
+        url = f"http://127.0.0.1:{port}/v1/models/{name}:predict"
+        load(url, key, body, concurrency, 2.0)  # warm
+        row = summarize([load(url, key, body, concurrency, seconds)])
+        print(f"{name} c={concurrency} under cProfile: {row['rps']:.1f} req/s, p50 {row['p50_ms']:.2f} ms")
+    finally:
+        gw.send_signal(signal.SIGINT)
+        gw.wait(60)
+    stats = pstats.Stats(str(out))
+    stats.sort_stats("tottime").print_stats(40)
 
 
 if __name__ == "__main__":

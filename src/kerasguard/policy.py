@@ -305,8 +305,19 @@ class Serve:
     drift_window: int = 200  # predictions per drift window (per model version, per gateway process)
     drift_confidence_drop: float = 0.15  # alarm when a window's mean confidence falls this far
     drift_p_value: float = 0.001  # class-mix alarm when the chi-square test's p-value is below this
+    # an instance below the attached STRIP detector's entropy threshold: "flag" (serve it, counted and
+    # logged) or "reject" (the whole request gets 422 with reason "strip")
+    strip_action: str = "flag"
+    strip_header: bool = False  # send X-KerasGuard-STRIP-Entropy when the version has a STRIP detector
+    # withdraw every served version after this many store polls failed in a row (0: keep serving what
+    # was last admitted for as long as the store is unreachable)
+    stale_after_failed_polls: int = 0
 
     def __post_init__(self) -> None:
+        if self.strip_action not in ("flag", "reject"):
+            raise PolicyError(f"serve.strip_action must be flag or reject, not {self.strip_action!r}")
+        if self.stale_after_failed_polls < 0:
+            raise PolicyError("serve.stale_after_failed_polls must be 0 (never) or more")
         if self.on_storage_error not in ("deny", "allow"):
             raise PolicyError(f"serve.on_storage_error must be deny or allow, not {self.on_storage_error!r}")
         if not self.rate_limit_storage.startswith(("memory://", "redis://", "rediss://", "unix://")):

@@ -6,6 +6,7 @@ import asyncio
 import io
 import struct
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,7 +136,7 @@ def test_batcher_merges_compatible_jobs_pads_and_splits() -> None:
         assert total == 6 and arrays[0].shape == (8, 4)  # padded to the bucket
         split(arrays[0] * 10, batch)
         for n, future in zip((1, 2, 3), futures, strict=True):
-            np.testing.assert_array_equal(future.result(), np.full((n, 4), n * 10))
+            np.testing.assert_array_equal(future.result().outputs, np.full((n, 4), n * 10))
         assert [j.count for j in await batcher.next_batch()] == [1] and not odd.done()
 
     asyncio.run(scenario())
@@ -152,6 +153,8 @@ def test_serve_policy_is_validated() -> None:
         {"ranges": {"digits": [0, 1]}},
         {"ranges": {"digits/pixels": [2, 1]}},
         {"max_batch": 0},
+        {"strip_action": "block"},
+        {"stale_after_failed_polls": -1},
         {"unknown": 1},
     ):
         with pytest.raises(PolicyError):
@@ -195,3 +198,112 @@ def test_rate_limits_count_like_limits_does(storage: str) -> None:
             await limits.elements(tenant, "other" + key, 11)
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("storage", ["memory://", "redis://127.0.0.1:6379/0"])
+def test_predict_counts_requests_and_elements_in_one_step(storage: str) -> None:
+    """``predict`` counts the request and its elements for the key and the tenant (one script with
+    Redis); the per-process pre-check refuses only what the shared limit would refuse too."""
+    pytest.importorskip("limits")
+    from kerasguard.policy import Serve
+    from kerasguard.serve.ratelimit import RateLimits
+
+    if storage.startswith("redis"):
+        redis = pytest.importorskip("redis")
+        try:
+            redis.Redis(host="127.0.0.1", port=6379, socket_timeout=1).ping()
+        except Exception:
+            pytest.skip("no Redis on 127.0.0.1:6379")
+    import secrets
+
+    async def scenario() -> None:
+        limits = RateLimits(
+            Serve(rate_limit_storage=storage, key_requests_per_second=50, key_elements_per_second=100)
+        )
+        key, tenant = secrets.token_hex(8), "t-" + secrets.token_hex(4)
+        await limits.predict(tenant, key, 60)
+        with pytest.raises(ApiError) as info:
+            await limits.predict(tenant, key, 41)  # 101 elements: the key's element limit
+        assert info.value.status == 429 and info.value.reason == "rate_limited_key"
+        stats = await limits.limiter.get_window_stats(limits.key_requests, "key", key)
+        assert stats.remaining == 48  # both predicts counted as requests
+        tenant_stats = await limits.limiter.get_window_stats(
+            limits.tenant_elements, "tenant-elements", tenant
+        )
+        assert tenant_stats.remaining == limits.tenant_elements.amount - 101
+        other = secrets.token_hex(8)
+        for _ in range(50):
+            limits.precheck(other)
+        with pytest.raises(ApiError) as info:
+            limits.precheck(other)
+        assert info.value.status == 429
+
+    asyncio.run(scenario())
+
+
+def test_json_bodies_parse_the_same_with_and_without_orjson() -> None:
+    """The fast parser gives exactly ``json``'s values, and what it refuses ``json`` still decides
+    (NaN, integers beyond 64 bits, lone surrogates), so the accepted bodies do not change."""
+    import json
+
+    pytest.importorskip("orjson")
+    rng = np.random.default_rng(0)
+    bodies = [
+        json.dumps({"instances": rng.normal(0, 1e3, (3, 4, 5)).tolist()}).encode(),
+        json.dumps({"instances": [[1e-320, 5e-324, 1.7976931348623157e308, -0.0, 0.1, 1e999]]}).encode(),
+        b'{"instances": [[NaN, Infinity, -Infinity, 1]]}',
+        b'{"inputs": {"x": [1, 2]}, "signature_name": "\\ud800"}',
+        b'{"instances": [[1, 2]], "instances": [[3, 4]]}',
+    ]
+    for body in bodies:
+        fast, slow = validation.loads(body), json.loads(body)
+        assert json.dumps(fast) == json.dumps(slow)  # NaN != NaN: compare the texts
+    # an integer beyond 64 bits: a float for orjson, an int for json; the same float64 in the array, and
+    # refused for an integer input either way (rule: dtype)
+    huge = b'{"instances": [[' + b"9" * 40 + b", 1]]}"
+    fast, slow = validation.loads(huge)["instances"], json.loads(huge)["instances"]
+    assert np.array_equal(np.array(fast, dtype=np.float64), np.array(slow, dtype=np.float64))
+    spec = TensorSpec("x", (None, 2), "int64")
+    with pytest.raises(ApiError) as info:
+        validation.parse("application/json", huge, [spec], validation.Checks(8, 1 << 20, {}))
+    assert info.value.status == 422 and "rule: dtype" in info.value.message
+    for bad in (b"{", b'{"instances": [1,]}', b"\xff", b"[" * 100_000 + b"]" * 100_000):
+        with pytest.raises((ValueError, RecursionError)):
+            validation.loads(bad)
+
+
+def test_strip_attachment_checks_size_digest_and_model(tmp_path: Path) -> None:
+    """``store push --detector FILE.npz``: the attachment is refused when too large for the store, edited
+    after it was written, or fitted for another model; a good one round-trips with its threshold."""
+    import base64
+
+    from kerasguard.errors import ProbeError
+    from kerasguard.probe.strip import StripDetector, attachment, from_attachment
+
+    rng = np.random.default_rng(0)
+    sha = "ab" * 32
+
+    def detector(n: int, model_sha256: str | None = sha) -> Path:
+        overlay = rng.uniform(0, 1, (n, 64)).astype(np.float32)
+        found = StripDetector(overlay, 0.3, 0.05, 20, 0.0, 1.0, 10, model_sha256=model_sha256)
+        path = tmp_path / f"strip-{n}-{model_sha256}.npz"
+        found.save(path)
+        return path
+
+    value = attachment(detector(100), model_sha256=sha)
+    assert from_attachment(value, model_sha256="sha256:" + sha, where="t").threshold == 0.3
+    with pytest.raises(ProbeError, match="larger than"):
+        attachment(detector(200), model_sha256=sha)  # 52 KB of overlays: over the 36 KiB cap
+    with pytest.raises(ProbeError, match="another model"):
+        from_attachment(value, model_sha256="cd" * 32, where="t")
+    with pytest.raises(ProbeError, match="another model"):  # names one model, pushed with another
+        attachment(detector(50), model_sha256="cd" * 32)
+    unbound = attachment(detector(50, None), model_sha256=sha)  # bound by the attachment's own digest
+    with pytest.raises(ProbeError, match="another model"):
+        from_attachment(unbound, model_sha256="cd" * 32, where="t")
+    blob = bytearray(base64.b64decode(value["npz"]))
+    blob[-200] ^= 1  # one flipped bit (the zip's CRC refuses it; an edit with a new CRC: test_serve_strip)
+    with pytest.raises(ProbeError, match="Bad CRC"):
+        from_attachment({**value, "npz": base64.b64encode(bytes(blob)).decode()}, model_sha256=sha, where="t")
+    with pytest.raises(ProbeError):
+        from_attachment({**value, "format": "other"}, model_sha256=sha, where="t")

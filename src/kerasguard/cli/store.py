@@ -125,8 +125,8 @@ def _print_info(info: "ModelInfo", as_json: bool, checks: dict[str, str] | None 
 
 
 def _check_attachments(opened: "ModelStore", token: str, info: "ModelInfo") -> dict[str, str]:
-    """Read every sealed attachment back (decrypted, digest and size checked; a detector also through
-    every check the gateway runs): "ok" or the reason it is refused."""
+    """Read every sealed attachment back (decrypted, digest and size checked; a detector or STRIP
+    detector also through every check the gateway runs): "ok" or the reason it is refused."""
     from kerasguard.errors import KerasGuardError
 
     checks: dict[str, str] = {}
@@ -142,6 +142,10 @@ def _check_attachments(opened: "ModelStore", token: str, info: "ModelInfo") -> d
                 from kerasguard.robustness.detector_files import from_sealed
 
                 from_sealed(found[1], model_sha256=info.digest, where=f"{info.ref} ({a.name})")
+            elif a.kind == "strip":
+                from kerasguard.probe.strip import from_sealed as strip_from_sealed
+
+                strip_from_sealed(found[1], model_sha256=str(info.digest), where=f"{info.ref} ({a.name})")
         except KerasGuardError as exc:
             checks[key] = f"REFUSED: {exc.message}"
         else:

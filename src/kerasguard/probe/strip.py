@@ -13,6 +13,7 @@ and optionally the model's SHA-256, so a gateway can refuse a detector fitted fo
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -158,7 +159,7 @@ class StripDetector:
         max_bytes: int = MAX_DETECTOR_BYTES,
     ) -> StripDetector:
         """Read and check a saved detector (sizes, members, header, digest, optional pinned digest)."""
-        overlay, meta = _read(Path(path), max_bytes)
+        overlay, meta = _read(Path(path), max_bytes, str(path))
         detector = _from_meta(meta, overlay)
         stored = meta.get("digest")
         actual = detector.digest
@@ -169,6 +170,23 @@ class StripDetector:
         if model is not None:
             detector.bind(model)
         return detector
+
+
+def from_sealed(blob: bytes, *, model_sha256: str, where: str) -> StripDetector:
+    """The detector of a sealed store attachment (``store push --detector FILE.npz``; the store has
+    already checked the blob's SHA-256 against its MAC-covered entry), with every check of
+    :meth:`StripDetector.load` redone and the model it was fitted on compared with ``model_sha256``."""
+    overlay, meta = _read(io.BytesIO(blob), MAX_DETECTOR_BYTES, where)
+    detector = _from_meta(meta, overlay)
+    if meta.get("digest") != detector.digest:
+        raise ProbeError(f"the STRIP detector attached to {where}: digest mismatch (modified or corrupted)")
+    if detector.model_sha256 is not None and _bare(detector.model_sha256) != _bare(model_sha256):
+        raise ProbeError(f"the STRIP detector attached to {where} was fitted for another model")
+    return detector
+
+
+def _bare(digest: str) -> str:
+    return digest.removeprefix("sha256:").lower()
 
 
 def fit_strip(
@@ -243,15 +261,15 @@ def _digest(meta: dict[str, Any], overlay: np.ndarray) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _read(path: Path, max_bytes: int) -> tuple[np.ndarray, dict[str, Any]]:
+def _read(source: Path | io.BytesIO, max_bytes: int, path: str) -> tuple[np.ndarray, dict[str, Any]]:
     try:
-        size = path.stat().st_size
+        size = source.stat().st_size if isinstance(source, Path) else len(source.getbuffer())
     except OSError as exc:
         raise ProbeError(f"cannot read STRIP detector {path}: {exc.strerror or exc}") from None
     if size > max_bytes:
         raise ProbeError(f"STRIP detector {path} is {size} bytes, above the {max_bytes}-byte limit")
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(source) as zf:
             infos = zf.infolist()
             if {i.filename for i in infos} != _MEMBERS or len(infos) != len(_MEMBERS):
                 raise ProbeError(f"STRIP detector {path} must hold exactly overlay.npy and meta.npy")
@@ -263,7 +281,9 @@ def _read(path: Path, max_bytes: int) -> tuple[np.ndarray, dict[str, Any]]:
             meta_info = zf.getinfo("meta.npy")
             if meta_info.file_size > MAX_META_BYTES:
                 raise ProbeError(f"STRIP detector {path}: header above {MAX_META_BYTES} bytes")
-        with np.load(path, allow_pickle=False) as npz:
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+        with np.load(source, allow_pickle=False) as npz:
             overlay = npz["overlay"]
             meta_bytes = npz["meta"]
     except ProbeError:

@@ -3,9 +3,10 @@
 Started by :mod:`kerasguard.sandbox.launcher` as ``python -I -c <bootstrap> ROOT READ_FD WRITE_FD``
 with a scrubbed environment. It reads its :class:`ChildConfig` from the control pipe, applies
 every layer it was asked for (or reports the failure and exits), then serves ``load``, ``predict``,
-``layer_input`` (what one named layer receives: features for input detectors), ``summary``, ``ping``
-and ``close``. Its stdout and stderr are only logs for the parent; the protocol runs on the dedicated
-pipe descriptors.
+``layer_input`` (what one named layer receives: features for input detectors), ``serve`` (the
+gateway's one round trip per batch: outputs through the compiled predict function, plus the features
+and STRIP entropies its detectors need), ``strip_setup``, ``summary``, ``ping`` and ``close``. Its
+stdout and stderr are only logs for the parent; the protocol runs on the dedicated pipe descriptors.
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ class Server:
         self.custom_objects = custom_objects
         self.model: Any = None
         self._taps: dict[str, Any] = {}
+        self._joint: dict[str, Any] = {}  # layer -> a model giving the outputs and that layer's input
+        self._strip: tuple[Any, float, float, bool] | None = None  # overlays, lo, hi, outputs are logits
 
     def handle(
         self, op: str, header: dict[str, Any], arrays: list[Array]
@@ -103,6 +106,8 @@ class Server:
             "load": self.load,
             "predict": self.predict,
             "layer_input": self.layer_input,
+            "serve": self.serve,
+            "strip_setup": self.strip_setup,
             "summary": self.summary,
             "ping": lambda h, a: ({"ok": True}, []),
         }
@@ -111,7 +116,7 @@ class Server:
                 "ok": False,
                 "error": {"stage": op, "type": "ProtocolError", "message": f"unknown op {op!r}"},
             }, []
-        if op in ("predict", "layer_input", "summary") and self.model is None:
+        if op in ("predict", "layer_input", "serve", "strip_setup", "summary") and self.model is None:
             return {
                 "ok": False,
                 "error": {"stage": op, "type": "ProtocolError", "message": "no model loaded"},
@@ -172,6 +177,73 @@ class Server:
         y = tap.predict(x, batch_size=batch_size if isinstance(batch_size, int) else None, verbose=0)
         structure, outputs = flatten(y)
         return {"ok": True, "structure": structure}, outputs
+
+    def serve(self, header: dict[str, Any], arrays: list[Array]) -> tuple[dict[str, Any], list[Array]]:
+        """One batch for the gateway, in one round trip: the outputs, and on request the input of the
+        named layer (OOD features) and each row's STRIP entropy (``picks``: the overlay indices per row,
+        drawn by the parent, sent as the last array). ``predict_on_batch`` runs the compiled predict
+        function directly: ``predict`` builds a data adapter, an iterator and callbacks on every call."""
+        import numpy as np
+
+        layer = header.get("layer")
+        strip = bool(header.get("strip"))
+        inputs = arrays[:-1] if strip else arrays
+        x = unflatten(header.get("structure"), inputs)
+        started = time.perf_counter()
+        if isinstance(layer, str) and 0 < len(layer) <= 200:
+            joint = self._joint.get(layer)
+            if joint is None:
+                if len(self.model.outputs) != 1:
+                    raise ValueError("features need a model with one output")
+                joint = self.keras.Model(
+                    self.model.inputs, [self.model.outputs[0], self.model.get_layer(layer).input]
+                )
+                self._joint[layer] = joint
+            y, features = joint.predict_on_batch(x)
+            structure, outputs = {"kind": "array"}, [np.asarray(y), np.asarray(features)]
+        elif layer is not None:
+            raise ValueError("serve: bad layer name")
+        else:
+            structure, outputs = flatten(self.model.predict_on_batch(x))
+        reply: dict[str, Any] = {"ok": True, "structure": structure, "features": layer is not None}
+        if strip:
+            outputs.append(self._strip_entropy(inputs, arrays[-1]))
+            reply["strip"] = True
+        reply["compute_s"] = time.perf_counter() - started
+        return reply, outputs
+
+    def strip_setup(self, header: dict[str, Any], arrays: list[Array]) -> tuple[dict[str, Any], list[Array]]:
+        """Keep a STRIP detector's overlays (clean samples) for ``serve``."""
+        import numpy as np
+
+        lo, hi = header.get("lo"), header.get("hi")
+        if len(arrays) != 1 or not isinstance(lo, int | float) or not isinstance(hi, int | float):
+            raise ValueError("strip_setup needs the overlays and lo, hi")
+        overlay = np.array(arrays[0], dtype=np.float32)
+        self._strip = (overlay, float(lo), float(hi), bool(header.get("logits")))
+        return {"ok": True}, []
+
+    def _strip_entropy(self, inputs: list[Array], picks: Array) -> Array:
+        import numpy as np
+
+        if self._strip is None or len(inputs) != 1:
+            raise ValueError("STRIP needs strip_setup first and a model with one input")
+        overlay, lo, hi, logits = self._strip
+        x = np.asarray(inputs[0], dtype=np.float32)
+        picks = np.asarray(picks)
+        if picks.ndim != 2 or len(picks) != len(x) or picks.dtype.kind not in "iu":
+            raise ValueError("STRIP picks must be (rows, n_perturb) integers")
+        if picks.size and (picks.min() < 0 or picks.max() >= len(overlay)):
+            raise ValueError("STRIP picks out of range")
+        k = picks.shape[1]
+        blends = np.clip(x[:, None] + overlay[picks], lo, hi).reshape(len(x) * k, *x.shape[1:])
+        out = np.asarray(self.model.predict_on_batch(blends), dtype=np.float64).reshape(len(x), k, -1)
+        if logits:
+            out = out - out.max(axis=-1, keepdims=True)
+            out = np.exp(out)
+            out /= out.sum(axis=-1, keepdims=True)
+        entropy = -(out * np.log(np.clip(out, 1e-12, 1.0))).sum(axis=-1)
+        return np.asarray(entropy.mean(axis=1), dtype=np.float64)
 
     def summary(self, header: dict[str, Any], arrays: list[Array]) -> tuple[dict[str, Any], list[Array]]:
         lines: list[str] = []

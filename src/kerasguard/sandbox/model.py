@@ -106,6 +106,42 @@ class SandboxedModel:
         reply, outputs = self._child.request("layer_input", header, [np.ascontiguousarray(a) for a in arrays])
         return unflatten(reply.get("structure"), outputs)
 
+    def serve(self, x: Any, *, layer: str | None = None, strip_picks: Any = None) -> tuple[Any, Any, Any]:
+        """One gateway batch in one round trip: (outputs, the named layer's input or None, the STRIP
+        entropy per row or None). Runs the child's compiled predict function (``predict_on_batch``);
+        ``strip_picks`` (rows x n_perturb overlay indices) needs :meth:`strip_setup` first."""
+        if self.closed:
+            raise SandboxError("this SandboxedModel is closed", limit=None)
+        structure, arrays = flatten(x)
+        for arr in arrays:
+            check_dtype(arr.dtype)
+        self._check_shapes(arrays)
+        header: dict[str, Any] = {"structure": structure}
+        if layer is not None:
+            header["layer"] = str(layer)[:200]
+        payload = [np.ascontiguousarray(a) for a in arrays]
+        if strip_picks is not None:
+            header["strip"] = True
+            payload.append(np.ascontiguousarray(strip_picks, dtype=np.int32))
+        reply, outputs = self._child.request("serve", header, payload)
+        features = entropy = None
+        if strip_picks is not None:
+            if reply.get("strip") is not True or not outputs:
+                raise SandboxError("the sandboxed child sent no STRIP entropies", limit="protocol")
+            entropy, outputs = outputs[-1], outputs[:-1]
+        if layer is not None:
+            if reply.get("features") is not True or len(outputs) != 2:
+                raise SandboxError("the sandboxed child sent no features", limit="protocol")
+            return outputs[0], outputs[1], entropy
+        return unflatten(reply.get("structure"), outputs), features, entropy
+
+    def strip_setup(self, overlay: Any, lo: float, hi: float, *, logits: bool) -> None:
+        """Give the child a STRIP detector's overlays (clean samples) for :meth:`serve`."""
+        if self.closed:
+            raise SandboxError("this SandboxedModel is closed", limit=None)
+        header = {"lo": float(lo), "hi": float(hi), "logits": bool(logits)}
+        self._child.request("strip_setup", header, [np.ascontiguousarray(overlay, dtype=np.float32)])
+
     def _check_shapes(self, arrays: list[Any]) -> None:
         """Refuse inputs that cannot fit the model before they reach it (a failed call can leave
         Keras's predict function broken for later calls)."""

@@ -1,9 +1,12 @@
 """The FastAPI application: routes, the order of checks on a predict request, the OpenAPI contract.
 
-Order on predict: API key (401) -> request rate (429) -> the model among the caller's tenant's served
-versions (404, the same body for an unknown model and another tenant's) -> content type (415) -> per-key
-concurrency (429) -> body, read through the guard (413, 408) -> validation (400, 422) -> element rate
-(429) -> the worker's queue (503) -> predict within the request deadline (504; 503 if the model died).
+Order on predict: API key (401) -> this process's count of the key's requests (429) -> the model among
+the caller's tenant's served versions (404, the same body for an unknown model and another tenant's) ->
+content type (415) -> per-key concurrency (429) -> body, read through the guard (413, 408) -> validation
+(400, 422) -> request and element rates, shared, in one round trip (429; a request refused before this
+is still counted) -> the worker's queue (503) -> predict within the request deadline (504; 503 if the
+model died) -> the STRIP check when a detector is attached (422 ``strip`` under ``strip_action =
+"reject"``).
 There is no management endpoint on the API and no route takes a path or URL from the client; the review
 console (``[serve] console``, docs/console.md) is mounted under ``/console/`` with its own login.
 """
@@ -36,6 +39,8 @@ from kerasguard.serve.workers import Worker, WorkerSettings
 
 log = logging.getLogger("kerasguard.serve")
 OOD_HEADER = "X-KerasGuard-OOD-Score"  # one score per instance, comma-separated, when the policy asks
+STRIP_HEADER = "X-KerasGuard-STRIP-Entropy"  # one entropy per instance, when the policy asks
+STRIP_FLAG_HEADER = "X-KerasGuard-STRIP-Flagged"  # indices of the flagged instances (strip_action flag)
 OFFLOAD_PARSE_BYTES = 64 * 1024
 
 
@@ -159,7 +164,17 @@ class Gateway:
         )
 
     async def predict(self, request: Request, name: str, version: str | None) -> Response:
-        caller = await self.authenticate(request)
+        caller = await self.keys.caller(request.headers.get("authorization"))
+        request.state.tenant, request.state.key_id = caller.tenant, caller.key_id
+        self.limits.precheck(caller.key_id)
+        try:
+            return await self._predict(request, caller, name, version)
+        except ApiError as exc:
+            if not exc.counted:  # refused before the shared count: count the request now
+                await self.limits.request(caller.tenant, caller.key_id)
+            raise
+
+    async def _predict(self, request: Request, caller: Caller, name: str, version: str | None) -> Response:
         worker = self.registry.find(caller.tenant, name, version)
         if worker is None:
             raise not_found()
@@ -172,6 +187,7 @@ class Gateway:
         self.inflight[caller.key_id] += 1
         start = time.perf_counter()
         status = "error"
+        counted = False
         try:
             body = await request.body()
             checks = self.checks(name)
@@ -183,25 +199,31 @@ class Gateway:
             else:
                 parsed = validation.parse(kind, body, worker.input_spec, checks)
             state.instances = parsed.count
-            await self.limits.elements(caller.tenant, caller.key_id, parsed.elements)
+            counted = True
+            await self.limits.predict(caller.tenant, caller.key_id, parsed.elements)
             remaining = serve.request_timeout_s - (time.perf_counter() - start)
             try:
-                result, ood = await asyncio.wait_for(
+                scored = await asyncio.wait_for(
                     worker.predict(parsed.arrays, parsed.count), max(remaining, 0.001)
                 )
             except TimeoutError:
                 raise ApiError(
                     504, "deadline", "the model did not answer within the request deadline"
                 ) from None
-            names = [s.name for s in worker.output_spec]
-            payload = validation.encode_outputs(result, names, parsed.layout)
-            status = "ok"
             headers = {}
-            if ood is not None and serve.ood_header:
-                headers[OOD_HEADER] = ",".join(f"{float(v):.6g}" for v in ood)
+            if scored.strip is not None:
+                headers.update(self.strip_verdict(request, worker, scored.strip))
+            names = [s.name for s in worker.output_spec]
+            payload = validation.encode_outputs(scored.outputs, names, parsed.layout)
+            status = "ok"
+            if scored.ood is not None and serve.ood_header:
+                headers[OOD_HEADER] = ",".join(f"{float(v):.6g}" for v in scored.ood)
             return Response(
                 json.dumps(payload, separators=(",", ":")), media_type="application/json", headers=headers
             )
+        except ApiError as exc:
+            exc.counted = counted
+            raise
         finally:
             self.inflight[caller.key_id] -= 1
             if self.inflight[caller.key_id] <= 0:
@@ -209,6 +231,25 @@ class Gateway:
             self.metrics.latency.labels(caller.tenant, name, worker.ref.version, status).observe(
                 time.perf_counter() - start
             )
+
+    def strip_verdict(self, request: Request, worker: Worker, entropy: Any) -> dict[str, str]:
+        """Instances below the STRIP threshold: 422 ``strip`` (policy ``reject``) or served with their
+        indices in a header and the access log (``flag``)."""
+        serve = self.policy.serve
+        strip = worker.strip
+        headers = {}
+        if serve.strip_header:
+            headers[STRIP_HEADER] = ",".join(f"{float(v):.6g}" for v in entropy)
+        flagged = [] if strip is None else [i for i, v in enumerate(entropy) if v < strip.threshold]
+        if not flagged:
+            return headers
+        request.state.strip_flagged = len(flagged)
+        if serve.strip_action == "reject":
+            raise ApiError(
+                422, "strip", f"{len(flagged)} instance(s) look like carrying a backdoor trigger (STRIP)"
+            )
+        headers[STRIP_FLAG_HEADER] = ",".join(str(i) for i in flagged[:256])
+        return headers
 
     def update_gauges(self) -> None:
         for worker in self.registry.all_workers():

@@ -136,20 +136,32 @@ def merge(batch: list[Job]) -> tuple[list[np.ndarray[Any, Any]], int]:
 
 @dataclass(frozen=True)
 class Scored:
-    """A job's outputs with the OOD score of each of its instances."""
+    """A job's outputs with, per instance, its OOD score and its STRIP entropy (None: no such detector)."""
 
     outputs: Any
-    ood: np.ndarray[Any, Any]
+    ood: np.ndarray[Any, Any] | None = None
+    strip: np.ndarray[Any, Any] | None = None
 
 
-def split(result: Any, batch: list[Job], ood: np.ndarray[Any, Any] | None = None) -> None:
-    """Hand each job its rows of the outputs (padding rows dropped), with its OOD scores if given."""
+def split(
+    result: Any,
+    batch: list[Job],
+    ood: np.ndarray[Any, Any] | None = None,
+    strip: np.ndarray[Any, Any] | None = None,
+) -> None:
+    """Hand each job its rows of the outputs (padding rows dropped), with its detectors' scores."""
     start = 0
     for job in batch:
         end = start + job.count
         if not job.future.done():
             rows = _rows(result, start, end)
-            job.future.set_result(rows if ood is None else Scored(rows, ood[start:end]))
+            job.future.set_result(
+                Scored(
+                    rows,
+                    None if ood is None else ood[start:end],
+                    None if strip is None else strip[start:end],
+                )
+            )
         start = end
 
 

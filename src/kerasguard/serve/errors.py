@@ -19,6 +19,7 @@ class ApiError(Exception):
         self.reason = reason
         self.message = message
         self.retry_after = retry_after
+        self.counted = False  # a predict refused after its shared rate-limit count (app.Gateway.predict)
 
     def headers(self) -> dict[str, str]:
         out = {}

@@ -26,7 +26,7 @@ from kerasguard.serve.metrics import Metrics
 access_log = logging.getLogger("kerasguard.serve.access")
 log = logging.getLogger("kerasguard.serve")
 
-LOG_FIELDS = ("tenant", "key_id", "model", "version", "digest", "instances")
+LOG_FIELDS = ("tenant", "key_id", "model", "version", "digest", "instances", "strip_flagged")
 
 
 class Guard:

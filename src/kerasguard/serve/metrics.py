@@ -9,6 +9,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 # Squared Mahalanobis distances: clean data sits near the feature width, outliers far above it.
 OOD_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 100000)
+# STRIP entropies (nats): 0 for a blend always in one class, ln(classes) at most (2.3 for 10 classes).
+STRIP_BUCKETS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 
 
 class Metrics:
@@ -81,6 +83,19 @@ class Metrics:
             "kerasguard_serve_drift_alarms_total",
             "Drift windows that differ from the detector's reference, by kind (confidence, class_mix).",
             ["tenant", "model", "version", "kind"],
+            registry=r,
+        )
+        self.strip_entropy = Histogram(
+            "kerasguard_serve_strip_entropy",
+            "STRIP entropy per instance (low: the prediction survives superimposition, a trigger sign).",
+            ["tenant", "model", "version"],
+            buckets=STRIP_BUCKETS,
+            registry=r,
+        )
+        self.strip_flags = Counter(
+            "kerasguard_serve_strip_flags_total",
+            "Instances whose STRIP entropy is below the attached STRIP detector's threshold.",
+            ["tenant", "model", "version"],
             registry=r,
         )
         self.detector_errors = Counter(

@@ -1,17 +1,22 @@
 """Rate limits per key and per tenant, in requests and input elements per second (``limits``).
 
 Counters live in memory for one process or in Redis for several gateway processes (the limit then
-holds across all of them). Limits are ``limits`` fixed one-second windows. With Redis, the key's and the
-tenant's counter are updated in one round trip: one script that does for both counters what ``limits``'
-own fixed-window script does for one (INCRBY, EXPIRE on the first hit), on the keys ``limits`` would use;
-``limits``' asyncio Redis client costs ~0.3 ms of CPU per command, and a request needs two such steps.
-If the storage cannot answer, the policy decides: ``deny`` (the default, fail closed: 503
-``limiter_unavailable``) or ``allow`` (serve without limits, logged).
+holds across all of them). Limits are ``limits`` fixed one-second windows. With Redis, counters are
+updated in one round trip: one script that does for each counter what ``limits``' own fixed-window
+script does for one (INCRBY, EXPIRE on the first hit), on the keys ``limits`` would use; ``limits``'
+asyncio Redis client costs ~0.3 ms of CPU per command. A predict request costs one round trip: its
+request and its elements, for the key and the tenant, are counted together once the body is parsed
+(``predict``); before that, a per-process counter refuses a key that this process alone has already seen
+over its request rate (``precheck``: a lower bound of the shared count, so it never refuses a request
+the shared limit would allow). A predict refused before it was counted (bad body, unknown model) is
+still counted as a request. If the storage cannot answer, the policy decides: ``deny`` (the default,
+fail closed: 503 ``limiter_unavailable``) or ``allow`` (serve without limits, logged).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from limits import RateLimitItemPerSecond
@@ -24,6 +29,7 @@ from kerasguard.serve.errors import ApiError, unavailable
 
 log = logging.getLogger("kerasguard.serve.ratelimit")
 STORAGE_TIMEOUT_S = 1.0
+MAX_LOCAL_KEYS = 10_000
 
 # For each key: INCRBY its cost, set the window's expiry when this hit created it, return the counts.
 INCR_EXPIRE_MANY = """
@@ -71,6 +77,28 @@ class RateLimits:
         self.tenant_requests = RateLimitItemPerSecond(policy.tenant_requests_per_second, namespace=namespace)
         self.key_elements = RateLimitItemPerSecond(policy.key_elements_per_second, namespace=namespace)
         self.tenant_elements = RateLimitItemPerSecond(policy.tenant_elements_per_second, namespace=namespace)
+        self._local: dict[str, tuple[int, int]] = {}  # key id -> (second, requests this process saw)
+
+    def precheck(self, key_id: str) -> None:
+        """429 at once when this process alone saw the key over its request rate this second."""
+        now = int(time.time())
+        second, count = self._local.get(key_id, (now, 0))
+        count = count + 1 if second == now else 1
+        if len(self._local) >= MAX_LOCAL_KEYS and key_id not in self._local:
+            self._local = {k: v for k, v in self._local.items() if v[0] == now}
+        self._local[key_id] = (now, count)
+        if count > self.key_requests.amount:
+            raise ApiError(429, "rate_limited_key", "rate limit exceeded; retry later", retry_after=1)
+
+    async def predict(self, tenant: str, key_id: str, elements: int) -> None:
+        """Count one predict request and its input elements against the key and the tenant, in one
+        round trip; 429 when any of the four is over (the key's verdicts first)."""
+        await self._hit(
+            (self.key_requests, ("key", key_id), 1, "rate_limited_key"),
+            (self.key_elements, ("key-elements", key_id), elements, "rate_limited_key"),
+            (self.tenant_requests, ("tenant", tenant), 1, "rate_limited_tenant"),
+            (self.tenant_elements, ("tenant-elements", tenant), elements, "rate_limited_tenant"),
+        )
 
     async def request(self, tenant: str, key_id: str) -> None:
         """Count one request against the key and the tenant; 429 when either is over."""

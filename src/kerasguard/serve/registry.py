@@ -2,8 +2,11 @@
 
 The gateway polls the store (one ``list`` per tenant) every ``poll_seconds``: a version promoted to the
 stage gets a worker, a version quarantined, deleted or moved off the stage loses its worker, without a
-restart. Models are pulled into a private folder, digest-checked against the store's record, and
-loaded with ``kerasguard.load_model`` (verify, scan, sandbox) under the gateway's policy.
+restart. While the store cannot be polled, the gateway keeps serving what it last saw admitted, unless
+``stale_after_failed_polls`` is set: after that many failed polls in a row every worker is withdrawn
+(404 until the store answers again). Models are pulled into a private folder, digest-checked against
+the store's record, and loaded with ``kerasguard.load_model`` (verify, scan, sandbox) under the
+gateway's policy.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 
 from kerasguard.errors import KerasGuardError
 from kerasguard.policy import Policy
+from kerasguard.probe.strip import StripDetector
 from kerasguard.robustness.detectors import DetectorSet
 from kerasguard.sandbox.model import SandboxedModel
 from kerasguard.serve.metrics import Metrics
@@ -58,6 +62,22 @@ class StoreAccess:
     def authenticate(self, key: str) -> Principal | None:
         return self.store.authenticate_invoker(key)
 
+    def strip(self, ref: ModelRef) -> StripDetector | None:
+        """The STRIP detector attached to the version (``store push --detector FILE.npz`` or ``store
+        attach``): read through the store (decrypted, digest checked against the MAC-covered entry), then
+        its own digest and the model it was fitted on checked again; None when there is none."""
+        from kerasguard.probe.strip import from_sealed
+
+        where = f"{ref.tenant}/{ref.name}:{ref.version}"
+        try:
+            found = self.store.read_attachment(
+                self.token, ref.name, ref.version, kind="strip", namespace=ref.tenant
+            )
+            return None if found is None else from_sealed(found[1], model_sha256=ref.digest, where=where)
+        except KerasGuardError as exc:  # AttachmentError (the store's checks) or ProbeError (the file's)
+            _refused(ref, "strip", exc)
+            raise
+
     def detector(self, ref: ModelRef) -> DetectorSet | None:
         """The Mahalanobis detector attached to the version (``store push --detector DIR`` or ``store
         attach``): read through the store (decrypted, digest checked against the MAC-covered entry),
@@ -87,19 +107,7 @@ class StoreAccess:
                 return None
             return from_attachment(value, model_sha256=ref.digest, where=where)
         except DetectorFileError as exc:
-            log.error(
-                "%s",
-                json.dumps(
-                    {
-                        "event": "detector_refused",
-                        "tenant": ref.tenant,
-                        "model": ref.name,
-                        "version": ref.version,
-                        "reason": exc.message,
-                    },
-                    separators=(",", ":"),
-                ),
-            )
+            _refused(ref, "mahalanobis", exc)
             raise
 
     def load(self, ref: ModelRef) -> SandboxedModel:
@@ -122,6 +130,18 @@ class StoreAccess:
         return model
 
 
+def _refused(ref: ModelRef, kind: str, exc: KerasGuardError) -> None:
+    line = {
+        "event": "detector_refused",
+        "tenant": ref.tenant,
+        "model": ref.name,
+        "version": ref.version,
+        "detector": kind,
+        "reason": exc.message,
+    }
+    log.error("%s", json.dumps(line, separators=(",", ":")))
+
+
 class Registry:
     """Workers by (tenant, name, version), kept in step with the store."""
 
@@ -133,6 +153,8 @@ class Registry:
         self.latest: dict[tuple[str, str], str] = {}  # (tenant, name) -> version served by default
         self.polled = False
         self.store_ok = False
+        self.failed_polls = 0  # in a row
+        self.stale_after = access.policy.serve.stale_after_failed_polls
 
     def find(self, tenant: str, name: str, version: str | None) -> Worker | None:
         if version is None:
@@ -157,12 +179,27 @@ class Registry:
         loop = asyncio.get_running_loop()
         try:
             refs = await loop.run_in_executor(None, self._desired)
-        except Exception as exc:  # the store is unreachable: keep serving what was admitted
+        except Exception as exc:  # the store is unreachable: keep serving what was admitted (a while)
             self.store_ok = False
+            self.failed_polls += 1
             message = exc.message if isinstance(exc, KerasGuardError) else type(exc).__name__
-            log.warning("store poll failed: %s", message)
+            log.warning("store poll failed (%d in a row): %s", self.failed_polls, message)
+            if self.stale_after and self.failed_polls >= self.stale_after and self.workers:
+                log.warning(
+                    "%s",
+                    json.dumps(
+                        {
+                            "event": "store_stale",
+                            "failed_polls": self.failed_polls,
+                            "withdrawn": len(self.workers),
+                        },
+                        separators=(",", ":"),
+                    ),
+                )
+                await self._withdraw_all()
             return
         self.store_ok = True
+        self.failed_polls = 0
         desired = {(r.tenant, r.name, r.version): r for r in refs}
         for key in list(self.workers):
             worker = self.workers[key]
@@ -172,7 +209,14 @@ class Registry:
                 await worker.stop()
         for key, ref in desired.items():
             if key not in self.workers:
-                worker = Worker(ref, self.access.load, self.settings, self.metrics, self.access.detector)
+                worker = Worker(
+                    ref,
+                    self.access.load,
+                    self.settings,
+                    self.metrics,
+                    self.access.detector,
+                    self.access.strip,
+                )
                 self.workers[key] = worker
                 log.info("serving %s/%s:%s", *key)
                 worker.start()
@@ -193,6 +237,13 @@ class Registry:
         while True:
             await self.poll()
             await asyncio.sleep(interval)
+
+    async def _withdraw_all(self) -> None:
+        workers, self.workers, self.latest = list(self.workers.values()), {}, {}
+        self.metrics.models_served.set(0)
+        for worker in workers:
+            with contextlib.suppress(Exception):
+                await worker.stop()
 
     async def close(self) -> None:
         workers, self.workers = list(self.workers.values()), {}

@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from kerasguard.errors import KerasGuardError, ModelError, SandboxError
+from kerasguard.errors import KerasGuardError, ModelError, ProbeError, SandboxError
+from kerasguard.probe.strip import StripDetector
 from kerasguard.robustness.detectors import DetectorSet
 from kerasguard.robustness.errors import DetectorFileError
 from kerasguard.sandbox.model import SandboxedModel, TensorSpec
@@ -62,6 +63,8 @@ class WorkerSettings:
 Loader = Callable[[ModelRef], SandboxedModel]
 # The detector attached to a version in the store (None: no detector); raises when it fails its checks.
 DetectorLoader = Callable[[ModelRef], DetectorSet | None]
+# The STRIP detector attached to a version (None: none); raises when it fails its checks.
+StripLoader = Callable[[ModelRef], StripDetector | None]
 
 
 class Worker:
@@ -74,6 +77,7 @@ class Worker:
         settings: WorkerSettings,
         metrics: Metrics,
         detector_loader: DetectorLoader | None = None,
+        strip_loader: StripLoader | None = None,
     ) -> None:
         self.ref = ref
         self.settings = settings
@@ -87,6 +91,9 @@ class Worker:
         self._loader = loader
         self._detector_loader = detector_loader
         self.monitor: Monitor | None = None  # set when the version has a detector attached
+        self._strip_loader = strip_loader
+        self.strip: StripDetector | None = None  # set when the version has a STRIP detector attached
+        self._rng = np.random.default_rng()  # fresh overlays per batch (a fixed set could be learnt)
         self._model: SandboxedModel | None = None
         self._failures = 0
         self._retry_at = 0.0
@@ -132,20 +139,17 @@ class Worker:
 
     # ------------------------------------------------------------------ requests
 
-    async def predict(
-        self, arrays: list[np.ndarray[Any, Any]], count: int
-    ) -> tuple[Any, np.ndarray[Any, Any] | None]:
-        """(the outputs for these rows, their OOD scores or None without a detector), or ApiError 503
-        when the worker is down or its queue full."""
+    async def predict(self, arrays: list[np.ndarray[Any, Any]], count: int) -> Scored:
+        """The outputs for these rows with their OOD scores and STRIP entropies (None without such a
+        detector), or ApiError 503 when the worker is down or its queue full."""
         if self.state != "ready":
             wait = max(1.0, self._retry_at - time.monotonic())
             raise unavailable("worker_unavailable", "the model is starting or restarting; retry later", wait)
         future = self.batcher.submit(arrays, count)
         self.metrics.queue_depth.labels(*self.ref.labels).set(len(self.batcher))
         result = await future
-        if isinstance(result, Scored):
-            return result.outputs, result.ood
-        return result, None
+        assert isinstance(result, Scored)
+        return result
 
     # ------------------------------------------------------------------ the loop
 
@@ -153,12 +157,12 @@ class Worker:
         while self.state != "stopped":
             self.state = "starting"
             try:
-                model, monitor = await in_thread(self._load)
+                model, monitor, strip = await in_thread(self._load)
             except Exception as exc:  # a refused or failed load: counted, retried later
                 self._failed("load", _cause(exc), exc)
                 await self._backoff()
                 continue
-            self._model, self.monitor = model, monitor
+            self._model, self.monitor, self.strip = model, monitor, strip
             self.input_spec, self.output_spec = model.input_spec, model.output_spec
             self.state, self.attempted = "ready", True
             self.metrics.worker_up.labels(*self.ref.labels).set(1)
@@ -173,13 +177,18 @@ class Worker:
                 self._failed("predict", down.cause, down.error)
                 await self._backoff()
 
-    def _load(self) -> tuple[SandboxedModel, Monitor | None]:
+    def _load(self) -> tuple[SandboxedModel, Monitor | None, StripDetector | None]:
         monitor = self._load_detector()
+        strip = self._load_strip()
         model = self._loader(self.ref)
         if self.state == "stopped":  # withdrawn while it loaded: nobody will close it otherwise
             model.close()
             raise _Stopped
         try:
+            if monitor is not None:
+                self._check_detector_fits(model, monitor)
+            if strip is not None:
+                self._setup_strip(model, strip)
             # Compile every padded batch size now, when the input shape is fixed (free axes would
             # need a guess that may not fit the model, and a failed call can break its predict).
             fixed = all(d is not None for s in model.input_spec for d in s.shape[1:])
@@ -187,13 +196,38 @@ class Worker:
             warm = warm if fixed else []
             for size in buckets(self.settings.max_batch) if warm else []:
                 batch = [np.repeat(w, size, axis=0) for w in warm]
-                model.predict(batch if len(batch) > 1 else batch[0], batch_size=size)
-            if monitor is not None:
-                self._check_detector_fits(model, monitor)
+                self._call(model, monitor, strip, batch if len(batch) > 1 else batch[0], size)
+        except ValueError as exc:
+            model.close()
+            if monitor is not None or strip is not None:
+                self.metrics.detector_errors.labels(*self.ref.labels).inc()
+            raise ModelError(f"the attached detector does not fit the model: {exc}") from None
         except BaseException:
             model.close()
             raise
-        return model, monitor
+        return model, monitor, strip
+
+    def _load_strip(self) -> StripDetector | None:
+        if self._strip_loader is None:
+            return None
+        try:
+            return self._strip_loader(self.ref)
+        except ProbeError:  # the attachment itself is bad: not served (fail closed)
+            self.metrics.detector_errors.labels(*self.ref.labels).inc()
+            raise
+
+    def _setup_strip(self, model: SandboxedModel, strip: StripDetector) -> None:
+        """The STRIP detector must fit the model (one input of its shape, its number of classes); the
+        child keeps the overlays, and whether the model ends in logits is decided from real outputs."""
+        from kerasguard.probe.target import Target
+
+        try:
+            target = Target.of(model)
+            strip.bind(target)  # checks classes and shape, calibrates softmax vs logits on the overlays
+        except ProbeError as exc:
+            self.metrics.detector_errors.labels(*self.ref.labels).inc()
+            raise ModelError(f"the attached STRIP detector does not fit the model: {exc.message}") from None
+        model.strip_setup(strip.overlay, strip.lo, strip.hi, logits=not target.outputs_probabilities)
 
     def _load_detector(self) -> Monitor | None:
         """The attached detector, checked; a detector that fails its checks fails the load (fail
@@ -216,14 +250,13 @@ class Worker:
         if len(specs) != 1 or len(model.output_spec) != 1:
             raise ModelError("an attached detector needs a model with one input and one output")
         warm = np.zeros((1, *(d or 1 for d in specs[0].shape[1:])), dtype=specs[0].dtype)
-        fixed = all(d is not None for d in specs[0].shape[1:])
         try:
-            for size in buckets(self.settings.max_batch) if fixed else [1]:  # compiled now, not on a request
-                batch = np.repeat(warm, size, axis=0)
-                monitor.scores(np.asarray(model.layer_input(batch, monitor.head, batch_size=size)))
-        except ValueError as exc:
+            _, features, _ = model.serve(warm, layer=monitor.head)
+            monitor.scores(np.asarray(features))
+        except (ValueError, ModelError) as exc:
             self.metrics.detector_errors.labels(*self.ref.labels).inc()
-            raise ModelError(f"the attached detector does not fit the model: {exc}") from None
+            message = exc.message if isinstance(exc, ModelError) else str(exc)
+            raise ModelError(f"the attached detector does not fit the model: {message}") from None
 
     async def _serve(self, model: SandboxedModel) -> None:
         while True:
@@ -233,26 +266,45 @@ class Worker:
             arrays, total = merge(batch)
             self.metrics.batch_size.labels(*self.ref.labels).observe(total)
             x: Any = arrays if len(arrays) > 1 else arrays[0]
-            call = functools.partial(self._predict, model, self.monitor, x, len(arrays[0]))
+            call = functools.partial(self._call, model, self.monitor, self.strip, x, len(arrays[0]))
             try:
-                result, features = await in_thread(call)
+                result, features, entropy = await in_thread(call)
                 ood = None if self.monitor is None else self._score(result, features, total)
+                strip = None if entropy is None else self._strip_scores(entropy, total)
             except (SandboxError, ModelError, KerasGuardError, OSError, ValueError) as exc:
                 error = unavailable("worker_crashed", "the model failed; retry later")
                 for job in batch:
                     if not job.future.done():
                         job.future.set_exception(error)
                 raise _WorkerDown(_cause(exc), exc) from None
-            split(result, batch, ood)
+            split(result, batch, ood, strip)
             self._running = []
             self._failures = 0
 
-    @staticmethod
-    def _predict(model: SandboxedModel, monitor: Monitor | None, x: Any, size: int) -> tuple[Any, Any]:
-        """The outputs and, with a detector, the head layer's input features, from the child."""
-        result = model.predict(x, batch_size=size)
-        features = None if monitor is None else model.layer_input(x, monitor.head, batch_size=size)
-        return result, features
+    def _call(
+        self, model: SandboxedModel, monitor: Monitor | None, strip: StripDetector | None, x: Any, size: int
+    ) -> tuple[Any, Any, Any]:
+        """One round trip to the child: the outputs and, with detectors, the head layer's input
+        features and the STRIP entropy of every row (overlays drawn afresh for each batch)."""
+        picks = None
+        if strip is not None:
+            picks = self._rng.integers(0, len(strip.overlay), size=(size, strip.n_perturb), dtype=np.int32)
+        return model.serve(x, layer=None if monitor is None else monitor.head, strip_picks=picks)
+
+    def _strip_scores(self, entropy: Any, total: int) -> np.ndarray[Any, Any]:
+        """STRIP entropies of the real rows, observed in the metrics; flags counted."""
+        assert self.strip is not None
+        labels = self.ref.labels
+        values = np.asarray(entropy, dtype=np.float64)[:total]
+        if values.shape != (total,) or not np.all(np.isfinite(values)):
+            raise ValueError("the child's STRIP entropies are malformed")
+        histogram = self.metrics.strip_entropy.labels(*labels)
+        for value in values:
+            histogram.observe(float(value))
+        flagged = int(np.count_nonzero(values < self.strip.threshold))
+        if flagged:
+            self.metrics.strip_flags.labels(*labels).inc(flagged)
+        return values
 
     def _score(self, result: Any, features: Any, total: int) -> np.ndarray[Any, Any]:
         """OOD scores of the real rows (padding dropped), observed in the metrics, and the drift window."""

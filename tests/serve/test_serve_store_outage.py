@@ -21,7 +21,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from servehelp import SOURCE, STAGE, Gateway, World, auth, write_policy
+
+from support.servehelp import SOURCE, STAGE, Gateway, World, auth, write_policy
 
 pytestmark = [pytest.mark.slow, pytest.mark.keras]
 

@@ -272,13 +272,13 @@ def test_json_bodies_parse_the_same_with_and_without_orjson() -> None:
             validation.loads(bad)
 
 
-def test_strip_attachment_checks_size_digest_and_model(tmp_path: Path) -> None:
-    """``store push --detector FILE.npz``: the attachment is refused when too large for the store, edited
-    after it was written, or fitted for another model; a good one round-trips with its threshold."""
-    import base64
-
-    from kerasguard.errors import ProbeError
-    from kerasguard.probe.strip import StripDetector, attachment, from_attachment
+def test_strip_attachment_checks_digest_and_model(tmp_path: Path) -> None:
+    """``store push --detector FILE.npz``: a sealed STRIP attachment read back by the gateway is refused
+    when edited after it was written or fitted for another model; a good one round-trips with its
+    threshold, whatever its size (no provenance cap since attachments are sealed blobs)."""
+    from kerasguard import attach
+    from kerasguard.errors import ProbeError, StoreError
+    from kerasguard.probe.strip import StripDetector, from_sealed
 
     rng = np.random.default_rng(0)
     sha = "ab" * 32
@@ -290,20 +290,20 @@ def test_strip_attachment_checks_size_digest_and_model(tmp_path: Path) -> None:
         found.save(path)
         return path
 
-    value = attachment(detector(100), model_sha256=sha)
-    assert from_attachment(value, model_sha256="sha256:" + sha, where="t").threshold == 0.3
-    with pytest.raises(ProbeError, match="larger than"):
-        attachment(detector(200), model_sha256=sha)  # 52 KB of overlays: over the 36 KiB cap
+    good = detector(100).read_bytes()
+    assert from_sealed(good, model_sha256="sha256:" + sha, where="t").threshold == 0.3
+    big = detector(200)  # 52 KB of overlays: refused by the 36 KiB provenance cap before sealing
+    assert len(from_sealed(big.read_bytes(), model_sha256=sha, where="t").overlay) == 200
+    assert attach.detector(big, model_sha256=sha, max_bytes=1 << 20).kind == "strip"
     with pytest.raises(ProbeError, match="another model"):
-        from_attachment(value, model_sha256="cd" * 32, where="t")
-    with pytest.raises(ProbeError, match="another model"):  # names one model, pushed with another
-        attachment(detector(50), model_sha256="cd" * 32)
-    unbound = attachment(detector(50, None), model_sha256=sha)  # bound by the attachment's own digest
-    with pytest.raises(ProbeError, match="another model"):
-        from_attachment(unbound, model_sha256="cd" * 32, where="t")
-    blob = bytearray(base64.b64decode(value["npz"]))
+        from_sealed(good, model_sha256="cd" * 32, where="t")
+    with pytest.raises(StoreError, match="another model"):  # names one model, pushed with another
+        attach.detector(detector(50), model_sha256="cd" * 32, max_bytes=1 << 20)
+    unbound = detector(50, None).read_bytes()  # bound to its version by the store's sealed entry
+    assert from_sealed(unbound, model_sha256="cd" * 32, where="t").model_sha256 is None
+    blob = bytearray(good)
     blob[-200] ^= 1  # one flipped bit (the zip's CRC refuses it; an edit with a new CRC: test_serve_strip)
     with pytest.raises(ProbeError, match="Bad CRC"):
-        from_attachment({**value, "npz": base64.b64encode(bytes(blob)).decode()}, model_sha256=sha, where="t")
+        from_sealed(bytes(blob), model_sha256=sha, where="t")
     with pytest.raises(ProbeError):
-        from_attachment({**value, "format": "other"}, model_sha256=sha, where="t")
+        from_sealed(b"not a zip", model_sha256=sha, where="t")

@@ -89,6 +89,10 @@ def test_probe_policy_table_is_validated() -> None:
         {"privacy_max_auc": 0.3},
         {"min_clean_per_class": 1},
         {"backdoor_anomaly_index": 0},
+        {"backdoor_max_norm_ratio": 0},
+        {"backdoor_max_norm_ratio": 1.5},
+        {"backdoor_min_attack_success": -0.1},
+        {"backdoor_min_attack_success": 2},
         {"unknown": 1},
         {"privacy_max_tpr_at_1pct_fpr": "high"},
     ):

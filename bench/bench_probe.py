@@ -38,8 +38,8 @@ BATCH = 32
 
 
 def _prepare(folder: Path) -> dict[str, Any]:
-    sys.path.insert(0, str(ROOT / "tests" / "probe"))
-    import digits  # the test suite's builders: same seeds, same trigger
+    sys.path.insert(0, str(ROOT / "tests"))
+    import digitsets as digits  # the test suite's builders: same seeds, same trigger
 
     xtr, ytr, xte, yte = digits.digits(0)
     order = np.random.default_rng(1).permutation(len(xte))

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dghelp import TARGET, add_trigger, digits_split, plant, run_cli, train_mlp
+from dghelp import run_cli
 
+from digitsets import TARGET, add_trigger, digits_split, plant, train_mlp
 from kerasguard.findings import Finding, Severity
 
 pytestmark = [pytest.mark.slow, pytest.mark.keras]

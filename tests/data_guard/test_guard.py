@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from dghelp import digits_split, run_cli
+from dghelp import run_cli
 from typer.testing import CliRunner
 
+from digitsets import digits_split
 from kerasguard.cli import app
 from kerasguard.errors import DataError
 

@@ -16,9 +16,8 @@ import pytest
 keras = pytest.importorskip("keras")
 pytest.importorskip("sklearn")
 
+import digitsets as digits  # noqa: E402
 from kerasguard.probe import StripDetector, find_backdoor  # noqa: E402
-
-from . import digits  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.keras]
 TARGET = 0

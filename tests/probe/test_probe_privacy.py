@@ -17,11 +17,10 @@ from typer.testing import CliRunner
 keras = pytest.importorskip("keras")
 pytest.importorskip("sklearn")
 
+import digitsets as digits  # noqa: E402
 from kerasguard.cli import app  # noqa: E402
 from kerasguard.policy import policy_from_mapping  # noqa: E402
 from kerasguard.probe import ReferenceTraining, membership_leak  # noqa: E402
-
-from . import digits  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.keras]
 

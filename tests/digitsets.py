@@ -168,3 +168,25 @@ def build(
         model = mlp()
     train(model, xfit, yfit, epochs=epochs, seed=seed)
     return model, (xtr, ytr, xte, yte)
+
+
+def run_on_backend(backend: str, code: str, *args: str, timeout: float = 600) -> Any:
+    """Run ``code`` in a child interpreter on another Keras backend (Keras picks it once per process)
+    with this tree's ``src`` on the path; the child's last stdout line, parsed as JSON."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": src, "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

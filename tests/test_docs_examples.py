@@ -179,11 +179,11 @@ allow_unsafe_in_process = true     # our own model, scanned first: in-process fo
 
 
 def _digits_model(folder: Path) -> None:
-    """Digits classifiers (tests/probe/digits.py: clean and backdoored), their data, under the docs' names."""
+    """Digits classifiers (tests/digitsets.py: clean and backdoored), their data, under the docs' names."""
     import numpy as np
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from probe import digits
+    import digitsets as digits
 
     model, (xtr, ytr, xte, yte) = digits.build("mlp", poisoned=False, epochs=10)
     model.save(folder / "model.keras")

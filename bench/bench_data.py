@@ -34,54 +34,8 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGET = 0
-
-
-def digits() -> tuple[Any, Any, Any, Any]:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    d = load_digits()
-    return tuple(
-        train_test_split(
-            d.images.astype("float32"), d.target, test_size=0.3, random_state=0, stratify=d.target
-        )
-    )  # type: ignore[return-value]
-
-
-def trigger(x: Any) -> Any:
-    out = x.copy()
-    out[:, 6:8, 6:8] = 16.0
-    return out
-
-
-def plant(x: Any, y: Any, share: float, seed: int) -> tuple[Any, Any, Any]:
-    rng = np.random.default_rng(seed)
-    k = round(share * int((y == TARGET).sum()) / (1 - share))
-    picked = rng.choice(np.flatnonzero(y != TARGET), k, replace=False)
-    xp, yp = x.copy(), y.copy()
-    xp[picked] = trigger(x[picked])
-    yp[picked] = TARGET
-    return xp, yp, picked
-
-
-def train(x: Any, y: Any, seed: int, epochs: int) -> Any:
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential(
-        [
-            keras.Input((8, 8)),
-            keras.layers.Flatten(),
-            keras.layers.Rescaling(1 / 16),
-            keras.layers.Dense(128, activation="relu"),
-            keras.layers.Dense(64, activation="relu"),
-            keras.layers.Dense(10, activation="softmax"),
-        ]
-    )
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
-    return model
+sys.path.insert(0, str(ROOT / "tests"))
+from support.digitsets import TARGET, add_trigger, digits_split, plant, train_mlp  # noqa: E402  (the tests' builders)
 
 
 def side(python: str, case: Path, which: str, backend: str) -> dict[str, Any]:
@@ -109,15 +63,15 @@ def detection(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     from kerasguard.data import find_backdoor
     from kerasguard.data.retrain import accuracy
 
-    x_train, x_test, y_train, y_test = digits()
+    x_train, x_test, y_train, y_test = digits_split()
     others = y_test != TARGET
-    poisoned_test = (trigger(x_test[others]), np.full(int(others.sum()), TARGET))
+    poisoned_test = (add_trigger(x_test[others]), np.full(int(others.sum()), TARGET))
     rows: list[dict[str, Any]] = []
     for share in args.rates:
         case = work / f"case{int(share * 100)}"
         case.mkdir(parents=True, exist_ok=True)
         xp, yp, poison = plant(x_train, y_train, share, args.seed)
-        model = train(xp, yp, args.seed, args.epochs)
+        model = train_mlp(xp, yp, args.seed, args.epochs)
         model.save(case / "model.keras")
         np.savez(case / "train.npz", x=xp, y=yp)
         truth = set(poison.tolist())
@@ -169,7 +123,7 @@ def detection(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                 keep = np.ones(len(yp), dtype=bool)
                 keep[sorted(flagged)] = False
                 if keep.sum() >= 32:
-                    retrained = train(xp[keep], yp[keep], args.seed, args.epochs)
+                    retrained = train_mlp(xp[keep], yp[keep], args.seed, args.epochs)
                     row["asr_after"] = accuracy(retrained, poisoned_test)
                     row["acc_after"] = accuracy(retrained, (x_test, y_test))
             rows.append(row)

@@ -38,14 +38,16 @@ BATCH = 32
 
 
 def _prepare(folder: Path) -> dict[str, Any]:
-    sys.path.insert(0, str(ROOT / "tests" / "probe"))
-    import digits  # the test suite's builders: same seeds, same trigger
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support import digitsets as digits  # the test suite's builders: same seeds, same trigger
 
     xtr, ytr, xte, yte = digits.digits(0)
     order = np.random.default_rng(1).permutation(len(xte))
     probe_idx = order[:320]
     x_probe = xte[probe_idx].reshape(-1, 8, 8, 1)
     np.savez(folder / "probe.npz", x=x_probe, y=yte[probe_idx])
+    held = order[320:]  # never seen by either search: kerasguard confirms a flag with its trigger there
+    np.savez(folder / "held.npz", x=xte[held].reshape(-1, 8, 8, 1), y=yte[held])
     for poisoned in (True, False):
         model, _ = digits.build("cnn", poisoned=poisoned)
         model.save(folder / f"cnn_{'poisoned' if poisoned else 'clean'}.keras")
@@ -63,12 +65,14 @@ def _prepare(folder: Path) -> dict[str, Any]:
 def _kerasguard_search(folder: Path) -> dict[str, Any]:
     import keras
 
-    from kerasguard.probe.metrics import anomaly_indexes
+    from kerasguard.policy import Probe
+    from kerasguard.probe.backdoor import judge_triggers
     from kerasguard.probe.target import Target
     from kerasguard.probe.trigger import SearchConfig, search_triggers
 
-    data = np.load(folder / "probe.npz")
+    data, held = np.load(folder / "probe.npz"), np.load(folder / "held.npz")
     x = data["x"]
+    settings = Probe()
     out: dict[str, Any] = {"backend": keras.backend.backend()}
     for name in ("poisoned", "clean"):
         model = keras.saving.load_model(folder / f"cnn_{name}.keras")
@@ -80,11 +84,16 @@ def _kerasguard_search(folder: Path) -> dict[str, Any]:
         started = time.perf_counter()
         triggers = search_triggers(target, x, config)
         seconds = time.perf_counter() - started
-        idx = anomaly_indexes(np.array([t.l1 for t in triggers]))
+        classes = judge_triggers(target, triggers, held["x"], held["y"], settings)
         out[name] = {
             "seconds": round(seconds, 2),
-            "flagged": [int(c) for c in np.flatnonzero(idx > 2)],
+            "flagged": [c.target for c in classes if c.flagged],
+            # Neural Cleanse's MAD test alone (before decision 59)
+            "mad_only": [c.target for c in classes if c.anomaly_index > settings.backdoor_anomaly_index],
             "l1": [round(t.l1, 2) for t in triggers],
+            "index": [round(c.anomaly_index, 2) for c in classes],
+            "ratio": [round(c.norm_ratio, 2) for c in classes],
+            "held_success": [round(c.attack_success, 2) for c in classes],
         }
     return out
 

@@ -179,10 +179,10 @@ allow_unsafe_in_process = true     # our own model, scanned first: in-process fo
 
 
 def _digits_model(folder: Path) -> None:
-    """Digits classifiers (tests/probe/digits.py: clean and backdoored), their data, under the docs' names."""
+    """Digits classifiers (support/digitsets.py: clean and backdoored), their data, under the docs' names."""
     import numpy as np
 
-    from probe import digits
+    from support import digitsets as digits
 
     model, (xtr, ytr, xte, yte) = digits.build("mlp", poisoned=False, epochs=10)
     model.save(folder / "model.keras")

@@ -353,6 +353,10 @@ class Probe:
     """Thresholds of ``kerasguard probe`` (docs/probe.md): when a backdoor or a privacy leak is reported."""
 
     backdoor_anomaly_index: float = 2.0  # a class whose trigger is this many MADs below the median
+    # ... and whose mask norm is at most this share of the median norm (decision 59) ...
+    backdoor_max_norm_ratio: float = 0.6
+    # ... and whose recovered trigger sends at least this share of held-out clean inputs to it
+    backdoor_min_attack_success: float = 0.75
     min_clean_per_class: int = 10  # clean samples per class the trigger search and STRIP need
     strip_fpr: float = 0.05  # false-positive rate the STRIP detector is fitted at
     privacy_max_auc: float = 0.6  # membership-inference AUC above this is a leak
@@ -361,6 +365,10 @@ class Probe:
     def __post_init__(self) -> None:
         if not self.backdoor_anomaly_index > 0:
             raise PolicyError("probe.backdoor_anomaly_index must be above 0")
+        if not 0 < self.backdoor_max_norm_ratio <= 1:
+            raise PolicyError("probe.backdoor_max_norm_ratio must be above 0 and at most 1")
+        if not 0 <= self.backdoor_min_attack_success <= 1:
+            raise PolicyError("probe.backdoor_min_attack_success must be between 0 and 1")
         if self.min_clean_per_class < 2:
             raise PolicyError("probe.min_clean_per_class must be at least 2")
         if not 0 < self.strip_fpr < 0.5:

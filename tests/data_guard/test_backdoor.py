@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from kerasguard.findings import Finding, Severity
-from support.dghelp import TARGET, add_trigger, digits_split, plant, run_cli, train_mlp
+from support.dghelp import run_cli
+from support.digitsets import TARGET, add_trigger, digits_split, plant, train_mlp
 
 pytestmark = [pytest.mark.slow, pytest.mark.keras]
 

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from kerasguard.cli import app
 from kerasguard.errors import DataError
-from support.dghelp import digits_split, run_cli
+from support.dghelp import run_cli
+from support.digitsets import digits_split
 
 pytestmark = [pytest.mark.slow, pytest.mark.keras]
 

@@ -17,8 +17,7 @@ keras = pytest.importorskip("keras")
 pytest.importorskip("sklearn")
 
 from kerasguard.probe import StripDetector, find_backdoor  # noqa: E402
-
-from . import digits  # noqa: E402
+from support import digitsets as digits  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.keras]
 TARGET = 0
@@ -149,3 +148,37 @@ def test_cli_backdoor_in_process_then_strip_only_in_the_sandbox(runs: dict[Any, 
     assert "**Verdict: not searched**" in result.stdout
     detector = StripDetector.load(tmp_path / "s.npz")
     assert detector.model_sha256 == hashlib.sha256((tmp_path / "poisoned.keras").read_bytes()).hexdigest()
+
+
+def _bench_search(kind: str, poisoned: bool) -> tuple[Any, list[Any]]:
+    """The benchmark's search (bench/bench_probe.py): the first 320 shuffled test samples, the search's
+    defaults, the verdict confirmed on the other test samples."""
+    from kerasguard.policy import Probe
+    from kerasguard.probe.backdoor import judge_triggers
+    from kerasguard.probe.target import Target
+    from kerasguard.probe.trigger import SearchConfig, search_triggers
+
+    model, (_, _, xte, yte) = digits.build(kind, poisoned=poisoned)
+    order = np.random.default_rng(1).permutation(len(xte))
+    probe, held = order[:320], order[320:]
+    target = Target.of(model)
+    target.calibrate(xte[probe])
+    triggers = search_triggers(target, xte[probe], SearchConfig(max_samples=320))
+    return model, judge_triggers(target, triggers, xte[held], yte[held], Probe())
+
+
+def test_bench_clean_cnn_easiest_class_is_not_a_backdoor() -> None:
+    """Regression (issue 15): the benchmark's clean CNN has a naturally easy class 3 whose mask norm is
+    2.2-2.5 MADs below the median (the MAD alone flagged it); its mask is ~0.7 of the median norm, not
+    the ~0.5 of a planted trigger, so it is not flagged (decision 55)."""
+    _, classes = _bench_search("cnn", poisoned=False)
+    mad_only = [c.target for c in classes if c.anomaly_index > 2.0]
+    assert mad_only == [3], [round(c.anomaly_index, 2) for c in classes]  # the false positive's condition
+    assert [c.target for c in classes if c.flagged] == []
+    assert classes[3].norm_ratio > 0.65 and classes[3].attack_success > 0.75
+
+
+def test_bench_poisoned_cnn_is_still_flagged_with_its_target() -> None:
+    _, classes = _bench_search("cnn", poisoned=True)
+    assert [c.target for c in classes if c.flagged] == [TARGET]
+    assert classes[TARGET].norm_ratio < 0.55 and classes[TARGET].attack_success > 0.9

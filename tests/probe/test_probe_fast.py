@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 import zlib
@@ -69,7 +70,7 @@ def test_too_few_samples_per_class_names_the_minimum() -> None:
 def test_npz_with_pickled_object_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "evil.npz"
     np.savez(path, x=np.array([{"a": 1}], dtype=object), y=np.zeros(1))
-    with pytest.raises(ProbeError, match="cannot read"):
+    with pytest.raises(ProbeError, match="pickled objects; refused, never unpickled"):
         read_npz(path)
     np.savez(tmp_path / "nolabels.npz", x=np.zeros((3, 2)))
     with pytest.raises(ProbeError, match="no array 'y'"):
@@ -77,6 +78,14 @@ def test_npz_with_pickled_object_is_refused(tmp_path: Path) -> None:
     (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 not a zip")
     with pytest.raises(ProbeError, match="cannot read"):
         read_npz(tmp_path / "junk.npz")
+    # a header declaring 8 TB is refused before NumPy allocates it (the shared reader, kerasguard.npzfile)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w") as zf:
+        zf.writestr("x.npy", header.getvalue())
+        zf.writestr("y.npy", header.getvalue())
+    with pytest.raises(ProbeError, match="declare more than"):
+        read_npz(tmp_path / "bomb.npz")
 
 
 def test_probe_policy_table_is_validated() -> None:
@@ -89,6 +98,10 @@ def test_probe_policy_table_is_validated() -> None:
         {"privacy_max_auc": 0.3},
         {"min_clean_per_class": 1},
         {"backdoor_anomaly_index": 0},
+        {"backdoor_max_norm_ratio": 0},
+        {"backdoor_max_norm_ratio": 1.5},
+        {"backdoor_min_attack_success": -0.1},
+        {"backdoor_min_attack_success": 2},
         {"unknown": 1},
         {"privacy_max_tpr_at_1pct_fpr": "high"},
     ):

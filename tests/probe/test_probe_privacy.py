@@ -20,8 +20,7 @@ pytest.importorskip("sklearn")
 from kerasguard.cli import app  # noqa: E402
 from kerasguard.policy import policy_from_mapping  # noqa: E402
 from kerasguard.probe import ReferenceTraining, membership_leak  # noqa: E402
-
-from . import digits  # noqa: E402
+from support import digitsets as digits  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.keras]
 

@@ -16,6 +16,8 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
+from support import digitsets
+
 
 @dataclass(frozen=True)
 class Digits:
@@ -26,13 +28,9 @@ class Digits:
 
 @pytest.fixture(scope="session")
 def digits() -> Digits:
-    from sklearn.datasets import load_digits
-
     from kerasguard.robustness import make_dataset
 
-    bunch = load_digits()
-    x = (bunch.data / 16.0).astype(np.float32)
-    y = bunch.target.astype(np.int64)
+    x, y = digitsets.load()
     order = np.random.default_rng(0).permutation(len(x))
     x, y = x[order], y[order]
     parts = [(0, 700), (700, 1300), (1300, len(x))]
@@ -43,41 +41,21 @@ def digits() -> Digits:
 
 
 def _fit(model: Any, data: Any, epochs: int) -> Any:
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(data.x, data.y, epochs=epochs, batch_size=32, verbose=0, shuffle=True)
-    return model
+    return digitsets.train(model, data.x, data.y, epochs=epochs, seed=None)
 
 
 def build_mlp() -> Any:
     import keras
 
     keras.utils.set_random_seed(0)
-    return keras.Sequential(
-        [
-            keras.Input((64,)),
-            keras.layers.Dense(128, activation="relu"),
-            keras.layers.Dense(64, activation="relu"),
-            keras.layers.Dense(10, activation="softmax"),
-        ],
-        name="digits_mlp",
-    )
+    return digitsets.mlp()
 
 
 def build_cnn() -> Any:
     import keras
 
     keras.utils.set_random_seed(0)
-    return keras.Sequential(
-        [
-            keras.Input((8, 8, 1)),
-            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Flatten(),
-            keras.layers.Dense(64, activation="relu"),
-            keras.layers.Dense(10, activation="softmax"),
-        ],
-        name="digits_cnn",
-    )
+    return digitsets.cnn(convs=1)
 
 
 @pytest.fixture(scope="session")

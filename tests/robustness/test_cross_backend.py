@@ -7,18 +7,14 @@ model file saved by the JAX side; PGD starts without random noise, so only float
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-import kerasguard
 from kerasguard.robustness import AttackSpec, as_classifier, run_attack
+from support import digitsets
 
 from .conftest import Digits
 
@@ -54,18 +50,7 @@ def test_pgd_robust_accuracy_matches_jax(
         ).robust_accuracy  # type: ignore[arg-type]
         for norm, eps in (("linf", 0.1), ("l2", 1.0))
     }
-    src = str(Path(kerasguard.__file__).resolve().parents[1])
-    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": src, "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(saved_mlp), str(tmp_path / "data.npz")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    answer = digitsets.run_on_backend(backend, CHILD, str(saved_mlp), str(tmp_path / "data.npz"), timeout=240)
     assert answer["backend"] == backend and answer["kind"] == "TapeClassifier"
     assert expected["linf"] <= 0.7  # the attack really bites, so agreement means something
     for norm, accuracy in expected.items():

@@ -1,6 +1,6 @@
 """STRIP as a per-model input check in kerasguard serve: a real backdoored model, a real gateway.
 
-A digits MLP trained with a planted 2x2 trigger (tests/probe/digits.py: 10% of class 0's size, stamped
+A digits MLP trained with a planted 2x2 trigger (tests/support/digitsets.py: 10% of class 0's size, stamped
 samples of other classes relabelled 0), a STRIP detector fitted on clean data at 5% FPR and attached at
 push (``store push --detector strip.npz``). The sandboxed worker computes each instance's entropy under
 superimposition in the same round trip as the prediction. Tenant ``acme`` is served ``digits`` (the
@@ -40,7 +40,7 @@ class Backdoored:
 
     def __init__(self, folder: Path) -> None:
         from kerasguard.probe.strip import fit_strip
-        from probe import digits
+        from support import digitsets as digits
 
         model, (xtr, _ytr, xte, yte) = digits.build("mlp", poisoned=True, seed=0, epochs=40)
         self.model_path = folder / "digits.keras"

@@ -7,7 +7,7 @@ crossed or the model refused by the trust pipeline, 2 error (bad data, no gradie
 # No `from __future__ import annotations` (typer evaluates the annotations): see kerasguard/cli/__init__.py.
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -96,6 +96,24 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
     if len(dims) not in (2, 3) or any(d < 1 for d in dims):
         raise typer.BadParameter(f"{text!r} is not H x W or H x W x C", param_hint="--image-shape")
     return dims
+
+
+def _emit(
+    report: Any,
+    fmt: ReportFormat,
+    output: Path | None,
+    markdown: Callable[[Any], str],
+    text: Callable[[Any], str],
+    *,
+    found: bool,
+) -> typer.Exit:
+    """Write the report in ``fmt`` (JSON is ``report.to_dict()``); the exit: 1 when ``found``, else 0."""
+    if fmt is ReportFormat.json:
+        body = json.dumps(report.to_dict(), indent=2)
+    else:
+        body = (markdown if fmt is ReportFormat.markdown else text)(report)
+    write_output(body, str(output) if output else None)
+    return typer.Exit(EXIT_FINDINGS if found else EXIT_CLEAN)
 
 
 def _fail(exc: KerasGuardError) -> typer.Exit:
@@ -189,14 +207,7 @@ def backdoor(
         raise typer.Exit(EXIT_FINDINGS) from None
     except KerasGuardError as exc:
         raise _fail(exc) from None
-    if fmt is ReportFormat.json:
-        text = json.dumps(report.to_dict(), indent=2)
-    elif fmt is ReportFormat.markdown:
-        text = backdoor_markdown(report)
-    else:
-        text = backdoor_text(report)
-    write_output(text, str(output) if output else None)
-    raise typer.Exit(EXIT_FINDINGS if report.verdict == "backdoor" else EXIT_CLEAN)
+    raise _emit(report, fmt, output, backdoor_markdown, backdoor_text, found=report.verdict == "backdoor")
 
 
 @probe_app.command("privacy")
@@ -263,11 +274,4 @@ def privacy(
         raise typer.Exit(EXIT_FINDINGS) from None
     except KerasGuardError as exc:
         raise _fail(exc) from None
-    if fmt is ReportFormat.json:
-        text = json.dumps(report.to_dict(), indent=2)
-    elif fmt is ReportFormat.markdown:
-        text = privacy_markdown(report)
-    else:
-        text = privacy_text(report)
-    write_output(text, str(output) if output else None)
-    raise typer.Exit(EXIT_FINDINGS if report.verdict == "leak" else EXIT_CLEAN)
+    raise _emit(report, fmt, output, privacy_markdown, privacy_text, found=report.verdict == "leak")

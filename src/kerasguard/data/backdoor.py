@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +49,8 @@ TRIGGER_MIN = 0.35
 MIN_RECLASSIFIED = 3
 TRANSPLANT_MAX = 2000
 _MCD_FIT_MAX = 5000
+_CHUNK_VALUES = 1 << 20  # values per step where a full-size temporary would be needed (8 MiB float64)
+Float32Array = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -117,30 +120,78 @@ def score_classes(
     return out
 
 
-def scaled_inputs(x: FloatArray, fit: npt.NDArray[np.bool_]) -> FloatArray:
+def scaled_inputs(x: Float32Array, fit: npt.NDArray[np.bool_]) -> Float32Array:
     """Inputs standardised on the ``fit`` rows and clipped to +-5: a feature that is constant on clean
-    data (a corner pixel) gets a floor on its scale, so a trigger there cannot dominate distances."""
-    mean = x[fit].mean(axis=0)
-    sd = x[fit].std(axis=0)
+    data (a corner pixel) gets a floor on its scale, so a trigger there cannot dominate distances.
+
+    float32 out, built in row chunks: its only full-size allocation is the result (issue 13: float64
+    copies of a dataset at the reader's cap came to several GiB); statistics accumulate in float64."""
+    flat = x.reshape(len(x), -1)
+    step = max(1, _CHUNK_VALUES // max(flat.shape[1], 1))
+    n_fit = int(fit.sum())
+    total = np.zeros(flat.shape[1])
+    for start in range(0, len(flat), step):
+        rows = flat[start : start + step][fit[start : start + step]]
+        total += rows.sum(axis=0, dtype=np.float64)
+    mean = total / max(n_fit, 1)
+    squares = np.zeros(flat.shape[1])
+    for start in range(0, len(flat), step):
+        rows = flat[start : start + step][fit[start : start + step]]
+        squares += ((rows - mean) ** 2).sum(axis=0)
+    sd = np.sqrt(squares / max(n_fit, 1))
     floor = 0.1 * float(np.median(sd)) if np.any(sd > 0) else 1.0
-    return np.asarray(np.clip((x - mean) / np.maximum(sd, max(floor, 1e-12)), -5.0, 5.0), dtype=np.float64)
+    scale = np.maximum(sd, max(floor, 1e-12))
+    out = np.empty(flat.shape, dtype=np.float32)
+    for start in range(0, len(flat), step):
+        part = (flat[start : start + step] - mean) / scale
+        out[start : start + step] = np.clip(part, -5.0, 5.0)
+    return out
 
 
-def input_reclassify(z: FloatArray, labels: IntArray, excluded: npt.NDArray[np.intp]) -> IntArray:
+def nearest(
+    z: Float32Array, queries: npt.NDArray[np.floating[Any]], k: int, allowed: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.intp]:
+    """Row indices (len(queries), <= k) of the ``k`` rows of ``z`` among ``allowed`` nearest to each query
+    (Euclidean, nearest first): ``z`` is read in blocks, never copied whole (issue 13)."""
+    q = np.asarray(queries, dtype=np.float64)
+    q_norm = (q * q).sum(axis=1)
+    best_d = np.empty((len(q), 0))
+    best_i = np.empty((len(q), 0), dtype=np.intp)
+    step = max(1, _CHUNK_VALUES // max(z.shape[1], len(q), 1))
+    for start in range(0, len(z), step):
+        rows = start + np.flatnonzero(allowed[start : start + step])
+        if not rows.size:
+            continue
+        block = z[rows].astype(np.float64)
+        d = q_norm[:, None] - 2.0 * (q @ block.T) + (block * block).sum(axis=1)[None, :]
+        all_d = np.concatenate([best_d, d], axis=1)
+        all_i = np.concatenate([best_i, np.broadcast_to(rows, d.shape)], axis=1)
+        if all_d.shape[1] > k:
+            keep = np.argpartition(all_d, k - 1, axis=1)[:, :k]
+            all_d, all_i = np.take_along_axis(all_d, keep, 1), np.take_along_axis(all_i, keep, 1)
+        best_d, best_i = all_d, all_i
+    order = np.lexsort((best_i, best_d), axis=1)  # nearest first; equal distances by row
+    return np.take_along_axis(best_i, order, 1)
+
+
+def input_reclassify(z: Float32Array, labels: IntArray, excluded: npt.NDArray[np.intp]) -> IntArray:
     """Exclusionary reclassification: a k-NN on the scaled inputs of every sample but ``excluded``
-    predicts the classes of ``excluded``."""
-    from sklearn.neighbors import KNeighborsClassifier
-
+    predicts the classes of ``excluded`` (majority of the k nearest; the smallest class on a tie)."""
     keep = np.ones(len(labels), dtype=bool)
     keep[excluded] = False
     k = max(1, min(NEIGHBOURS, int(keep.sum())))
-    probe = KNeighborsClassifier(n_neighbors=k).fit(z[keep], labels[keep])
-    return np.asarray(probe.predict(z[excluded]), dtype=np.int64)
+    out = np.empty(len(excluded), dtype=np.int64)
+    step = max(1, _CHUNK_VALUES // max(z.shape[1], 1))
+    for start in range(0, len(excluded), step):
+        near = nearest(z, z[excluded[start : start + step]], k, keep)
+        for i, row in enumerate(near):
+            out[start + i] = int(np.argmax(np.bincount(labels[row])))
+    return out
 
 
 def shared_difference(
-    x: FloatArray,
-    z: FloatArray,
+    x: Float32Array,
+    z: Float32Array,
     labels: IntArray,
     clean: npt.NDArray[np.bool_],
     members: npt.NDArray[np.intp],
@@ -148,18 +199,15 @@ def shared_difference(
 ) -> FloatArray:
     """Per-feature median, over ``members``, of (member - mean of its 5 nearest clean samples of the
     class it looks like), in input units: the trigger, if the members are poison."""
-    from sklearn.neighbors import NearestNeighbors
-
     diffs = np.empty((len(members), x.shape[1]))
     for other in np.unique(looks_like):
-        pool = np.flatnonzero(clean & (labels == other))
+        pool = clean & (labels == other)
         rows = np.flatnonzero(looks_like == other)
-        if not pool.size:
+        if not pool.any():
             diffs[rows] = 0.0
             continue
-        nn = NearestNeighbors(n_neighbors=min(5, pool.size)).fit(z[pool])
-        _, near = nn.kneighbors(z[members[rows]])
-        diffs[rows] = x[members[rows]] - x[pool[near]].mean(axis=1)
+        near = nearest(z, z[members[rows]], 5, pool)
+        diffs[rows] = x[members[rows]] - x[near].mean(axis=1, dtype=np.float64)
     return np.asarray(np.median(diffs, axis=0), dtype=np.float64)
 
 

@@ -207,6 +207,7 @@ class _TriggerTest:
 def _trigger_tests(
     model: Any,
     x: npt.NDArray[np.float32],
+    z: npt.NDArray[np.float32],
     y: IntArray,
     classes: list[bd.ClassScores],
     flagged: Any,
@@ -215,13 +216,13 @@ def _trigger_tests(
 ) -> dict[int, _TriggerTest]:
     """Per class with enough reclassified outliers: paste their shared difference on other classes'
     clean samples (does the model follow it into the class?), and for a class that passes, subtract it
-    from the class's own samples (which ones does the model then put elsewhere?)."""
-    flat = x.reshape(len(x), -1).astype(np.float64)
+    from the class's own samples (which ones does the model then put elsewhere?). ``z`` is
+    ``bd.scaled_inputs(x, clean)``; nothing here copies the whole of ``x`` (issue 13)."""
+    flat = x.reshape(len(x), -1)
     clean = np.ones(len(y), dtype=bool)
     clean[flagged] = False
     if not clean.any():
         return {}
-    z = bd.scaled_inputs(flat, clean)
     low, high = flat.min(axis=0), flat.max(axis=0)
     tests: dict[int, _TriggerTest] = {}
     for cls in classes:
@@ -231,19 +232,19 @@ def _trigger_tests(
         if members.size < bd.MIN_RECLASSIFIED:
             continue
         looks_like = np.asarray([predicted[int(i)] for i in members], dtype=np.int64)
-        diff = bd.shared_difference(flat, z, y, clean, members, looks_like)
+        diff = bd.shared_difference(flat, z, y, clean, members, looks_like).astype(np.float32)
         rows = bd.transplant_rows(y, clean, cls.label, seed)
         if not rows.size:
             continue
         before = predict_classes(model, x[rows])
-        pasted = np.clip(flat[rows] + diff, low, high).reshape(x[rows].shape).astype(x.dtype)
+        pasted = np.clip(flat[rows] + diff, low, high).reshape(len(rows), *x.shape[1:])
         after = predict_classes(model, pasted)
         moved = before != cls.label
         flip = float(np.mean(after[moved] == cls.label)) if moved.any() else 0.0
         untriggered: dict[int, int] = {}
         if bd.confirmed(members.size, flip):
             own = cls.indices
-            removed = np.clip(flat[own] - diff, low, high).reshape(x[own].shape).astype(x.dtype)
+            removed = np.clip(flat[own] - diff, low, high).reshape(len(own), *x.shape[1:])
             gives = predict_classes(model, removed)
             untriggered = {int(i): int(g) for i, g in zip(own, gives, strict=True) if g != cls.label}
         tests[cls.label] = _TriggerTest(flip, untriggered)
@@ -280,7 +281,7 @@ def find_backdoor(
     if ds.labels is None:
         raise DataError(f"{ds.source}: backdoor analysis needs labels")
     y = ds.labels
-    x = ds.inputs().astype(np.float32)
+    x = ds.inputs().astype(np.float32, copy=False)
     if not np.isfinite(x).all():
         bad = int((~np.isfinite(x.reshape(len(x), -1))).any(axis=1).sum())
         raise DataError(
@@ -297,10 +298,10 @@ def find_backdoor(
     if candidates.size:
         fit = np.ones(len(y), dtype=bool)
         fit[candidates] = False
-        z = bd.scaled_inputs(x.reshape(len(x), -1).astype(np.float64), fit)
+        z = bd.scaled_inputs(x, fit) if fit.any() else np.zeros((0, 0), dtype=np.float32)
         again = bd.input_reclassify(z, y, candidates) if fit.any() else y[candidates]
         predicted = dict(zip(candidates.tolist(), again.tolist(), strict=True))
-        tests = _trigger_tests(model, x, y, classes, candidates, predicted, seed)
+        tests = _trigger_tests(model, x, z, y, classes, candidates, predicted, seed)
     findings: list[Finding] = []
     analyses: list[ClassAnalysis] = []
     suspicious: list[SuspiciousSample] = []

@@ -33,8 +33,36 @@ def _counts(findings: tuple[Finding, ...]) -> dict[str, int]:
     return counts
 
 
+class _FindingsReport:
+    """What both reports share: findings kept sorted, the gate and exit code, the JSON head."""
+
+    target: str
+    findings: tuple[Finding, ...]
+    complete: bool
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "findings", sort_findings(self.findings))
+
+    def at_or_above(self, threshold: Severity) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity >= threshold)
+
+    def exit_code(self, fail_on: Severity) -> int:
+        """0 clean, 1 findings at or above ``fail_on``, 2 when part of the data was not read."""
+        if not self.complete:
+            return 2
+        return 1 if self.at_or_above(fail_on) else 0
+
+    def _head(self, report: str) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "report": report,
+            "tool": {"name": "kerasguard", "version": __version__},
+            "target": self.target,
+        }
+
+
 @dataclass(frozen=True)
-class DataReport:
+class DataReport(_FindingsReport):
     """The result of ``data check`` on one dataset."""
 
     target: str
@@ -46,28 +74,13 @@ class DataReport:
     stats: dict[str, Any] = field(default_factory=dict)
     manifest_digest: str | None = None
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "findings", sort_findings(self.findings))
-
     @property
     def max_severity(self) -> Severity | None:
         return max((f.severity for f in self.findings), default=None)
 
-    def at_or_above(self, threshold: Severity) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if f.severity >= threshold)
-
-    def exit_code(self, fail_on: Severity) -> int:
-        """0 clean, 1 findings at or above ``fail_on``, 2 when part of the data was not read."""
-        if not self.complete:
-            return 2
-        return 1 if self.at_or_above(fail_on) else 0
-
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema_version": SCHEMA_VERSION,
-            "report": "data-check",
-            "tool": {"name": "kerasguard", "version": __version__},
-            "target": self.target,
+            **self._head("data-check"),
             "kind": self.kind,
             "complete": self.complete,
             "samples": self.samples,
@@ -155,7 +168,7 @@ class RetrainResult:
 
 
 @dataclass(frozen=True)
-class BackdoorReport:
+class BackdoorReport(_FindingsReport):
     """The result of ``data backdoor``: suspicious samples, per-class measurements, optional retrain."""
 
     target: str
@@ -168,9 +181,6 @@ class BackdoorReport:
     retrain: RetrainResult | None = None
     complete: bool = True
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "findings", sort_findings(self.findings))
-
     @property
     def flagged_indices(self) -> tuple[int, ...]:
         """The samples to remove: in classes confirmed poisoned, the outliers that look like another class
@@ -182,20 +192,9 @@ class BackdoorReport:
         """Every robust spectral outlier, confirmed or only for review."""
         return tuple(sorted(s.index for s in self.suspicious))
 
-    def at_or_above(self, threshold: Severity) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if f.severity >= threshold)
-
-    def exit_code(self, fail_on: Severity) -> int:
-        if not self.complete:
-            return 2
-        return 1 if self.at_or_above(fail_on) else 0
-
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema_version": SCHEMA_VERSION,
-            "report": "data-backdoor",
-            "tool": {"name": "kerasguard", "version": __version__},
-            "target": self.target,
+            **self._head("data-backdoor"),
             "model": self.model,
             "layer": self.layer,
             "complete": self.complete,

@@ -12,6 +12,7 @@ import numpy as np
 
 from kerasguard.errors import ProbeError
 from kerasguard.policy import Policy
+from kerasguard.policy import Probe as ProbeSettings
 from kerasguard.probe.data import as_labelled, check_fits, check_per_class
 from kerasguard.probe.metrics import anomaly_indexes
 from kerasguard.probe.strip import StripDetector, fit_strip
@@ -31,6 +32,7 @@ class ClassResult:
     flagged: bool
     attack_success: float  # held-out clean inputs of other classes sent to ``target`` by the trigger
     reached_threshold: bool  # the search found a mask reaching the success threshold
+    norm_ratio: float = 1.0  # mask norm over the median of all classes' mask norms
 
 
 @dataclass
@@ -52,6 +54,8 @@ class BackdoorReport:
     n_samples: int
     anomaly_threshold: float
     verdict: str
+    max_norm_ratio: float = 0.6
+    min_attack_success: float = 0.75
     classes: list[ClassResult] = field(default_factory=list)
     triggers: list[Trigger] = field(default_factory=list, repr=False)
     strip: StripSummary | None = None
@@ -76,6 +80,8 @@ class BackdoorReport:
             "verdict": self.verdict,
             "flagged_classes": self.flagged,
             "anomaly_threshold": self.anomaly_threshold,
+            "max_norm_ratio": self.max_norm_ratio,
+            "min_attack_success": self.min_attack_success,
             "n_classes": self.n_classes,
             "n_samples": self.n_samples,
             "backend": self.backend,
@@ -85,6 +91,7 @@ class BackdoorReport:
                     "class": c.target,
                     "mask_l1": round(c.mask_l1, 4),
                     "anomaly_index": num(round(c.anomaly_index, 4)),
+                    "norm_ratio": round(c.norm_ratio, 4),
                     "flagged": c.flagged,
                     "attack_success": round(c.attack_success, 4),
                     "reached_threshold": c.reached_threshold,
@@ -147,6 +154,67 @@ class BackdoorReport:
         return written
 
 
+def judge_triggers(
+    target: Target, triggers: list[Trigger], x_held: np.ndarray, y_held: np.ndarray, settings: ProbeSettings
+) -> list[ClassResult]:
+    """One verdict per class (decision 59). Flagged: the mask norm is more than
+    ``backdoor_anomaly_index`` MADs below the median (Neural Cleanse), *and* at most
+    ``backdoor_max_norm_ratio`` of the median (a shortcut, not merely the easiest natural class: with 10
+    classes the MAD is small when the natural classes are alike), *and* the recovered trigger sends at
+    least ``backdoor_min_attack_success`` of held-out clean inputs of the other classes (``x_held``, never
+    seen by the search) to the class."""
+    norms = np.array([t.l1 for t in triggers], dtype=np.float64)
+    indexes = anomaly_indexes(norms)
+    median = float(np.median(norms))
+    results = []
+    for trig, index in zip(triggers, indexes, strict=True):
+        others = x_held[y_held != trig.target]
+        success = 0.0
+        if len(others):
+            hits = target.log_proba(trig.apply(others)).argmax(axis=1) == trig.target
+            success = float(hits.mean())
+        ratio = trig.l1 / median if median > 0 else 1.0
+        flagged = (
+            index > settings.backdoor_anomaly_index
+            and ratio <= settings.backdoor_max_norm_ratio
+            and success >= settings.backdoor_min_attack_success
+        )
+        results.append(
+            ClassResult(
+                target=trig.target,
+                mask_l1=trig.l1,
+                anomaly_index=float(index),
+                flagged=bool(flagged),
+                attack_success=success,
+                reached_threshold=trig.reached_threshold,
+                norm_ratio=float(ratio),
+            )
+        )
+    return results
+
+
+def unconfirmed_notes(classes: list[ClassResult], settings: ProbeSettings) -> list[str]:
+    """A note per class that crossed the anomaly index but was not confirmed, saying which test failed."""
+    notes = []
+    for c in classes:
+        if c.flagged or not c.anomaly_index > settings.backdoor_anomaly_index:
+            continue
+        why = []
+        if c.norm_ratio > settings.backdoor_max_norm_ratio:
+            why.append(
+                f"its mask is {c.norm_ratio:.2f} of the median norm (a backdoor's is at most "
+                f"{settings.backdoor_max_norm_ratio:g}): an easy natural class"
+            )
+        if c.attack_success < settings.backdoor_min_attack_success:
+            why.append(
+                f"its trigger moves only {c.attack_success:.0%} of held-out inputs (at least "
+                f"{settings.backdoor_min_attack_success:.0%} needed)"
+            )
+        head = f"class {c.target}: anomaly index {c.anomaly_index:.2f} but not flagged: "
+        notes.append(head + "; ".join(why))
+    return notes
+
+
 def find_backdoor(
     model: Any,
     x: Any,
@@ -163,8 +231,8 @@ def find_backdoor(
     """Search every class for a small trigger (needs the in-process model) and fit a STRIP detector.
 
     ``x``/``y`` are clean labelled samples (at least ``[probe] min_clean_per_class`` per class). A class
-    whose smallest trigger is more than ``[probe] backdoor_anomaly_index`` MADs below the median is
-    flagged. With ``search=False`` only the STRIP detector is fitted (works on a SandboxedModel).
+    is flagged when its smallest trigger is an outlier and works (:func:`judge_triggers`). With
+    ``search=False`` only the STRIP detector is fitted (works on a SandboxedModel).
     """
     import keras
 
@@ -183,6 +251,8 @@ def find_backdoor(
         n_classes=target.n_classes,
         n_samples=len(data),
         anomaly_threshold=settings.backdoor_anomaly_index,
+        max_norm_ratio=settings.backdoor_max_norm_ratio,
+        min_attack_success=settings.backdoor_min_attack_success,
         verdict="not-searched",
         backend=keras.backend.backend(),
         model=str(getattr(model, "name", "")),
@@ -196,23 +266,8 @@ def find_backdoor(
         started = time.perf_counter()
         triggers = search_triggers(target, search_part.x, config)
         report.search_seconds = time.perf_counter() - started
-        indexes = anomaly_indexes(np.array([t.l1 for t in triggers]))
-        for trig, index in zip(triggers, indexes, strict=True):
-            others = eval_part.x[eval_part.y != trig.target]
-            success = 0.0
-            if len(others):
-                hits = target.log_proba(trig.apply(others)).argmax(axis=1) == trig.target
-                success = float(hits.mean())
-            report.classes.append(
-                ClassResult(
-                    target=trig.target,
-                    mask_l1=trig.l1,
-                    anomaly_index=float(index),
-                    flagged=bool(index > settings.backdoor_anomaly_index),
-                    attack_success=success,
-                    reached_threshold=trig.reached_threshold,
-                )
-            )
+        report.classes = judge_triggers(target, triggers, eval_part.x, eval_part.y, settings)
+        report.notes += unconfirmed_notes(report.classes, settings)
         report.triggers = triggers
         report.verdict = "backdoor" if report.flagged else "clean"
         unreached = [t.target for t in triggers if not t.reached_threshold]

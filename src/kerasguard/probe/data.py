@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from kerasguard import npzfile
 from kerasguard.errors import ProbeError
 
-MAX_DATA_BYTES = 4 * 1024**3  # a data file larger than this is refused before it is read
+MAX_DATA_BYTES = 4 * 1024**3  # arrays declaring more bytes than this are refused before they are read
 MAX_SAMPLES = 1_000_000
 
 
@@ -34,32 +35,20 @@ class LabelledData:
 
 
 def read_npz(path: str | os.PathLike[str], *, what: str = "data") -> LabelledData:
-    """Read ``x`` and ``y`` from a ``.npz`` file (``allow_pickle=False``); one-hot ``y`` is accepted."""
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-    except OSError as exc:
-        raise ProbeError(f"cannot read {what} {p}: {exc.strerror or exc}") from None
-    if size > MAX_DATA_BYTES:
-        raise ProbeError(f"{what} {p} is {size} bytes, above the {MAX_DATA_BYTES}-byte limit")
-    try:
-        with np.load(p, allow_pickle=False) as npz:
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise ProbeError(f"{what} {p} must be a .npz file with arrays 'x' and 'y'")
-            missing = [k for k in ("x", "y") if k not in npz.files]
-            if missing:
-                raise ProbeError(
-                    f"{what} {p} has no array {', '.join(repr(m) for m in missing)}",
-                    hint="save it with numpy.savez(path, x=inputs, y=labels)",
-                )
-            x, y = npz["x"], npz["y"]
-    except ProbeError:
-        raise
-    except (OSError, ValueError, EOFError) as exc:
-        raise ProbeError(f"cannot read {what} {p}: {exc}") from None
-    except Exception as exc:  # zipfile.BadZipFile and friends from a hostile file
-        raise ProbeError(f"cannot read {what} {p}: {type(exc).__name__}: {exc}") from None
-    return as_labelled(x, y, what=what)
+    """Read ``x`` and ``y`` from a ``.npz`` file (headers checked, never unpickled); one-hot ``y`` is
+    accepted."""
+
+    def pick(keys: list[str]) -> list[str]:
+        missing = [k for k in ("x", "y") if k not in keys]
+        if missing:
+            raise ProbeError(
+                f"{what} {Path(path)} has no array {', '.join(repr(m) for m in missing)}",
+                hint="save it with numpy.savez(path, x=inputs, y=labels)",
+            )
+        return ["x", "y"]
+
+    arrays = npzfile.read_npz(path, pick, ProbeError, limit=MAX_DATA_BYTES, what=what)
+    return as_labelled(arrays["x"], arrays["y"], what=what)
 
 
 def as_labelled(x: object, y: object, *, what: str = "data") -> LabelledData:

@@ -35,13 +35,14 @@ def backdoor_text(report: BackdoorReport) -> str:
         lines.append(
             f"verdict: {report.verdict.upper()}"
             + (f" (target class {', '.join(map(str, report.flagged))})" if report.flagged else "")
-            + f"  [anomaly index > {report.anomaly_threshold:g}; "
+            + f"  [anomaly index > {report.anomaly_threshold:g}, mask <= {report.max_norm_ratio:g} x median, "
+            + f"attack success >= {report.min_attack_success:.0%}; "
             + f"search {report.search_seconds:.1f} s on {report.backend}]"
         )
-        lines.append("  class   mask L1   anomaly   attack success   flagged")
+        lines.append("  class   mask L1   / median   anomaly   attack success   flagged")
         for c in report.classes:
             lines.append(
-                f"  {c.target:5d}  {c.mask_l1:8.2f}  {_index(c.anomaly_index):>8}   "
+                f"  {c.target:5d}  {c.mask_l1:8.2f}  {c.norm_ratio:9.2f}  {_index(c.anomaly_index):>8}   "
                 + f"{c.attack_success:13.1%}   "
                 + ("YES" if c.flagged else "no")
                 + ("" if c.reached_threshold else "  (threshold not reached)")
@@ -75,16 +76,18 @@ def backdoor_markdown(report: BackdoorReport) -> str:
             "",
             f"Neural Cleanse trigger search on {report.n_samples} clean samples, {report.backend}, "
             f"{report.search_seconds:.1f} s. A class is flagged when its anomaly index exceeds "
-            f"{report.anomaly_threshold:g}.",
+            f"{report.anomaly_threshold:g}, its mask norm is at most {report.max_norm_ratio:g} x the median "
+            f"and its trigger sends at least {report.min_attack_success:.0%} of held-out inputs to it.",
             "",
-            "| class | mask L1 | anomaly index | attack success | flagged | trigger |",
-            "|---:|---:|---:|---:|:---:|---|",
+            "| class | mask L1 | / median | anomaly index | attack success | flagged | trigger |",
+            "|---:|---:|---:|---:|---:|:---:|---|",
         ]
         for c in report.classes:
             images = report.trigger_images.get(c.target, [])
             link = f"![class {c.target}]({md(images[1])})" if len(images) > 1 else ""
             out.append(
-                f"| {c.target} | {c.mask_l1:.2f} | {_index(c.anomaly_index)} | {c.attack_success:.1%} | "
+                f"| {c.target} | {c.mask_l1:.2f} | {c.norm_ratio:.2f} | {_index(c.anomaly_index)} | "
+                f"{c.attack_success:.1%} | "
                 f"{'**yes**' if c.flagged else 'no'} | {link} |"
             )
     else:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from kerasguard import npzfile
 from kerasguard.robustness.errors import RobustnessError
 
 X_KEYS = ("x", "x_test", "inputs", "images")
 Y_KEYS = ("y", "y_test", "labels")
 MAX_DATA_BYTES = 4 << 30  # uncompressed bytes of all arrays read from one file
-MAX_MEMBERS = 64
 MAX_CLASSES = 100_000
 
 
@@ -153,43 +152,12 @@ def _integral(y: np.ndarray) -> bool:
     return bool(np.all(np.isfinite(y)) and np.all(y == np.round(y)))
 
 
-def check_npz_headers(zf: zipfile.ZipFile, limit: int, where: str) -> None:
-    """Refuse before any array is read: too many members, object (pickled) arrays, or more than ``limit``
-    bytes declared by the ``.npy`` headers (NumPy allocates what a header declares)."""
-    infos = zf.infolist()
-    if len(infos) > MAX_MEMBERS:
-        raise RobustnessError(f"{where}: {len(infos)} arrays; at most {MAX_MEMBERS} are read")
-    total = 0
-    for info in infos:
-        with zf.open(info) as fh:
-            version = np.lib.format.read_magic(fh)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
-            else:
-                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
-        if dtype.hasobject:
-            raise RobustnessError(f"{where}: not a readable .npz of numeric arrays: it holds pickled objects")
-        total += math.prod(shape) * dtype.itemsize
-        if total > limit:
-            raise RobustnessError(f"{where}: its arrays declare more than {limit} bytes")
-
-
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Arrays of an ``.npz``, sizes bounded before reading, object arrays refused."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            check_npz_headers(zf, MAX_DATA_BYTES, str(path))
-        with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files if name in (*X_KEYS, *Y_KEYS, "range", "target")}
-    except RobustnessError:
-        raise
-    except FileNotFoundError:
-        raise RobustnessError(f"{path}: no such file") from None
-    except MemoryError:
-        raise RobustnessError(f"{path}: not enough memory to read its arrays") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        reason = "it holds pickled objects" if "allow_pickle" in str(exc) else str(exc)
-        raise RobustnessError(f"{path}: not a readable .npz of numeric arrays: {reason}") from None
+    """Arrays of an ``.npz`` (:mod:`kerasguard.npzfile`: sizes bounded before reading, no pickle)."""
+    wanted = (*X_KEYS, *Y_KEYS, "range", "target")
+    return npzfile.read_npz(
+        path, lambda keys: [k for k in keys if k in wanted], RobustnessError, limit=MAX_DATA_BYTES
+    )
 
 
 def check_fits_model(

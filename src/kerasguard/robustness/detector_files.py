@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasguard.robustness.data import check_npz_headers
+from kerasguard import npzfile
 from kerasguard.robustness.detectors import KINDS, DetectorSet, Squeezers
 from kerasguard.robustness.errors import DetectorFileError, RobustnessError
 
@@ -165,7 +165,7 @@ def _arrays(blob: bytes, doc: dict[str, Any]) -> dict[str, np.ndarray]:
     declared = doc["arrays"]
     try:
         with zipfile.ZipFile(io.BytesIO(blob)) as zf:
-            check_npz_headers(zf, MAX_ARRAY_BYTES, "detector arrays")
+            npzfile.check_headers(zf, MAX_ARRAY_BYTES, "detector arrays", DetectorFileError)
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
             if sorted(npz.files) != sorted(_ARRAYS):
                 raise DetectorFileError(

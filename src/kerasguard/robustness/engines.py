@@ -132,15 +132,38 @@ def _onehot(labels: np.ndarray, n: int) -> np.ndarray:
     return np.asarray(np.eye(n, dtype=np.float32)[labels])
 
 
+def pgd_random_start(
+    xp: Any,
+    x0: Any,
+    eps: Any,
+    norm: Norm,
+    mode: LossMode,
+    normal: Callable[[tuple[int, ...]], Any],
+    uniform: Callable[[Any, Any, tuple[int, ...]], Any],
+) -> Any:
+    """PGD's random start, the same on every engine: ``normal(shape)`` and ``uniform(lo, hi, shape)``
+    draw float32 from the engine's generator (a NumPy ``Generator``, or JAX keys inside a jit)."""
+    if mode == "kl":
+        return x0 + 0.001 * normal(x0.shape)
+    if norm == "linf":
+        return x0 + uniform(-eps, eps, x0.shape)
+    direction = normal(x0.shape)
+    direction = direction / xp.maximum(_per_example(xp, direction), _TINY)
+    radius = uniform(0, 1, (x0.shape[0],) + (1,) * (x0.ndim - 1))
+    return x0 + eps * radius * direction
+
+
 def _random_start_np(rng: np.random.Generator, x: np.ndarray, config: StepConfig) -> np.ndarray:
-    if config.mode == "kl":
-        return np.asarray(x + 0.001 * rng.standard_normal(x.shape).astype(np.float32))
-    if config.norm == "linf":
-        return np.asarray(x + rng.uniform(-config.eps, config.eps, x.shape).astype(np.float32))
-    direction = rng.standard_normal(x.shape).astype(np.float32)
-    direction /= np.maximum(_per_example(np, direction), _TINY)
-    radius = rng.uniform(0, 1, (x.shape[0],) + (1,) * (x.ndim - 1)).astype(np.float32)
-    return np.asarray(x + config.eps * radius * direction)
+    start = pgd_random_start(
+        np,
+        x,
+        config.eps,
+        config.norm,
+        config.mode,
+        lambda shape: rng.standard_normal(shape).astype(np.float32),
+        lambda lo, hi, shape: rng.uniform(lo, hi, shape).astype(np.float32),
+    )
+    return np.asarray(start)
 
 
 # --- model introspection ---------------------------------------------------------------------------
@@ -260,16 +283,17 @@ class JaxClassifier:
         grad = jax.grad(loss)
         x = x0
         if random_start:
-            if mode == "kl":
-                x = x0 + 0.001 * jax.random.normal(key, x0.shape, x0.dtype)
-            elif norm == "linf":
-                x = x0 + jax.random.uniform(key, x0.shape, x0.dtype, -eps, eps)
-            else:
-                k1, k2 = jax.random.split(key)
-                direction = jax.random.normal(k1, x0.shape, x0.dtype)
-                direction = direction / jnp.maximum(_per_example(jnp, direction), _TINY)
-                radius = jax.random.uniform(k2, (x0.shape[0],) + (1,) * (x0.ndim - 1), x0.dtype)
-                x = x0 + eps * radius * direction
+            # one key per draw as before: the L2 start splits it (direction, radius), the others use it
+            k_normal, k_uniform = jax.random.split(key) if norm == "l2" and mode != "kl" else (key, key)
+            x = pgd_random_start(
+                jnp,
+                x0,
+                eps,
+                norm,
+                mode,
+                lambda shape: jax.random.normal(k_normal, shape, x0.dtype),
+                lambda a, b, shape: jax.random.uniform(k_uniform, shape, x0.dtype, a, b),
+            )
             x = project(jnp, x, x0, eps, norm, lo, hi)
 
         def body(_: Any, xa: Any) -> Any:

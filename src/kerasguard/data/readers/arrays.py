@@ -8,48 +8,16 @@ terabyte allocates nothing. Data is then read with ``allow_pickle=False``.
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
-from typing import IO, Any
 
 import numpy as np
 
+from kerasguard import npzfile
 from kerasguard.data.dataset import MAX_VALUES, Dataset, from_arrays
 from kerasguard.errors import DataError
 
 X_KEYS = ("x", "inputs", "features", "data", "x_train", "images")
 Y_KEYS = ("y", "labels", "label", "targets", "target", "y_train")
-_MAX_HEADER = 10_000
-
-
-def _header(fp: IO[bytes], name: str) -> tuple[tuple[int, ...], np.dtype[Any], int]:
-    """(shape, dtype, header length) of an .npy stream; refuse what is not a plain numeric array."""
-    fmt = np.lib.format
-    try:
-        version = fmt.read_magic(fp)
-        if version == (1, 0):
-            shape, _fortran, dtype = fmt.read_array_header_1_0(fp, max_header_size=_MAX_HEADER)
-        elif version == (2, 0):
-            shape, _fortran, dtype = fmt.read_array_header_2_0(fp, max_header_size=_MAX_HEADER)
-        else:
-            raise DataError(f"{name}: .npy format version {version} is not supported (1.0 and 2.0 are)")
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{name}: not a valid .npy array: {exc}") from None
-    if dtype.hasobject:
-        raise DataError(
-            f"{name}: object dtype ({dtype}): an object array is a pickle; refused, never unpickled",
-            hint="save the data as a numeric array (numpy.save with a float or int dtype)",
-        )
-    if dtype.kind not in "biuf" or dtype.fields is not None:
-        raise DataError(f"{name}: dtype {dtype} is not a plain numeric type")
-    count = 1
-    for dim in shape:
-        count *= int(dim)
-    if count > MAX_VALUES:
-        raise DataError(
-            f"{name}: declares {shape} = {count} values, more than kerasguard loads ({MAX_VALUES})"
-        )
-    return tuple(int(d) for d in shape), dtype, fp.tell()
 
 
 def read_npy(path: Path) -> Dataset:
@@ -57,7 +25,7 @@ def read_npy(path: Path) -> Dataset:
     name = str(path)
     try:
         with path.open("rb") as fp:
-            shape, dtype, offset = _header(fp, name)
+            shape, dtype, offset = npzfile.npy_header(fp, name, DataError, max_values=MAX_VALUES)
         size = path.stat().st_size
     except OSError as exc:
         raise DataError(f"{name}: cannot read: {exc.strerror or exc}") from None
@@ -91,36 +59,20 @@ def _pick(
 def read_npz(path: Path, *, x_key: str | None = None, y_key: str | None = None) -> Dataset:
     """An .npz archive with an inputs array (x) and optionally a labels array (y)."""
     name = str(path)
-    try:
-        archive = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{name}: not a readable .npz (zip) archive: {exc}") from None
-    with archive:
-        members = {i.filename[:-4]: i for i in archive.infolist() if i.filename.endswith(".npy")}
-        keys = sorted(members)
+    chosen: dict[str, str | None] = {}
+
+    def pick(keys: list[str]) -> list[str]:
         xk = _pick(keys, x_key, X_KEYS, "inputs", name)
         if xk is None:
             raise DataError(
                 f"{name}: no inputs array (looked for {', '.join(X_KEYS)}; arrays: {', '.join(keys[:20])})",
                 hint="name the arrays x and y, or pass --x-key / --y-key",
             )
-        yk = _pick(keys, y_key, Y_KEYS, "labels", name)
-        arrays: dict[str, Any] = {}
-        for key in (k for k in (xk, yk) if k is not None):
-            info = members[key]
-            label = f"{name}!/{info.filename}"
-            try:
-                with archive.open(info) as fp:
-                    shape, dtype, offset = _header(fp, label)
-                    count = 1
-                    for dim in shape:
-                        count *= dim
-                    if info.file_size < offset + count * dtype.itemsize:
-                        raise DataError(f"{label}: truncated: header declares {shape} {dtype}")
-                with archive.open(info) as fp:
-                    arrays[key] = np.lib.format.read_array(fp, allow_pickle=False)
-            except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-                raise DataError(f"{label}: cannot read: {exc}") from None
-    dataset = from_arrays(arrays[xk], arrays[yk] if yk is not None else None, source=name)
+        chosen["x"], chosen["y"] = xk, _pick(keys, y_key, Y_KEYS, "labels", name)
+        return [k for k in (chosen["x"], chosen["y"]) if k is not None]
+
+    arrays = npzfile.read_npz(path, pick, DataError, limit=MAX_VALUES * 8, max_values=MAX_VALUES)
+    yk = chosen["y"]
+    dataset = from_arrays(arrays[str(chosen["x"])], arrays[yk] if yk is not None else None, source=name)
     dataset.kind = "npz"
     return dataset

@@ -78,14 +78,19 @@ class SandboxedModel:
     def closed(self) -> bool:
         return not self._finalizer.alive
 
-    def predict(self, x: Any, *, batch_size: int | None = None) -> Any:
-        """Run ``model.predict`` in the child; ``x`` is an array, a list of arrays or a dict of arrays."""
+    def _checked_inputs(self, x: Any) -> tuple[Any, list[Any]]:
+        """(structure, arrays) of an input the child may be sent: open model, numeric dtypes, shapes."""
         if self.closed:
             raise SandboxError("this SandboxedModel is closed", limit=None)
         structure, arrays = flatten(x)
         for arr in arrays:
             check_dtype(arr.dtype)
         self._check_shapes(arrays)
+        return structure, arrays
+
+    def predict(self, x: Any, *, batch_size: int | None = None) -> Any:
+        """Run ``model.predict`` in the child; ``x`` is an array, a list of arrays or a dict of arrays."""
+        structure, arrays = self._checked_inputs(x)
         header: dict[str, Any] = {"structure": structure}
         if batch_size is not None:
             header["batch_size"] = int(batch_size)
@@ -94,12 +99,7 @@ class SandboxedModel:
 
     def layer_input(self, x: Any, layer: str, *, batch_size: int | None = None) -> Any:
         """The input of the named layer for ``x``, computed in the child (features for input detectors)."""
-        if self.closed:
-            raise SandboxError("this SandboxedModel is closed", limit=None)
-        structure, arrays = flatten(x)
-        for arr in arrays:
-            check_dtype(arr.dtype)
-        self._check_shapes(arrays)
+        structure, arrays = self._checked_inputs(x)
         header: dict[str, Any] = {"structure": structure, "layer": str(layer)[:200]}
         if batch_size is not None:
             header["batch_size"] = int(batch_size)
@@ -110,12 +110,7 @@ class SandboxedModel:
         """One gateway batch in one round trip: (outputs, the named layer's input or None, the STRIP
         entropy per row or None). Runs the child's compiled predict function (``predict_on_batch``);
         ``strip_picks`` (rows x n_perturb overlay indices) needs :meth:`strip_setup` first."""
-        if self.closed:
-            raise SandboxError("this SandboxedModel is closed", limit=None)
-        structure, arrays = flatten(x)
-        for arr in arrays:
-            check_dtype(arr.dtype)
-        self._check_shapes(arrays)
+        structure, arrays = self._checked_inputs(x)
         header: dict[str, Any] = {"structure": structure}
         if layer is not None:
             header["layer"] = str(layer)[:200]

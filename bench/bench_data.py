@@ -146,54 +146,70 @@ def table(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     pacsv.write_csv(tab, csv_path)
     pq.write_table(tab, parquet_path)
     del tab
+    os.sync()  # else the first reader competes with the write-back of the 1.4 GB just written
     rows = []
-    for path in (csv_path, parquet_path):
-        reader = "csv as m; m.read_csv" if path.suffix == ".csv" else "parquet as m; m.read_table"
-        code = f"import pyarrow.{reader}({str(path)!r})"
-        for label, cmd in (
-            (
-                "kerasguard data check",
-                [
-                    sys.executable,
-                    "-m",
-                    "kerasguard",
-                    "data",
-                    "check",
-                    str(path),
-                    "--format",
-                    "json",
-                    "-o",
-                    str(work / "report.json"),
-                ],
-            ),
-            ("pyarrow read only", [sys.executable, "-c", code]),
-        ):
-            start = time.perf_counter()
-            with open(work / "child.log", "wb") as log:
-                proc = subprocess.Popen(
-                    cmd,
-                    env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-                _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
-                proc.returncode = os.waitstatus_to_exitcode(status)
-            seconds = time.perf_counter() - start
-            row = {
-                "file": path.name,
-                "bytes": path.stat().st_size,
-                "what": label,
-                "exit": proc.returncode,
-                "seconds": round(seconds, 2),
-                "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),  # less load-bound than wall time
-                "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+    for round_ in range(args.table_rounds):  # interleaved rounds: a shared machine's noise hits both
+        for path in (csv_path, parquet_path):
+            reader = "csv as m; m.read_csv" if path.suffix == ".csv" else "parquet as m; m.read_table"
+            code = f"import pyarrow.{reader}({str(path)!r})"
+            for label, cmd in (
+                (
+                    "kerasguard data check",
+                    [
+                        sys.executable,
+                        "-m",
+                        "kerasguard",
+                        "data",
+                        "check",
+                        str(path),
+                        "--format",
+                        "json",
+                        "-o",
+                        str(work / "report.json"),
+                    ],
+                ),
+                ("pyarrow read only", [sys.executable, "-c", code]),
+            ):
+                start = time.perf_counter()
+                with open(work / "child.log", "wb") as log:
+                    proc = subprocess.Popen(
+                        cmd,
+                        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+                    proc.returncode = os.waitstatus_to_exitcode(status)
+                seconds = time.perf_counter() - start
+                row = {
+                    "file": path.name,
+                    "bytes": path.stat().st_size,
+                    "what": label,
+                    "round": round_,
+                    "exit": proc.returncode,
+                    "seconds": round(seconds, 2),
+                    "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),  # less load-bound than wall
+                    "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+                }
+                if label.startswith("kerasguard"):
+                    report = json.loads((work / "report.json").read_text())
+                    row["findings"] = [f["rule_id"] for f in report["findings"]]
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    summary = []
+    for key in dict.fromkeys((r["file"], r["what"]) for r in rows):
+        runs = [r for r in rows if (r["file"], r["what"]) == key]
+        summary.append(
+            {
+                "file": key[0],
+                "what": key[1],
+                "median_seconds": float(np.median([r["seconds"] for r in runs])),
+                "median_cpu_seconds": float(np.median([r["cpu_seconds"] for r in runs])),
+                "max_peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
             }
-            if label.startswith("kerasguard"):
-                report = json.loads((work / "report.json").read_text())
-                row["findings"] = [f["rule_id"] for f in report["findings"]]
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    return rows
+        )
+        print("MEDIAN " + json.dumps(summary[-1]), flush=True)
+    return rows + summary
 
 
 def main() -> None:
@@ -208,6 +224,7 @@ def main() -> None:
     parser.add_argument("--art-python", default="/work/.venv-art/bin/python")
     parser.add_argument("--table-rows", type=int, default=1_000_000)
     parser.add_argument("--table-cols", type=int, default=50)
+    parser.add_argument("--table-rounds", type=int, default=3)
     parser.add_argument("--skip-detection", action="store_true")
     parser.add_argument("--skip-table", action="store_true")
     parser.add_argument("--skip-backends", action="store_true")

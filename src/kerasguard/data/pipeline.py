@@ -12,6 +12,7 @@ find_backdoor: model (a keras.Model, or a file loaded by kerasguard.load_model a
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,32 +68,16 @@ def check(
 ) -> DataReport:
     """Check a training set (and against a reference set); never raises for what it can report."""
     findings: list[Finding] = []
-    digest = None
-    if isinstance(data, str | os.PathLike):
-        target = os.fspath(data)
-        if manifest is not None:
-            try:
-                digest = verify_data_manifest(data, manifest).digest()
-            except ManifestMismatchError as exc:
-                findings.append(
-                    finding(
-                        "KGD114",
-                        shown(exc.message, 2000),
-                        Location(file=target),
-                        remediation="find out who changed the data; retrain only on data you can vouch for",
-                    )
-                )
-        if digest is None and manifest is None:
-            try:
-                digest = data_manifest(data).digest()
-            except IntegrityError as exc:  # a link or special file inside: no provable digest
-                findings.append(
-                    finding("KGD901", f"no data manifest: {shown(exc.message, 500)}", Location(file=target))
-                )
-    ds = load(data, labels, label=label)
-    ref = None
-    if reference is not None:
-        ref = load(reference, reference_labels, label=label)
+    with ThreadPoolExecutor(1) as pool:
+        # the manifest's SHA-256 pass reads the files while the reader parses them: both release the GIL
+        pending = pool.submit(_manifest_of, data, manifest) if isinstance(data, str | os.PathLike) else None
+        ds = load(data, labels, label=label)
+        ref = None
+        if reference is not None:
+            ref = load(reference, reference_labels, label=label)
+        digest, problem = pending.result() if pending is not None else (None, None)
+    if problem is not None:
+        findings.append(problem)
     found, stats = run_checks(ds, ref, num_classes=num_classes, label_issues=label_issues)
     findings += found
     return DataReport(
@@ -105,6 +90,28 @@ def check(
         stats=stats,
         manifest_digest=digest,
     )
+
+
+def _manifest_of(
+    data: str | os.PathLike[str], manifest: str | os.PathLike[str] | None
+) -> tuple[str | None, Finding | None]:
+    """(the data's manifest digest, or the finding that says why there is none): checked against
+    ``manifest`` when one is given, else computed."""
+    target = os.fspath(data)
+    if manifest is not None:
+        try:
+            return verify_data_manifest(data, manifest).digest(), None
+        except ManifestMismatchError as exc:
+            return None, finding(
+                "KGD114",
+                shown(exc.message, 2000),
+                Location(file=target),
+                remediation="find out who changed the data; retrain only on data you can vouch for",
+            )
+    try:
+        return data_manifest(data).digest(), None
+    except IntegrityError as exc:  # a link or special file inside: no provable digest
+        return None, finding("KGD901", f"no data manifest: {shown(exc.message, 500)}", Location(file=target))
 
 
 def load_user_model(path: str | os.PathLike[str], policy: Policy | None = None) -> Any:

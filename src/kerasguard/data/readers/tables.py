@@ -29,7 +29,7 @@ from kerasguard.findings import Location
 LABEL_NAMES = ("label", "labels", "target", "class", "y")
 _NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 _MAX_RESTARTS = 64
-_BLOCK = 1 << 20
+_BLOCK = 4 << 20
 #: Largest table file read (a CSV of short numbers can hold ~8x its size in float64 values).
 MAX_TABLE_BYTES = 2 << 30
 

@@ -42,7 +42,7 @@ docs-site: setup
 
 # Branch coverage is reported (kerasguard in this process; sandbox and scan-worker children are not traced).
 test: lint typecheck check-docs docs-site
-	$(PY) -m pytest -q -p no:cacheprovider --cov --cov-report=term
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25 --cov --cov-report=term
 
 # The edit loop: everything but the tests marked slow (Keras children, training, servers).
 test-fast: lint typecheck check-docs docs-site

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import kerasguard
@@ -65,14 +66,14 @@ def _loaded(modules: list[str], names: tuple[str, ...]) -> list[str]:
     return [m for m in modules if m in names or m.startswith(tuple(f"{n}." for n in names))]
 
 
-def _run_cli(*args: str) -> str:
+def _run_cli(*args: str, codes: tuple[int | None, ...] = (0, None)) -> str:
     return (
         f"sys.argv = ['kerasguard', *{list(args)!r}]\n"
         "from kerasguard.cli import main\n"
         "try:\n"
         "    main()\n"
         "except SystemExit as exc:\n"
-        "    assert exc.code in (0, None), exc.code\n"
+        f"    assert exc.code in {codes!r}, exc.code\n"
     )
 
 
@@ -136,3 +137,18 @@ def test_scanning_plain_model_files_imports_neither_numpy_nor_h5py(tmp_path: Pat
     summary = json.loads(report.read_text())["summary"]
     assert summary["files"] == 5, summary
     assert not _loaded(modules, ("numpy", "h5py"))
+
+
+def test_a_config_with_many_brackets_imports_no_numpy(tmp_path: Path) -> None:
+    """The JSON depth check of a large document (over 65,536 brackets) stays on the scan path's own
+    code: no numpy import (it used to vectorise with numpy there)."""
+    config = {"class_name": "Sequential", "config": {"layers": [], "pad": [[0]] * 40_000}}
+    path = tmp_path / "brackets.keras"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("config.json", json.dumps(config))
+        zf.writestr("metadata.json", json.dumps({"keras_version": "3.10.0"}))
+    report = tmp_path / "report.json"
+    code = _run_cli("scan", str(path), "--format", "json", "-o", str(report), codes=(0, 1, 2, None))
+    modules = _imported_after(code, tmp_path)
+    assert json.loads(report.read_text())["summary"]["files"] == 1
+    assert not _loaded(modules, ("numpy",))

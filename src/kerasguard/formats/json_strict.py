@@ -12,6 +12,7 @@ import json
 import math
 import re
 from collections import Counter
+from itertools import accumulate
 from typing import Any
 
 from kerasguard.findings import Location
@@ -25,6 +26,7 @@ INT_MIN, INT_MAX = -(2**63), 2**64 - 1  # beyond int64/uint64 other parsers over
 _CHUNK = 1 << 20
 
 _NOT_SHAPE = bytes(sorted(set(range(256)) - set(b'"[]{}')))
+_STEP = [1 if b in b"[{" else -1 for b in range(256)]  # after _NOT_SHAPE only brackets are left
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 # Integers past 64 bits have at least 19 digits; floats overflow only with a 3-digit exponent or
@@ -36,7 +38,7 @@ _ONES = re.compile(b"1*")
 _DOT = ord(".")
 
 
-_SMALL = 1 << 16  # brackets walked in plain Python; larger documents are vectorised
+_SMALL = 1 << 16  # brackets walked in plain Python; larger documents by running sums in C
 
 
 def _depth_small(brackets: str, limit: int) -> int:
@@ -71,16 +73,11 @@ def nesting_depth(text: str, limit: int) -> int:
         return 0
     if len(brackets) <= _SMALL:
         return _depth_small(brackets, limit)
-    import numpy as np  # only for large documents: importing numpy costs more than a small walk
-
-    codes = np.frombuffer(shape, dtype=np.uint8)
-    best = carry = 0
-    for start in range(0, len(codes), _CHUNK):
-        part = codes[start : start + _CHUNK]
-        steps = np.where((part == ord("[")) | (part == ord("{")), 1, -1).astype(np.int64)
-        running = np.cumsum(steps) + carry
-        best = max(best, int(running.max()))
-        carry = int(running[-1])
+    best = carry = 0  # large documents: running sums in C (accumulate, max), never numpy on the scan path
+    for start in range(0, len(shape), _CHUNK):
+        running = list(accumulate(map(_STEP.__getitem__, shape[start : start + _CHUNK]), initial=carry))
+        best = max(best, max(running))
+        carry = running[-1]
         if best > limit:
             break
     return best

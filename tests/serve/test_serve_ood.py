@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import httpx
 import numpy as np
 import pytest
 
-from support.servehelp import SOURCE, STAGE, Gateway, World, auth, write_policy
+from support.servehelp import SOURCE, STAGE, Gateway, World, auth, start_gateway, stop_gateway, write_policy
 
 pytestmark = [pytest.mark.slow, pytest.mark.keras]
 
@@ -180,30 +179,13 @@ def world(digits: Digits, tmp_path_factory: pytest.TempPathFactory) -> World:
     return world
 
 
-def start(world: World, name: str, serve: dict[str, Any]) -> Gateway:
-    policy = write_policy(world.folder / f"{name}.toml", dict(serve))
-    gateway = Gateway(world, policy, world.folder / f"{name}.log")
-    try:
-        gateway.wait_ready()
-    except BaseException:
-        gateway.stop()
-        raise
-    return gateway
-
-
-def stop(gateway: Gateway) -> None:
-    gateway.stop()
-    assert gateway.proc.returncode in (0, -signal.SIGINT), gateway.log.read_text()[-2000:]
-    assert all(line["status"] != 500 for line in gateway.access_lines())
-
-
 @pytest.fixture(scope="module")
 def gw(world: World) -> Iterator[Gateway]:
-    gateway = start(world, "gateway", {**SERVE, "namespaces": ["acme"], "ood_header": True})
+    gateway = start_gateway(world, "gateway", {**SERVE, "namespaces": ["acme"], "ood_header": True})
     try:
         yield gateway
     finally:
-        stop(gateway)
+        stop_gateway(gateway)
 
 
 def predict(gw: Gateway, key: str, model: str, x: np.ndarray) -> httpx.Response:
@@ -308,10 +290,10 @@ def test_drift_alarm_on_one_class_window(gw: Gateway, world: World, digits: Digi
 
 def test_header_only_when_the_policy_enables_it(gw: Gateway, world: World, digits: Digits) -> None:
     gw.stop()  # one gateway at a time on two cores
-    quiet = start(world, "quiet", {**SERVE, "namespaces": ["quiet"], "max_batch": 4})
+    quiet = start_gateway(world, "quiet", {**SERVE, "namespaces": ["quiet"], "max_batch": 4})
     try:
         response = predict(quiet, world.keys["quiet"], "digits", digits.test_x[:3])
         assert response.status_code == 200 and HEADER.lower() not in {k.lower() for k in response.headers}
         assert metric(quiet, "kerasguard_serve_ood_score_count", model="digits") == 3  # still measured
     finally:
-        stop(quiet)
+        stop_gateway(quiet)

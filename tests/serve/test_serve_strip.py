@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import re
-import signal
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ import httpx
 import numpy as np
 import pytest
 
-from support.servehelp import SOURCE, STAGE, Gateway, World, auth, write_policy
+from support.servehelp import SOURCE, STAGE, Gateway, World, auth, start_gateway, stop_gateway, write_policy
 
 pytestmark = [pytest.mark.slow, pytest.mark.keras]
 
@@ -143,31 +142,13 @@ def world(backdoored: Backdoored, tmp_path_factory: pytest.TempPathFactory) -> W
     return world
 
 
-def start(world: World, name: str, serve: dict[str, Any]) -> Gateway:
-    gateway = Gateway(
-        world, write_policy(world.folder / f"{name}.toml", dict(serve)), world.folder / f"{name}.log"
-    )
-    try:
-        gateway.wait_ready()
-    except BaseException:
-        gateway.stop()
-        raise
-    return gateway
-
-
-def stop(gateway: Gateway) -> None:
-    gateway.stop()
-    assert gateway.proc.returncode in (0, -signal.SIGINT), gateway.log.read_text()[-2000:]
-    assert all(line["status"] != 500 for line in gateway.access_lines())
-
-
 @pytest.fixture(scope="module")
 def gw(world: World) -> Iterator[Gateway]:
-    gateway = start(world, "flag", {**SERVE, "strip_header": True})
+    gateway = start_gateway(world, "flag", {**SERVE, "strip_header": True})
     try:
         yield gateway
     finally:
-        stop(gateway)
+        stop_gateway(gateway)
 
 
 def predict(gw: Gateway, key: str, model: str, x: np.ndarray) -> httpx.Response:
@@ -254,7 +235,7 @@ def test_bad_attachment_is_refused_fail_closed(
 
 def test_reject_policy_refuses_triggered_requests(gw: Gateway, world: World, backdoored: Backdoored) -> None:
     gw.stop()  # one gateway at a time on two cores
-    strict = start(world, "reject", {**SERVE, "strip_action": "reject"})
+    strict = start_gateway(world, "reject", {**SERVE, "strip_action": "reject"})
     try:
         key = world.keys["acme"]
         statuses = []
@@ -273,7 +254,7 @@ def test_reject_policy_refuses_triggered_requests(gw: Gateway, world: World, bac
             422
         ) + clean.count(422)
     finally:
-        stop(strict)
+        stop_gateway(strict)
 
 
 def test_child_entropy_matches_the_detector_in_process(backdoored: Backdoored) -> None:

@@ -203,6 +203,26 @@ class Gateway:
         self._log_file.close()
 
 
+def start_gateway(world: World, name: str, serve: dict[str, Any]) -> Gateway:
+    """A gateway on ``world`` with these ``[serve]`` settings, ready (stopped again if it never is)."""
+    gateway = Gateway(
+        world, write_policy(world.folder / f"{name}.toml", dict(serve)), world.folder / f"{name}.log"
+    )
+    try:
+        gateway.wait_ready()
+    except BaseException:
+        gateway.stop()
+        raise
+    return gateway
+
+
+def stop_gateway(gateway: Gateway) -> None:
+    """Stop it, and check it exited cleanly and never answered 500."""
+    gateway.stop()
+    assert gateway.proc.returncode in (0, -signal.SIGINT), gateway.log.read_text()[-2000:]
+    assert all(line["status"] != 500 for line in gateway.access_lines())
+
+
 def proc_rss(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -28,6 +28,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "suppressions",
             "sigpipe",
             "tempdirs",
+            "gcpause",
             "distmeta",
             "npzfile",
         }

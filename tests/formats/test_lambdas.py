@@ -78,3 +78,18 @@ def test_a_named_function_is_not_bytecode() -> None:
         )
     )
     assert lambda_functions(art) == []
+
+
+def test_a_lambda_output_shape_without_a_function_is_found() -> None:
+    # A layer with no "function" key is passed over quickly unless it says output_shape_type.
+    art = artifact(
+        model(
+            {
+                "class_name": "Dense",
+                "config": {"name": "o", "output_shape": [CODE, None, None], "output_shape_type": "lambda"},
+            }
+        )
+    )
+    [fn] = lambda_functions(art)
+    assert fn.pointer == "/config/layers/0/config/output_shape"
+    assert "system" in fn.summary.describe()

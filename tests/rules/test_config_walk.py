@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -161,3 +163,22 @@ def test_walk_of_a_large_real_shaped_config_stays_linear() -> None:
     value = {"class_name": "Sequential", "config": {"layers": [dict(layer) for _ in range(20_000)]}}
     walked = cw.build_index(json.loads(json.dumps(value)))
     assert len(walked.refs) == 20_001
+
+
+def test_a_recognised_reference_is_the_dataclass_with_every_field() -> None:
+    # as_ref fills the frozen dataclass without its __init__ (speed): same fields, equal, still frozen.
+    node = {"module": "keras.layers", "class_name": "Dense", "config": {"name": "d"}, "registered_name": 7}
+    ref = cw.as_ref(node, "/config/layers/0", True)
+    assert ref == cw.ObjRef(
+        pointer="/config/layers/0",
+        node=node,
+        class_name="Dense",
+        module="keras.layers",
+        registered_name=None,  # not a string: no registered name
+        config={"name": "d"},
+        kind="class",
+        in_layers=True,
+    )
+    assert list(vars(ref)) == [f.name for f in dataclasses.fields(cw.ObjRef)]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ref.pointer = "/elsewhere"  # type: ignore[misc]

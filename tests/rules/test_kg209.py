@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kerasguard.findings import Severity
+from kerasguard.rules.references import traversal_reason
 from support.kgconfig import config_of, layers, rule_findings, saved
 
 pytestmark = pytest.mark.keras
@@ -44,3 +45,20 @@ def test_normal_names_are_fine() -> None:
     layers(config)[1]["config"]["name"] = "tf.math.add..2"
     assert rule_findings(config, "KG209") == []
     assert rule_findings(config_of(saved("rnn")), "KG209") == []
+
+
+@pytest.mark.parametrize(
+    ("name", "severity"),
+    [
+        ("..", Severity.HIGH),
+        ("layer\x00", Severity.HIGH),
+        ("D:", Severity.HIGH),
+        ("ünï/cödé", Severity.MEDIUM),
+        ("dense_3", None),  # an identifier: the quick answer
+        ("ünïcödé_1", None),
+        ("tf.math.add..2", None),
+    ],
+)
+def test_traversal_reason_of_names(name: str, severity: Severity | None) -> None:
+    reason = traversal_reason(name)
+    assert (reason[1] if reason else None) is severity

@@ -144,10 +144,6 @@ class ConfigIndex:
         return None
 
 
-def _as_opt_str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
 def as_ref(node: Any, pointer: str = "", in_layers: bool = False) -> ObjRef | None:
     """Recognise a Keras object reference.
 
@@ -163,29 +159,34 @@ def as_ref(node: Any, pointer: str = "", in_layers: bool = False) -> ObjRef | No
         return None
     if "config" not in node and "module" not in node:
         return None
-    kind: RefKind
-    if class_name == "__lambda__":
-        kind = "lambda"
-    elif class_name == "function":
-        kind = "function"
-    elif class_name in SPECIAL_CLASS_NAMES:
-        kind = "special"
-    else:
-        kind = "class"
+    module, registered = node.get("module"), node.get("registered_name")
     # Built without the frozen dataclass's __init__ (one object.__setattr__ per field): a config holds
-    # thousands of references. Same fields, same frozen object.
-    ref = object.__new__(ObjRef)
-    ref.__dict__.update(
-        pointer=pointer,
-        node=node,
-        class_name=class_name,
-        module=_as_opt_str(node.get("module")),
-        registered_name=_as_opt_str(node.get("registered_name")),
-        config=node.get("config"),
-        kind=kind,
-        in_layers=in_layers,
+    # thousands of references. Same fields in the same order, same frozen object.
+    ref = _new_object(ObjRef)
+    _set_attribute(
+        ref,
+        "__dict__",
+        {
+            "pointer": pointer,
+            "node": node,
+            "class_name": class_name,
+            "module": module if isinstance(module, str) else None,
+            "registered_name": registered if isinstance(registered, str) else None,
+            "config": node.get("config"),
+            "kind": _KINDS.get(class_name, "class"),
+            "in_layers": in_layers,
+        },
     )
     return ref
+
+
+# The kind of a reference by its class_name ("class" for any other name).
+_KINDS: dict[str, RefKind] = {
+    **dict.fromkeys(SPECIAL_CLASS_NAMES, "special"),
+    "__lambda__": "lambda",
+    "function": "function",
+}
+_new_object, _set_attribute = object.__new__, object.__setattr__
 
 
 _CONTAINERS = (dict, list)

@@ -36,6 +36,12 @@ def lambda_functions(art: Artifact) -> list[LambdaFunction]:
     """Every Lambda function in every config of ``art``, in document order."""
     out = []
     for doc, ref in cw.refs(art):
+        if ref.kind == "class":
+            cfg = ref.config
+            if not isinstance(cfg, dict) or ("function" not in cfg and "output_shape_type" not in cfg):
+                continue  # what lambda_codes yields nothing for without looking further: most layers
+        elif ref.kind != "lambda":
+            continue  # functions and special objects carry no code
         owner = cw.index(doc).enclosing(ref.pointer) if ref.kind == "lambda" else None
         for found in lambda_codes(ref, owner):
             data = decode_code(found.code)

@@ -307,10 +307,11 @@ def legacy_match(candidates: list[ExpectedVar], comps: list[str]) -> ExpectedVar
 def _pairs(h5: H5File, expected: list[ExpectedVar]) -> Iterator[tuple[H5Object, ExpectedVar]]:
     datasets = {o.path: o for o in h5.datasets}
     if h5.role == "keras_weights":
-        names = {o.path: dict(o.attrs).get("name") for o in h5.objects if o.kind == "group"}
+        groups = {o.path: o for o in h5.objects if o.kind == "group"}
         for ev in expected:
             obj = datasets.get(ev.k3_path)
-            owner = names.get(ev.owner_path)
+            group = groups.get(ev.owner_path) if obj is not None else None
+            owner = None if group is None else dict(group.attrs).get("name")  # attributes of the ones asked
             if obj is None or (ev.owner_name and owner is not None and owner != ev.owner_name):
                 continue  # not where Keras would look, or the mapping is not certain
             yield obj, ev

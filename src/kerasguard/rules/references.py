@@ -477,6 +477,8 @@ _SEPARATORS = re.compile(r"[\\/]")
 
 def traversal_reason(name: str) -> tuple[str, Severity] | None:
     """Why a layer or asset name could escape a directory when Keras uses it as a path."""
+    if name.isidentifier():  # most layer names ("conv2d_3"): no separator, dot, colon or NUL
+        return None
     parts = _SEPARATORS.split(name)
     if ".." in parts:
         return "contains a '..' path segment", Severity.HIGH

@@ -20,7 +20,6 @@ database, which ``audit verify`` compares with the log to detect a cut-off tail.
 from __future__ import annotations
 
 import contextlib
-import gc
 import hmac
 import json
 import os
@@ -36,6 +35,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from kerasguard.errors import KerasGuardError, StoreError
+from kerasguard.gcpause import gc_paused
 from kerasguard.policy import Policy
 from kerasguard.store import attachments, audit, crypto, rbac, upgrade
 from kerasguard.store.attachments import Attachment, NewAttachment
@@ -857,7 +857,7 @@ class ModelStore:
         query = query.order_by(ModelRow.name, ModelRow.created_at.desc())
         key = self.master.mac_key
         out = []
-        with _gc_paused(), self.transaction() as s:  # thousands of short-lived rows: no collection passes
+        with gc_paused(), self.transaction() as s:  # thousands of short-lived rows: no collection passes
             latest = audit.latest_revisions(s, namespace)
             # Core rows straight from the connection: the ORM's per-row bookkeeping is most of the cost
             for row in s.connection().execute(query):
@@ -1200,17 +1200,6 @@ class ModelStore:
             s.info[upgrade.WITNESS_KEY_ID] = new_key.key_id
         self.master = new_key
         return count
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _require_reason(reason: str) -> str:

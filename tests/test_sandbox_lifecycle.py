@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,6 +114,35 @@ def test_a_child_whose_parent_is_already_gone_exits_before_running_anything() ->
     assert subprocess.run(argv, capture_output=True, timeout=60, check=False).returncode == 0
 
 
+# The child's parent watch, then what a payload does after it: neuter os._exit, keep a thread.
+WATCHED = """\
+import os, sys, threading, time
+from kerasguard.sandbox import child
+read_fd, write_fd = os.pipe()
+child.watch_parent(read_fd)
+os._exit = lambda *args, **kwargs: None
+threading.Thread(target=time.sleep, args=(3600,), daemon=False).start()
+os.close(write_fd)  # the parent's end of the control pipe closes
+time.sleep(3600)
+"""
+
+
+def test_the_parent_watch_exits_even_after_a_payload_replaced_os_exit() -> None:
+    """The watch thread looked os._exit up when the pipe closed, so a payload that replaced it
+    left the thread spinning and the child alive (when the parent-death signal was also gone)."""
+    watched = subprocess.Popen(
+        [sys.executable, "-c", WATCHED], env={**os.environ, "PYTHONPATH": str(SRC)}, stderr=subprocess.PIPE
+    )
+    try:
+        status = watched.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        status = None
+    finally:
+        watched.kill()
+        watched.communicate()
+    assert status == 4  # EXIT_PARENT_GONE
+
+
 @pytest.mark.skipif(not INFO.is_active("memory-cgroup"), reason=INFO.get("memory-cgroup").detail)
 def test_processes_left_in_a_dead_parents_group_are_killed() -> None:
     placement, _ = cgroup.locate()
@@ -130,17 +160,16 @@ def test_processes_left_in_a_dead_parents_group_are_killed() -> None:
         stale.remove()
 
 
-@pytest.mark.slow
-@pytest.mark.keras
-def test_child_dies_with_its_sigkilled_parent_even_if_it_ignores_exit(tmp_path: Path) -> None:
-    """A payload that neuters os._exit and keeps a non-daemon thread used to outlive a SIGKILLed
-    parent (re-parented to init). With PR_SET_PDEATHSIG the kernel kills it with the parent."""
+def load_then_kill_the_parent(tmp_path: Path, payload: Any) -> dict[str, Any]:
+    """Load a payload model in a separate parent, SIGKILL that parent, assert the child died with it.
+
+    Returns what the parent printed after the load (child pid, model output, cgroup)."""
     from support import kmodels
 
     base = tmp_path / "mlp.keras"
     kmodels.mlp().save(base)
     marker = f"kg-outlive-{os.getpid()}"[:15]
-    model = payloads.lambda_model(base, tmp_path / "outlive.keras", payloads.outlive_parent, marker=marker)
+    model = payloads.lambda_model(base, tmp_path / "outlive.keras", payload, marker=marker)
     parent = subprocess.Popen(
         [
             sys.executable,
@@ -158,22 +187,35 @@ def test_child_dies_with_its_sigkilled_parent_even_if_it_ignores_exit(tmp_path: 
         assert parent.stdout is not None
         line = parent.stdout.readline()
         assert line, parent.stderr.read()[-3000:] if parent.stderr else ""
-        loaded = json.loads(line)
+        loaded: dict[str, Any] = json.loads(line)
         child = int(loaded["pid"])
         threads = {p.read_text().strip() for p in Path(f"/proc/{child}/task").glob("*/comm")}
         assert marker in threads, "the payload did not run: the test would prove nothing"
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait(timeout=30)
-        assert wait_gone(child, 10), f"child {child} survived its parent"
+        survived = not wait_gone(child, 10)
+        if survived:
+            os.kill(child, signal.SIGKILL)
+        assert not survived, f"child {child} survived its parent"
         group = next((line for line in loaded["cgroup"].splitlines() if cgroup.PREFIX in line), None)
         if group is not None:  # nothing of the child is left in its group either
             path = group.split(":", 2)[2]
             procs = Path(f"/sys/fs/cgroup/memory{path}/cgroup.procs")
             leftover = procs.read_text().split() if procs.exists() else []
             assert not [p for p in leftover if running(int(p))]
+        return loaded
     finally:
         parent.kill()
         parent.wait()
         placement, _ = cgroup.locate()
         if placement is not None:
             cgroup.remove_stale(placement)
+
+
+@pytest.mark.slow
+@pytest.mark.keras
+def test_child_dies_with_its_sigkilled_parent_even_if_it_ignores_exit(tmp_path: Path) -> None:
+    """A payload that neuters os._exit and keeps a non-daemon thread used to outlive a SIGKILLed
+    parent (re-parented to init). With PR_SET_PDEATHSIG the kernel kills it with the parent."""
+    load_then_kill_the_parent(tmp_path, payloads.outlive_parent)
+

@@ -65,15 +65,23 @@ def error_reply(exc: BaseException, stage: str) -> dict[str, Any]:
 
 
 def watch_parent(read_fd: int) -> None:
-    """Exit as soon as the parent's end of the control pipe closes, even mid-load."""
+    """Exit as soon as the parent's end of the control pipe closes, even mid-load.
+
+    What the thread calls is bound now, before any model code runs: a payload that replaces
+    ``os._exit`` later does not reach it. Code in the same process can still dig into this closure;
+    the kernel's parent-death signal, which seccomp keeps set, is the guard that holds.
+    """
+    exit_now = os._exit
+    poller = select.poll()
+    poller.register(read_fd, 0)  # only POLLHUP / POLLERR, never consumes data
+    wait = poller.poll
+    gone = select.POLLHUP | select.POLLERR | select.POLLNVAL
 
     def run() -> None:
-        poller = select.poll()
-        poller.register(read_fd, 0)  # only POLLHUP / POLLERR, never consumes data
         while True:
-            for _, event in poller.poll():
-                if event & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
-                    os._exit(EXIT_PARENT_GONE)
+            for _, event in wait():
+                if event & gone:
+                    exit_now(EXIT_PARENT_GONE)
 
     threading.Thread(target=run, name="kerasguard-watchdog", daemon=True).start()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -219,3 +220,15 @@ def test_child_dies_with_its_sigkilled_parent_even_if_it_ignores_exit(tmp_path: 
     parent (re-parented to init). With PR_SET_PDEATHSIG the kernel kills it with the parent."""
     load_then_kill_the_parent(tmp_path, payloads.outlive_parent)
 
+
+@pytest.mark.slow
+@pytest.mark.keras
+@pytest.mark.skipif(not INFO.is_active("seccomp"), reason="needs seccomp")
+def test_a_payload_cannot_clear_the_parent_death_signal(tmp_path: Path) -> None:
+    """The same payload that first called prctl(PR_SET_PDEATHSIG, 0) used to survive: seccomp
+    lets nothing after the bootstrap change that signal (libc call or raw call with high bits),
+    nor open the child to ptrace by an unrelated process (PR_SET_PTRACER)."""
+    loaded = load_then_kill_the_parent(tmp_path, payloads.undo_parent_death_signal)
+    libc_call, raw_call, ptracer, still_set = loaded["output"][0]
+    assert (libc_call, raw_call, ptracer) == (errno.EPERM, errno.EPERM, errno.EPERM)
+    assert still_set == signal.SIGKILL

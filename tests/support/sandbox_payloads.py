@@ -258,3 +258,44 @@ def fill_scratch(x, mib=0):  # type: ignore[no-untyped-def]
             break
     time.sleep(5)
     return x
+
+
+def undo_parent_death_signal(x, marker=""):  # type: ignore[no-untyped-def]
+    """``outlive_parent`` that first asks the kernel to forget the parent-death signal.
+
+    Codes, in order: clearing it through libc's ``prctl``, clearing it through the raw system call
+    with the option's upper 32 bits set (the kernel reads an int), letting any process ptrace the
+    child (``PR_SET_PTRACER``), then the signal still set after all that (``PR_GET_PDEATHSIG``; not
+    an errno).
+    """
+    import ctypes
+    import os
+    import threading
+    import time
+
+    import numpy as np
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+
+    def attempt(call):  # type: ignore[no-untyped-def]
+        ctypes.set_errno(0)
+        return -1.0 if call() == 0 else float(ctypes.get_errno() or 999)
+
+    codes = [attempt(lambda: libc.prctl(1, ctypes.c_ulong(0), 0, 0, 0))]  # PR_SET_PDEATHSIG, 0
+    codes.append(attempt(lambda: libc.syscall(ctypes.c_long(157), ctypes.c_long((1 << 32) | 1), 0, 0, 0, 0)))
+    any_process = ctypes.c_ulong(2**64 - 1)
+    codes.append(attempt(lambda: libc.prctl(0x59616D61, any_process, 0, 0, 0)))  # PR_SET_PTRACER
+    current = ctypes.c_int(-1)
+    libc.prctl(2, ctypes.byref(current), 0, 0, 0)  # PR_GET_PDEATHSIG
+    codes.append(float(current.value))
+    os._exit = lambda *args, **kwargs: None
+
+    def forever():  # type: ignore[no-untyped-def]
+        libc.prctl(15, marker.encode()[:15], 0, 0, 0)  # PR_SET_NAME: visible in /proc
+        while True:
+            time.sleep(0.5)
+
+    if not any(t.name == marker for t in threading.enumerate()):
+        threading.Thread(target=forever, name=marker, daemon=False).start()
+    return x[:, :1] * 0 + np.array(codes, dtype="float32")

@@ -4,7 +4,8 @@ Default allow (Keras, XLA and NumPy use a wide and changing set of syscalls), th
 model never needs: new programs, new processes, other processes' memory, every socket (the child
 talks to its parent over inherited pipes only; with ``sandbox.network`` only AF_INET/AF_INET6),
 namespaces, mounts, kernel modules, BPF, io_uring (its operations bypass seccomp), raising
-rlimits, and signals to any other process (also through ``F_SETOWN``). Denied calls fail with an
+rlimits, signals to any other process (also through ``F_SETOWN``), and the ``prctl`` options that
+would undo the parent-death signal the bootstrap set before this filter. Denied calls fail with an
 errno, so a payload sees an error instead of silently working, and the child reports it. A system
 call of a foreign ABI (``int 0x80``, x32) kills the whole process at once: the filter cannot judge
 those numbers, and killing only the calling thread would leave the load hanging until the wall
@@ -88,6 +89,13 @@ SIGNAL_TO_PID_ARG0 = ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
 SIGNAL_CALLS_DENIED = ("tkill", "pidfd_open", "pidfd_send_signal")
 F_SETOWN, F_SETOWN_EX = 8, 15
 FIOSETOWN, SIOCSPGRP = 0x8901, 0x8902
+# prctl options that would undo what the bootstrap set up: clearing or changing the parent-death
+# signal (a payload would then outlive a killed parent), and naming a process that may ptrace the
+# child (Yama). Other setters only restrict, need capabilities the child dropped, are locked by the
+# securebits, or touch nothing outside the child (PR_SET_DUMPABLE: the child is dumpable already,
+# and clearing it hides nothing from its parent); see docs/sandbox.md.
+PR_SET_PDEATHSIG, PR_SET_PTRACER = 1, 0x59616D61
+PRCTL_DENIED = (PR_SET_PDEATHSIG, PR_SET_PTRACER)
 
 
 @dataclass(frozen=True)
@@ -163,5 +171,7 @@ def install(*, allow_network: bool = False, own_pid: int | None = None) -> Secco
         rule(sc.ERRNO(errno.EPERM), "fcntl", sc.Arg(1, sc.EQ, command))
     for request in (FIOSETOWN, SIOCSPGRP):
         rule(sc.ERRNO(errno.EPERM), "ioctl", sc.Arg(1, sc.EQ, request))
+    for option in PRCTL_DENIED:  # the kernel reads the option as an int: match the low 32 bits
+        rule(sc.ERRNO(errno.EPERM), "prctl", sc.Arg(0, sc.MASKED_EQ, 0xFFFFFFFF, option))
     filt.load()
     return SeccompReport(tuple(dict.fromkeys(denied)), tuple(unknown))

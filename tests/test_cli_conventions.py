@@ -57,6 +57,16 @@ def test_printable_shows_control_characters_as_escapes() -> None:
     assert printable("plain text é") == "plain text é"
 
 
+def test_printable_escapes_format_characters_and_cuts_after_escaping() -> None:
+    """Bidi isolates, zero-width and direction marks (category Cf) reorder or hide what is read."""
+    hidden = "a\u2066b\u2067c\u2068d\u2069e\u200bf\u200eg\u200fh\u061ci\ufeffj\u00adk\u2028l"
+    assert printable(hidden) == (
+        "a\\u2066b\\u2067c\\u2068d\\u2069e\\u200bf\\u200eg\\u200fh\\u061ci\\ufeffj\\xadk\\u2028l"
+    )
+    assert printable("\x1b" * 10, limit=10) == "\\x1b\\x1...", "the limit counts escaped characters"
+    assert printable("short", limit=10) == "short"
+
+
 def test_markup_safe_is_shown_literally_by_rich() -> None:
     from rich.console import Console
 
@@ -154,6 +164,45 @@ def test_load_summary_from_the_sandbox_child_is_escaped(hostile_model: Path, tmp
     assert_no_raw_controls(done.stdout + done.stderr)
     assert "\\x1b[2J" in done.stdout and "[red]x[bold]" in done.stdout  # the summary and the model name
     assert "loaded " in done.stdout
+
+
+def _in_process_policy(tmp_path: Path) -> Path:
+    policy = tmp_path / "kerasguard.toml"
+    policy.write_text("[sandbox]\nallow_unsafe_in_process = true\n")
+    return policy
+
+
+@pytest.mark.keras
+def test_probe_report_shows_a_hostile_model_name_escaped(hostile_model: Path, tmp_path: Path) -> None:
+    """The probe had its own cleaner: ESC and U+202E became '?', U+200B and direction marks passed."""
+    import numpy as np
+
+    data = tmp_path / "d.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.uniform(0, 1, (40, 3)).astype("float32"), y=np.arange(40) % 2)
+    args = ["probe", "privacy", str(hostile_model), str(data), str(data), "--references", "0"]
+    result = runner.invoke(app, [*args, "--in-process", "--policy", str(_in_process_policy(tmp_path))])
+    assert result.exit_code == 0, result.output
+    assert_no_raw_controls(result.output)
+    assert f"privacy probe: m{printable(HOSTILE)} " in result.stdout  # shown, not obeyed or lost
+
+
+@pytest.mark.keras
+def test_robustness_report_shows_hostile_file_names_escaped(hostile_model: Path, tmp_path: Path) -> None:
+    """robustness replaced only C0/C1 controls (with '?'): a bidi override in a name reached the terminal."""
+    import numpy as np
+
+    model = tmp_path / f"r{HOSTILE}.keras"
+    model.write_bytes(hostile_model.read_bytes())
+    data = tmp_path / f"d{HOSTILE}.npz"
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(0, 1, (20, 3)).astype("float32"), np.arange(20) % 2
+    np.savez(data, x=x, y=y, range=np.array([0.0, 1.0]))
+    args = ["robustness", "evaluate", str(model), str(data), "--attack", "none", "--in-process"]
+    result = runner.invoke(app, [*args, "--policy", str(_in_process_policy(tmp_path))])
+    assert result.exit_code == 0, result.output
+    assert_no_raw_controls(result.output)
+    assert f"model {printable(model.name)} on {printable(data)} " in result.stdout
 
 
 # --- errors: exit 2, one line, a hint that keeps its brackets ---------------------------------------

@@ -31,6 +31,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "gcpause",
             "distmeta",
             "npzfile",
+            "escaping",
         }
     ),
     # readers (facts), the advisory database, signing, the sandbox machinery

@@ -229,3 +229,26 @@ def test_reports_escape_hostile_model_names() -> None:
     assert "\x1b" not in text and "\n# owned" not in text
     markdown = backdoor_markdown(report)
     assert "\\]\\(http://x\\)\\|" in markdown and "\x1b" not in markdown
+
+
+def test_reports_show_format_characters_escaped() -> None:
+    """The probe's own cleaner let zero-width characters and direction marks through, and turned what it
+    did catch into '?'; the reports now use the shared escaping."""
+    from kerasguard.probe.backdoor import BackdoorReport
+    from kerasguard.probe.privacy import PrivacyReport
+    from kerasguard.probe.render import backdoor_markdown, backdoor_text, privacy_markdown, privacy_text
+
+    name = "m\x1b[2J\u202egpj.exe\u200b\u200f\u2066"
+    backdoor = BackdoorReport(n_classes=2, n_samples=40, anomaly_threshold=2.0, verdict="clean", model=name)
+    privacy = PrivacyReport(n_members=20, n_nonmembers=20, max_auc=0.5, max_tpr_at_1pct_fpr=0.0, verdict="ok")
+    privacy.model = name
+    outputs = [
+        backdoor_text(backdoor),
+        backdoor_markdown(backdoor),
+        privacy_text(privacy),
+        privacy_markdown(privacy),
+    ]
+    for out in outputs:
+        assert not set(out) & set("\x1b\u202e\u200b\u200f\u2066"), out
+    assert "m\\x1b[2J\\u202egpj.exe\\u200b\\u200f\\u2066" in outputs[0]
+    assert "privacy probe: m\\x1b[2J\\u202egpj.exe" in outputs[2]

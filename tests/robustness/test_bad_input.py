@@ -269,6 +269,29 @@ def test_cli_refused_model_exits_1(tmp_path: Path) -> None:
     assert "refused" in result.output and "mismatch" in result.output
 
 
+def test_reports_show_bidi_and_zero_width_characters_escaped() -> None:
+    """The robustness cleaner replaced only C0/C1 controls, so a bidi override in a file name reached
+    the text and Markdown reports (and a library caller's terminal) as is."""
+    from kerasguard.robustness.evaluate import RobustnessReport
+    from kerasguard.robustness.report import render_markdown, render_text
+
+    name = "m\x1b[2J\u202egpj.keras\u200b"
+    report = RobustnessReport(
+        model=name,
+        data="d\u2066.npz",
+        backend="jax",
+        examples=20,
+        clip_min=0.0,
+        clip_max=1.0,
+        clean_accuracy=0.5,
+        seed=0,
+        notes=["note\u202e"],
+    )
+    for out in (render_text(report), render_markdown(report)):
+        assert not set(out) & set("\x1b\u202e\u200b\u2066"), out
+    assert "model m\\x1b[2J\\u202egpj.keras\\u200b on d\\u2066.npz" in render_text(report)
+
+
 def test_an_npy_header_declaring_a_huge_array_is_refused_before_allocation(tmp_path: Path) -> None:
     """A 200-byte file whose header declares 1e12 float64s (8 TB) must not reach numpy's allocation."""
     import io

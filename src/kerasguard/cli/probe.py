@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from kerasguard.cli.app import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, app, console, write_output
+from kerasguard.cli.app import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, app, print_error, write_output
 from kerasguard.cli.scan import PolicyOption, resolve_policy
 from kerasguard.errors import (
     IntegrityError,
@@ -117,16 +117,8 @@ def _emit(
 
 
 def _fail(exc: KerasGuardError) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {_escape(exc.diagnostics())}", highlight=False)
+    print_error(exc)
     return typer.Exit(EXIT_ERROR)
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    from kerasguard.probe.render import clean
-
-    return escape(clean(text, 4000))
 
 
 @probe_app.command("backdoor")
@@ -203,7 +195,7 @@ def backdoor(
                 except OSError as exc:
                     raise KerasGuardError(f"cannot write {strip_out}: {exc.strerror or exc}") from None
     except _Refused as exc:
-        console.print(f"[bold red]refused:[/] {_escape(str(exc))}", highlight=False)
+        print_error(str(exc), label="refused")
         raise typer.Exit(EXIT_FINDINGS) from None
     except KerasGuardError as exc:
         raise _fail(exc) from None
@@ -270,7 +262,7 @@ def privacy(
             )
             report.model = report.model or model_path.name
     except _Refused as exc:
-        console.print(f"[bold red]refused:[/] {_escape(str(exc))}", highlight=False)
+        print_error(str(exc), label="refused")
         raise typer.Exit(EXIT_FINDINGS) from None
     except KerasGuardError as exc:
         raise _fail(exc) from None

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from kerasguard.cli.app import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, app, console, write_output
+from kerasguard.cli.app import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, app, console, print_error, write_output
 from kerasguard.cli.scan import PolicyOption, resolve_policy
 from kerasguard.errors import (
     IntegrityError,
@@ -99,19 +99,11 @@ def _exit_codes() -> Iterator[None]:
     try:
         yield
     except REFUSALS as exc:
-        console.print(f"[bold red]refused:[/] {_escape(exc.diagnostics())}", highlight=False, markup=True)
+        print_error(exc, label="refused")
         raise typer.Exit(EXIT_FINDINGS) from None
     except KerasGuardError as exc:
-        console.print(f"[bold red]error:[/] {_escape(exc.diagnostics())}", highlight=False, markup=True)
+        print_error(exc)
         raise typer.Exit(EXIT_ERROR) from None
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    from kerasguard.robustness.report import clean_text
-
-    return escape("\n".join(clean_text(line, 2000) for line in text.splitlines()))
 
 
 def _emit(report: Any, fmt: ReportFormat, output: Path | None) -> None:

@@ -1,7 +1,7 @@
 """Text and Markdown renderings of the probe reports (JSON is ``report.to_dict()``).
 
-Model names come from model files: control characters are replaced and Markdown-active characters
-escaped before they are printed.
+Model names come from model files: control and format characters are shown escaped
+(:func:`kerasguard.escaping.printable`) and Markdown-active characters escaped before they are printed.
 """
 
 from __future__ import annotations
@@ -9,19 +9,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from kerasguard.escaping import printable
 from kerasguard.probe.backdoor import BackdoorReport
 from kerasguard.probe.privacy import PrivacyReport
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _MD_ACTIVE = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
 
 
-def clean(text: str, limit: int = 200) -> str:
-    return _CONTROL.sub("?", text)[:limit]
-
-
 def md(text: str) -> str:
-    return _MD_ACTIVE.sub(r"\\\1", clean(text))
+    return _MD_ACTIVE.sub(r"\\\1", printable(text, limit=200))
 
 
 def _index(value: float) -> str:
@@ -29,7 +25,7 @@ def _index(value: float) -> str:
 
 
 def backdoor_text(report: BackdoorReport) -> str:
-    name = clean(report.model) or "model"
+    name = printable(report.model, limit=200) or "model"
     lines = [f"backdoor probe: {name} ({report.n_classes} classes, {report.n_samples} clean samples)"]
     if report.classes:
         lines.append(
@@ -49,7 +45,7 @@ def backdoor_text(report: BackdoorReport) -> str:
             )
         if report.trigger_images:
             first = next(iter(report.trigger_images.values()))
-            folder = clean(str(Path(first[0]).parent), 400)
+            folder = printable(Path(first[0]).parent, limit=400)
             lines.append(f"recovered triggers: {folder}/class_<k>_mask.png and class_<k>_trigger.png")
     else:
         lines.append("verdict: NOT SEARCHED (STRIP only)")
@@ -62,7 +58,7 @@ def backdoor_text(report: BackdoorReport) -> str:
         for cls, rate in s.detection_rate.items():
             lines.append(f"  catches {rate:.1%} of inputs carrying the recovered trigger of class {cls}")
         if s.saved_to:
-            lines.append(f"  saved to {clean(s.saved_to, 400)}")
+            lines.append(f"  saved to {printable(s.saved_to, limit=400)}")
     lines += [f"note: {n}" for n in report.notes]
     return "\n".join(lines) + "\n"
 
@@ -111,7 +107,7 @@ def backdoor_markdown(report: BackdoorReport) -> str:
 
 def privacy_text(report: PrivacyReport) -> str:
     lines = [
-        f"privacy probe: {clean(report.model) or 'model'} "
+        f"privacy probe: {printable(report.model, limit=200) or 'model'} "
         f"({report.n_members} members vs {report.n_nonmembers} non-members)",
         f"verdict: {report.verdict.upper()}  "
         f"[AUC > {report.max_auc:g} or TPR@1%FPR > {report.max_tpr_at_1pct_fpr:g}]",

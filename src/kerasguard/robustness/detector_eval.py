@@ -7,11 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from kerasguard.escaping import printable
 from kerasguard.robustness.attacks import AttackSpec, run_attack
 from kerasguard.robustness.data import Dataset, check_eps
 from kerasguard.robustness.detectors import DetectorSet, auroc
 from kerasguard.robustness.engines import as_classifier
-from kerasguard.robustness.report import clean_text, table
+from kerasguard.robustness.report import table
 
 SETS = ("noise", "shifted", "adversarial")
 
@@ -59,15 +60,15 @@ class DetectorReport:
 
     def _head(self) -> str:
         return (
-            f"detectors of {clean_text(self.model)} fitted on {clean_text(self.data)}"
+            f"detectors of {printable(self.model, limit=200)} fitted on {printable(self.data, limit=200)}"
             f" at a {100 * self.target_fpr:g}% target FPR; scored on {self.held_out} held-out clean examples"
         )
 
     def to_text(self) -> str:
         lines = [self._head(), "", table(self._headers(), self._table_rows())]
-        lines += [f"note: {clean_text(n, 500)}" for n in self.notes]
+        lines += [f"note: {printable(n, limit=500)}" for n in self.notes]
         if self.saved_to:
-            lines.append(f"saved to {clean_text(self.saved_to, 500)}")
+            lines.append(f"saved to {printable(self.saved_to, limit=500)}")
         return "\n".join(lines)
 
     def to_markdown(self) -> str:
@@ -78,7 +79,7 @@ class DetectorReport:
             "",
             table(self._headers(), self._table_rows(), markdown=True),
         ]
-        lines += ["", *(f"> {clean_text(n, 500)}" for n in self.notes)] if self.notes else []
+        lines += ["", *(f"> {printable(n, limit=500)}" for n in self.notes)] if self.notes else []
         return "\n".join(lines)
 
 

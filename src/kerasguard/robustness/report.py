@@ -1,35 +1,28 @@
 """Rendering of robustness results: text, JSON, Markdown tables and a PNG plot (matplotlib, Agg).
 
-Model and file names come from the user's files: control characters are replaced before they are
-printed, and Markdown table cells have their pipes escaped.
+Model and file names come from the user's files: control and format characters are shown escaped
+(:func:`kerasguard.escaping.printable`) before they are printed, and Markdown table cells have their
+pipes escaped.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Sequence
 from typing import Any
 
+from kerasguard.escaping import printable
 from kerasguard.robustness.evaluate import RobustnessReport
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def clean_text(value: object, limit: int = 200) -> str:
-    """One printable line: control characters replaced, length bounded."""
-    text = _CONTROL.sub("?", str(value))
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _md(value: object) -> str:
-    return clean_text(value).replace("|", "\\|")
+    return printable(value, limit=200).replace("|", "\\|")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], markdown: bool = False) -> str:
     """A plain-text (aligned) or Markdown table."""
-    cells = [[_md(c) if markdown else clean_text(c) for c in row] for row in rows]
+    cells = [[_md(c) if markdown else printable(c, limit=200) for c in row] for row in rows]
     if markdown:
         lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in cells]
@@ -63,12 +56,13 @@ HEADERS = ("attack", "norm", "eps", "robust acc", "attack success", "examples/s"
 
 def render_text(report: RobustnessReport) -> str:
     head = [
-        f"model {clean_text(report.model)} on {clean_text(report.data)} ({report.examples} examples,"
+        f"model {printable(report.model, limit=200)} on {printable(report.data, limit=200)}"
+        f" ({report.examples} examples,"
         f" backend {report.backend}, range [{report.clip_min:g}, {report.clip_max:g}])",
         f"clean accuracy {_pct(report.clean_accuracy)}",
     ]
     body = table(HEADERS, _attack_rows(report)) if report.rows else "no attack was run"
-    notes = [f"note: {clean_text(n, 500)}" for n in report.notes]
+    notes = [f"note: {printable(n, limit=500)}" for n in report.notes]
     return "\n".join([*head, "", body, *notes])
 
 
@@ -111,7 +105,7 @@ def plot_accuracy(report: RobustnessReport, path: str | os.PathLike[str]) -> Non
         ax.set_xlabel("epsilon")
         ax.set_ylabel("accuracy (%)")
         ax.set_ylim(0, 100)
-        ax.set_title(clean_text(f"robust accuracy: {report.model}", 80))
+        ax.set_title(printable(f"robust accuracy: {report.model}", limit=80))
         ax.grid(True, alpha=0.3)
         ax.legend()
         fig.tight_layout()

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from kerasguard.escaping import printable
 from kerasguard.robustness.attacks import AttackSpec, run_attack
 from kerasguard.robustness.data import Dataset, check_eps, check_fits_model
 from kerasguard.robustness.engines import (
@@ -32,7 +33,7 @@ from kerasguard.robustness.engines import (
     softmax_rows,
 )
 from kerasguard.robustness.errors import RobustnessError
-from kerasguard.robustness.report import clean_text, table
+from kerasguard.robustness.report import table
 
 Method = Literal["pgd", "trades"]
 MAX_EPOCHS = 1000
@@ -89,7 +90,7 @@ class TrainingReport:
         headers = ("model", "clean acc", f"PGD-{self.eval_steps} acc")
         return "\n".join(
             [
-                clean_text(self._headline(), 500),
+                printable(self._headline(), limit=500),
                 f"validation: {self.validation_examples} examples",
                 "",
                 table(headers, self._rows()),

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from kerasguard.escaping import printable
 from kerasguard.findings import Allowance, Finding, Location, Severity
 from kerasguard.formats.artifact import Artifact
 from kerasguard.policy import AllowEntry, Policy
@@ -90,10 +91,7 @@ class Rule:
 
 def _clip(text: str, limit: int = 300) -> str:
     """Evidence is attacker-controlled: keep it short and printable."""
-    if len(text) <= limit and text.isprintable():
-        return text
-    printable = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
-    return printable if len(printable) <= limit else printable[: limit - 3] + "..."
+    return printable(text, limit=limit)
 
 
 MAX_HITS_PER_KIND = 20

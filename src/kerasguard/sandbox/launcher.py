@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from kerasguard.errors import ModelError, SandboxError
+from kerasguard.escaping import printable
 from kerasguard.sandbox import _linux, bootstrap, cgroup
 from kerasguard.sandbox.capabilities import SandboxInfo, probe
 from kerasguard.sandbox.config import ChildConfig, ChildLimits, Layers
@@ -629,9 +630,5 @@ def _mib(n: int) -> str:
 
 
 def _clean(value: Any, limit: int, *, keep_newlines: bool = False) -> str:
-    """Child-supplied text, made printable and short (it may be attacker-controlled)."""
-    if not isinstance(value, str):
-        return ""
-    allowed = "\n\t" if keep_newlines else ""
-    text = "".join(ch if ch.isprintable() or ch in allowed else f"\\x{ord(ch):02x}" for ch in value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """Child-supplied text, made printable and short (it may be attacker-controlled); not a string: ""."""
+    return printable(value, keep_newlines=keep_newlines, limit=limit) if isinstance(value, str) else ""

@@ -14,6 +14,7 @@ import struct
 import zlib
 from dataclasses import replace
 
+from kerasguard.escaping import printable
 from kerasguard.findings import Location
 from kerasguard.formats.artifact import Artifact, Member, ZipListing, ZipMember
 from kerasguard.formats.blob import Blob
@@ -45,12 +46,7 @@ def is_expected_keras_name(name: str) -> bool:
 
 def display_name(name: str) -> str:
     """A member name safe to print: non-printables escaped, length clipped."""
-    if name and len(name) <= MAX_DISPLAY and name.isprintable():
-        return name
-    text = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in name)
-    if len(text) > MAX_DISPLAY:
-        text = text[: MAX_DISPLAY - 3] + "..."
-    return text or "<empty name>"
+    return printable(name, limit=MAX_DISPLAY) or "<empty name>"
 
 
 def archive_kind(name: str, members: list[ZipMember]) -> str:

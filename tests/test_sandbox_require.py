@@ -70,21 +70,25 @@ def shared_model() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def run_script(prefix: list[str], model: Path, policies: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    env = {
+def user_env() -> dict[str, str]:
+    """The environment of the scripts run as another user: nothing of root's but the source tree."""
+    return {
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         "PYTHONPATH": f"{SRC}:{TESTS}",
         "KERAS_BACKEND": "jax",
         "HOME": "/tmp",
         "TMPDIR": "/tmp",
     }
+
+
+def run_script(prefix: list[str], model: Path, policies: list[dict[str, Any]]) -> list[dict[str, Any]]:
     done = subprocess.run(
         [*prefix, sys.executable, str(SCRIPT), str(model), json.dumps(policies)],
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
-        env=env,
+        env=user_env(),
         cwd="/",
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -159,14 +163,21 @@ def as_user(user: str, stash: Path) -> list[str]:
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"]
 
 
-@pytest.mark.slow
-@pytest.mark.keras
-def test_non_root_user_gets_every_layer_but_the_cgroup_or_is_refused(
-    shared_model: Path, test_user: str
-) -> None:
+@pytest.fixture(scope="module")
+def non_root_load(shared_model: Path, test_user: str) -> dict[str, Any]:
+    """One default-policy load (and predict) by the test user, as ``sandbox_loadscript`` reports it."""
     (result,) = run_script(
         as_user(test_user, shared_model.parent / "prefix"), shared_model, [{"trust": SKIP_SCAN}]
     )
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.keras
+def test_non_root_user_gets_every_layer_but_the_cgroup_or_is_refused(
+    non_root_load: dict[str, Any], test_user: str
+) -> None:
+    result = non_root_load
     event = result["event"]
     assert event["sandbox"]["required"] == [n for n in SANDBOX_LAYERS if n != "memory-cgroup"]
     if not result["ok"]:
@@ -193,3 +204,49 @@ def test_non_root_user_gets_every_layer_but_the_cgroup_or_is_refused(
     assert (
         "memory-cgroup" in event["sandbox"]["missing"] and "sandbox.require" not in event["unsafe_switches"]
     )
+
+
+@pytest.mark.slow
+@pytest.mark.keras
+def test_sandbox_info_tells_a_non_root_user_what_a_load_does(
+    non_root_load: dict[str, Any], shared_model: Path, test_user: str
+) -> None:
+    """What `kerasguard sandbox-info` says to that user is what the load above did."""
+    prefix = as_user(test_user, shared_model.parent / "prefix")
+    outputs = []
+    for fmt in ("text", "json"):
+        done = subprocess.run(
+            [*prefix, sys.executable, "-m", "kerasguard", "sandbox-info", "-f", fmt],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=user_env(),
+            cwd="/",
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        outputs.append(done.stdout)
+    text, doc = outputs[0], json.loads(outputs[1])
+    layers = {layer["name"]: layer for layer in doc["layers"]}
+    event = non_root_load["event"]["sandbox"]
+    # What is required by default, and what is missing, are the load's own answers.
+    required = [n for n in SANDBOX_LAYERS if n != "memory-cgroup"]
+    assert doc["required"] == event["required"] == required
+    assert doc["missing"] == event["missing"]
+    assert f"required by default for this user: {', '.join(required)}\n" in text
+    if not non_root_load["ok"]:  # no unprivileged user namespaces: both say the load is refused
+        assert doc["refused_for"] and "REFUSED" in text
+        return
+    assert doc["refused_for"] == [] and "REFUSED" not in text
+    # No memory cgroup for this user: the load's RSS monitor stands in, and sandbox-info says so.
+    assert "memory-cgroup" in doc["missing"] and not layers["memory-cgroup"]["active"]
+    assert doc["memory_limit"] == "rss-monitor" and "rss-monitor" in non_root_load["layers"]
+    assert "MISSING  memory-cgroup" in text
+    assert "memory-cgroup is not required for this user: the parent's RSS monitor" in text
+    # Capabilities: the child's own user namespace gives it all of them; it drops them (CapEff 0).
+    caps = layers["capabilities"]
+    assert caps["active"] and "user namespace gives it every capability" in caps["detail"]
+    assert "drops and locks them all" in caps["detail"] and caps["detail"] in text
+    assert non_root_load["own_user_namespace"] is True and int(non_root_load["cap_eff"], 16) == 0
+    # The parent-death signal is kept by seccomp, which this user's load applies.
+    assert "seccomp keeps it set" in layers["parent-death"]["detail"] and "seccomp" in non_root_load["layers"]

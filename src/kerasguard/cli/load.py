@@ -257,8 +257,15 @@ def sandbox_info(
     info = measure()
     required = default_required()
     refused = [name for name in required if not info.is_active(name)]
+    # What limits the child's memory: the launcher falls back to the RSS monitor without a cgroup.
+    memory_limit = "memory-cgroup" if info.is_active("memory-cgroup") else "rss-monitor"
     if fmt is TextOrJson.json:
-        doc = {**info.to_dict(), "required": list(required), "refused_for": refused}
+        doc = {
+            **info.to_dict(),
+            "required": list(required),
+            "refused_for": refused,
+            "memory_limit": memory_limit,
+        }
         write_output(json.dumps(doc, indent=2), None)
         raise typer.Exit(EXIT_CLEAN)
     lines = []
@@ -268,6 +275,11 @@ def sandbox_info(
     if info.missing:
         lines.append(f"\n{len(info.missing)} layer(s) missing: {', '.join(info.missing)}")
     lines.append(f"required by default for this user: {', '.join(required)}")
+    if memory_limit == "rss-monitor" and "memory-cgroup" not in required:
+        lines.append(
+            "memory-cgroup is not required for this user: the parent's RSS monitor kills the child above "
+            "memory_mb, and RLIMIT_AS backs it up"
+        )
     if refused:
         lines.append(
             f"loads with the default policy are REFUSED here (missing: {', '.join(refused)}); "

@@ -117,7 +117,12 @@ def measure() -> SandboxInfo:
         ),
         "seccomp": Layer("seccomp", sc_ok, sc_why),
         "private-tmp": Layer("private-tmp", True, "0700 scratch directory as cwd, HOME and TMPDIR"),
-        "parent-death": Layer("parent-death", True, "PR_SET_PDEATHSIG(SIGKILL) before the child runs code"),
+        "parent-death": Layer(
+            "parent-death",
+            True,
+            "PR_SET_PDEATHSIG(SIGKILL) before the child runs code"
+            + ("; seccomp keeps it set" if sc_ok else "; without seccomp a payload can clear it"),
+        ),
         "scrubbed-env": Layer("scrubbed-env", True, "only backend and thread variables are passed"),
     }
     return SandboxInfo(tuple(layers[name] for name in LAYER_ORDER))

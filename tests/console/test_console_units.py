@@ -81,7 +81,7 @@ def test_charts_count_rejects_requests_and_latency_buckets() -> None:
     metrics.latency.labels("acme", "digits", "1", "error").observe(0.02)
     metrics.ood_alarms.labels("acme", "digits", "1").inc(5)
     metrics.drift_alarms.labels("acme", "digits", "1", "class_mix").inc(2)
-    requests, rejects, latency, alarms = gateway_charts(metrics.registry)
+    requests, rejects, latency, alarms = gateway_charts(metrics.registry, None)
     assert {b.label: b.value for b in alarms.bars} == {
         "acme/digits:1 ood": 5,
         "acme/digits:1 drift class_mix": 2,

@@ -510,7 +510,13 @@ def create_console(store: ModelStore, policy: Policy, metrics: Metrics) -> ASGIA
 
     async def figures(request: Request) -> Response:
         session = console.required(request)
-        return console.render(request, "figures.html", session, charts=gateway_charts(metrics.registry))
+        assert session.principal is not None
+        tenants = None  # a '*' token sees every tenant's series and the gateway-wide rejects
+        if session.principal.namespace != ALL_NAMESPACES:
+            tenants = frozenset(await console.call(console.namespaces, session))
+        return console.render(
+            request, "figures.html", session, charts=gateway_charts(metrics.registry, tenants)
+        )
 
     routes = [
         Route("/", page(index)),

@@ -298,3 +298,36 @@ def test_an_incomplete_scan_is_called_incomplete(site: Site) -> None:
     html = login(site, site.admin).get(f"/console/models/{NS}/broken/1").text
     assert 'id="scan-complete"><span class="incomplete">Incomplete</span>' in html
     assert "KG901" in html
+
+
+def test_an_admin_deletes_a_model_with_a_reason_and_the_audit_log_shows_it(
+    site: Site, tmp_path: Path
+) -> None:
+    from kerasguard.errors import KerasGuardError
+
+    with site.world.store() as store:
+        store.push(
+            site.publisher,
+            site.world.folder / "models" / "digits.keras",
+            name="doomed",
+            version="1",
+            source=f"{SOURCE}/doomed",
+        )
+    admin = login(site, site.admin)
+    url = f"/console/models/{NS}/doomed/1"
+    csrf = csrf_of(admin.get(url).text)
+    answer = admin.post(f"{url}/delete", data={"reason": "superseded by <b>v2</b>", "csrf": csrf})
+    assert answer.status_code == 303, answer.text[:300]
+    assert answer.headers["location"] == "/console/models?done=deleted"
+    assert "Deleted: its data key and blob are gone" in admin.get(answer.headers["location"]).text
+    page = admin.get(url).text
+    assert '<td id="status">deleted</td>' in page
+    assert "deleted: superseded by &lt;b&gt;v2&lt;/b&gt;" in page
+    assert "delete-form" not in page and "promote-form" not in page  # nothing left to decide
+    with site.world.store() as store:
+        assert store.show(site.admin, "doomed", "1", namespace=NS).status == "deleted"
+        with pytest.raises(KerasGuardError):
+            store.pull(site.admin, "doomed", "1", tmp_path, namespace=NS)
+    audit = admin.get("/console/audit").text
+    row = next(r for r in audit.split("<tr ") if f"{NS}/doomed:1" in r and ">delete<" in r)
+    assert "r-ok" in row and "superseded by &lt;b&gt;v2&lt;/b&gt;" in row

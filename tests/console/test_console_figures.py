@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from support.consolehelp import login, serving
+from support.consolehelp import console_app, login, serving
 from support.servehelp import SOURCE
 
 OURS, THEIRS = "acme", "globex"
@@ -17,10 +17,6 @@ THEIR_MODEL = "payroll-fraud"
 def test_figures_show_a_namespaced_reviewer_no_other_tenants_series(tmp_path: Path) -> None:
     pytest.importorskip("uvicorn")
     pytest.importorskip("jinja2")
-    from starlette.applications import Starlette
-    from starlette.routing import Mount
-
-    from kerasguard.console import create_console
     from kerasguard.policy import Policy, Store
     from kerasguard.serve.metrics import Metrics
     from kerasguard.store import ModelStore
@@ -42,8 +38,7 @@ def test_figures_show_a_namespaced_reviewer_no_other_tenants_series(tmp_path: Pa
         reader = store.create_token(admin, "reader", OURS, "auditor")
         tenant_admin = store.create_token(admin, "admin", OURS, "lead")
         store.create_token(admin, "reader", THEIRS, "their auditor")
-        app = Starlette(routes=[Mount("/console", create_console(store, policy, metrics))])
-        with serving(app) as url:
+        with serving(console_app(store, policy, metrics)) as url:
             for token in (reader, tenant_admin):
                 page = login(url, token).get("/console/figures")
                 assert page.status_code == 200, page.text[:500]

@@ -115,6 +115,18 @@ def serving(app: Any) -> Iterator[str]:
         thread.join(20)
 
 
+def console_app(store: Any, policy: Any, metrics: Any = None) -> Any:
+    """The console alone, mounted at ``/console`` as the gateway mounts it, on a store the test holds."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from kerasguard.console import create_console
+    from kerasguard.serve.metrics import Metrics
+
+    console = create_console(store, policy, metrics or Metrics())
+    return Starlette(routes=[Mount("/console", console)])
+
+
 def login(site: Site | str, token: str) -> httpx.Client:
     """An httpx client logged in to the console at ``site`` (a Site or a base URL); the cookie is Secure,
     so it is sent by hand over http."""

@@ -48,7 +48,12 @@ def test_figures_show_a_namespaced_reviewer_no_other_tenants_series(tmp_path: Pa
                 assert "acme/digits:1 ok" in html and "acme/digits:1 ood" in html
                 assert "Predict latency (3 requests" in html  # their 5 slow requests are not counted
                 assert "Not shown: gateway-wide counts" in html
-            everything = login(url, admin).get("/console/figures").text
+            root = login(url, admin)
+            everything = root.get("/console/figures").text
             assert f"{THEIRS}/{THEIR_MODEL}:7 drift class_mix" in everything
             assert "Predict latency (8 requests" in everything
             assert "unauthenticated" in everything and "Not shown" not in everything
+            # The store is asked on every page, so revoking a token ends what its session may see.
+            second_root = store.create_token(admin, "admin", "*", "second")
+            store.revoke_token(second_root, admin.split("_")[1])
+            assert root.get("/console/figures").status_code == 403

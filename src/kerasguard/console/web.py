@@ -539,9 +539,10 @@ def create_console(store: ModelStore, policy: Policy, metrics: Metrics) -> ASGIA
     async def figures(request: Request) -> Response:
         session = console.required(request)
         assert session.principal is not None
-        tenants = None  # a '*' token sees every tenant's series and the gateway-wide rejects
-        if session.principal.namespace != ALL_NAMESPACES:
-            tenants = frozenset(await console.call(console.namespaces, session))
+        # Asked of the store for every token, so a token revoked since login ends here (403).
+        visible = frozenset(await console.call(console.namespaces, session))
+        # A '*' token sees every tenant's series (also of namespaces without models) and the rejects.
+        tenants = None if session.principal.namespace == ALL_NAMESPACES else visible
         return console.render(
             request, "figures.html", session, charts=gateway_charts(metrics.registry, tenants)
         )

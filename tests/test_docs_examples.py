@@ -439,6 +439,11 @@ def _run(example: Example, prepared: tuple[Path, dict[str, str]], tmp_path: Path
         return
     work = tmp_path / "work"
     shutil.copytree(folder, work, symlinks=True)
+    # store.toml names its database by absolute path: point the copy at its own, or every example
+    # would change the prepared store (a key rotated in one made the next ones fail)
+    settings = work / "kg-store" / "store.toml"
+    if settings.exists():
+        settings.write_text(settings.read_text().replace(str(folder / "kg-store"), str(work / "kg-store")))
     text = _substitute(example)
     _check_placeholders(example, text)
     if example.kind == "console":
@@ -468,6 +473,17 @@ def _run(example: Example, prepared: tuple[Path, dict[str, str]], tmp_path: Path
 @pytest.mark.parametrize("example", [_param(e) for e in EXAMPLES])
 def test_docs_example_runs(example: Example, prepared: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     _run(example, prepared, tmp_path)
+
+
+def test_each_example_changes_its_own_copy_of_the_store(
+    prepared: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    folder, env = prepared
+    quarantine = "kerasguard store quarantine digits 1.2.0 -n vision --reason isolation --store kg-store"
+    _run(Example("harness", "script", f"{quarantine} --token $ADMIN\n"), prepared, tmp_path)
+    show = ["store", "show", "digits", "1.2.0", "-n", "vision", "-f", "json", "--store", "kg-store"]
+    shown = _kerasguard([*show, "--token", env["ADMIN"]], folder, env)
+    assert json.loads(shown.stdout)["status"] == "admitted"
 
 
 def test_every_skip_has_a_reason_and_is_reported() -> None:

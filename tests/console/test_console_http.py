@@ -243,3 +243,91 @@ def test_the_console_can_be_switched_off(site: Site) -> None:
             app = create_app(StoreAccess(store, site.admin, policy), policy)
             answer = TestClient(app).get("/console/", follow_redirects=False)
             assert answer.status_code == expected
+
+
+def test_the_publishers_provenance_and_the_policys_suppressions_are_shown_escaped(site: Site) -> None:
+    from kerasguard.findings import Severity
+    from kerasguard.policy import Ignore, Policy, Store
+    from kerasguard.store import ModelStore
+    from kerasguard.store.keys import read_key_file
+
+    waiver = f"waived: {SCRIPT} {MARKUP} {ESC}"
+    policy = Policy(
+        store=Store(sources=(SOURCE,)),
+        severity={"KG209": Severity.LOW},
+        ignore=(Ignore("KG301", reason=waiver),),
+    )
+    client = {"ci_run": SCRIPT, "commit": IMG + ESC, "build": {"runner": MARKUP, "attempt": 2}}
+    models = site.world.folder / "models"
+    with ModelStore.open(site.world.root, read_key_file(site.world.key_file), policy=policy) as store:
+        info = store.push(
+            site.publisher,
+            models / "hostile.keras",
+            name="waived",
+            version="1",
+            source=f"{SOURCE}/waived",
+            provenance=client,
+        )
+    assert info.status == "quarantined"  # KG101 (a Lambda's bytecode) is neither ignored nor downgraded
+    html = login(site, site.admin).get(f"/console/models/{NS}/waived/1").text
+    assert SCRIPT not in html and "<img" not in html and "\x1b" not in html
+    assert 'id="client-provenance"' in html
+    assert '<th>ci_run</th><td class="claim">&lt;script&gt;alert(1)&lt;/script&gt;</td>' in html
+    assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;\\x1b[31mESC\\x1b[0m" in html
+    assert "{&#34;attempt&#34;: 2, &#34;runner&#34;: &#34;[red]x[/red]&#34;}" in html
+    assert 'id="scan-complete">Complete' in html
+    suppressions = html.split('id="suppressions"', 1)[1].split("</table>", 1)[0]
+    assert suppressions.count('class="suppression"') == 3  # KG301 ignored, KG209 twice downgraded
+    assert "ignored (low)" in suppressions and "severity medium → low" in suppressions
+    assert "waived: &lt;script&gt;alert(1)&lt;/script&gt; [red]x[/red] \\x1b[31mESC\\x1b[0m" in suppressions
+    assert "control characters in name" in suppressions
+
+
+def test_an_incomplete_scan_is_called_incomplete(site: Site) -> None:
+    import zipfile
+
+    models = site.world.folder / "models"
+    broken = models / "broken.keras"
+    with zipfile.ZipFile(models / "digits.keras") as src, zipfile.ZipFile(broken, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            dst.writestr(item, data[: len(data) // 2] if item.filename == "config.json" else data)
+    with site.world.store() as store:
+        info = store.push(site.publisher, broken, name="broken", version="1", source=f"{SOURCE}/broken")
+    assert info.status == "quarantined"
+    html = login(site, site.admin).get(f"/console/models/{NS}/broken/1").text
+    assert 'id="scan-complete"><span class="incomplete">Incomplete</span>' in html
+    assert "KG901" in html
+
+
+def test_an_admin_deletes_a_model_with_a_reason_and_the_audit_log_shows_it(
+    site: Site, tmp_path: Path
+) -> None:
+    from kerasguard.errors import KerasGuardError
+
+    with site.world.store() as store:
+        store.push(
+            site.publisher,
+            site.world.folder / "models" / "digits.keras",
+            name="doomed",
+            version="1",
+            source=f"{SOURCE}/doomed",
+        )
+    admin = login(site, site.admin)
+    url = f"/console/models/{NS}/doomed/1"
+    csrf = csrf_of(admin.get(url).text)
+    answer = admin.post(f"{url}/delete", data={"reason": "superseded by <b>v2</b>", "csrf": csrf})
+    assert answer.status_code == 303, answer.text[:300]
+    assert answer.headers["location"] == "/console/models?done=deleted"
+    assert "Deleted: its data key and blob are gone" in admin.get(answer.headers["location"]).text
+    page = admin.get(url).text
+    assert '<td id="status">deleted</td>' in page
+    assert "deleted: superseded by &lt;b&gt;v2&lt;/b&gt;" in page
+    assert "delete-form" not in page and "promote-form" not in page  # nothing left to decide
+    with site.world.store() as store:
+        assert store.show(site.admin, "doomed", "1", namespace=NS).status == "deleted"
+        with pytest.raises(KerasGuardError):
+            store.pull(site.admin, "doomed", "1", tmp_path, namespace=NS)
+    audit = admin.get("/console/audit").text
+    row = next(r for r in audit.split("<tr ") if f"{NS}/doomed:1" in r and ">delete<" in r)
+    assert "r-ok" in row and "superseded by &lt;b&gt;v2&lt;/b&gt;" in row

@@ -81,7 +81,7 @@ def test_charts_count_rejects_requests_and_latency_buckets() -> None:
     metrics.latency.labels("acme", "digits", "1", "error").observe(0.02)
     metrics.ood_alarms.labels("acme", "digits", "1").inc(5)
     metrics.drift_alarms.labels("acme", "digits", "1", "class_mix").inc(2)
-    requests, rejects, latency, alarms = gateway_charts(metrics.registry)
+    requests, rejects, latency, alarms = gateway_charts(metrics.registry, None)
     assert {b.label: b.value for b in alarms.bars} == {
         "acme/digits:1 ood": 5,
         "acme/digits:1 drift class_mix": 2,
@@ -144,3 +144,61 @@ def test_serving_plain_http_off_loopback_warns_that_the_console_cookie_needs_tls
         assert not caplog.records
         process.run(config, host="0.0.0.0", port=1, workers=1)
     assert any("Secure session cookie" in r.getMessage() for r in caplog.records)
+
+
+def test_skipped_paths_and_unapplied_suppressions_are_rendered_escaped() -> None:
+    """A store push scans one file, so ``skipped`` stays empty there; the template still shows and
+    escapes it for reports that carry it."""
+    pytest.importorskip("jinja2")
+    from kerasguard.console.web import _environment, _row
+    from kerasguard.store.rbac import Action
+
+    hostile = "<script>alert(1)</script>\x1b[31m"
+    finding = {"rule_id": "KG101", "severity": "critical", "title": "t", "message": hostile, "location": {}}
+    info = {
+        "namespace": "acme",
+        "name": "m",
+        "version": "1",
+        "status": "quarantined",
+        "provenance": {"client": {"note": "x" * 400}},
+        "scan_report": {
+            "complete": False,
+            "skipped": [f"{hostile}.bin: not a model file"],
+            "files": [
+                {
+                    "findings": [finding],
+                    "suppressions": [
+                        {
+                            "rule_id": "KG101",
+                            "kind": "allow",
+                            "applied": False,
+                            "reason": hostile,
+                            "policy": "found/kerasguard.toml",
+                            "severity": "critical",
+                            "finding": finding,
+                        }
+                    ],
+                }
+            ],
+        },
+    }
+    html = (
+        _environment()
+        .get_template("model.html")
+        .render(
+            me=PRINCIPAL,
+            csrf="c",
+            can=lambda action, ns: False,
+            Action=Action,
+            notice=None,
+            m=_row(info),
+            inspection=None,
+            inspect_error=None,
+            stages=("production",),
+        )
+    )
+    assert "<script>" not in html and "\x1b" not in html
+    assert "<li>&lt;script&gt;alert(1)&lt;/script&gt;\\x1b[31m.bin: not a model file</li>" in html
+    assert "allowlisted (critical); not applied" in html
+    assert "x" * 300 + "… (400 characters)" in html
+    assert '<span class="incomplete">Incomplete</span>' in html

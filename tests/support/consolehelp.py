@@ -3,15 +3,20 @@ real ``kerasguard serve`` process with the console on."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import threading
+import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from support.servehelp import SOURCE, Gateway, World, write_policy
+from support.servehelp import SOURCE, Gateway, World, free_port, write_policy
 
 NS = "acme"
 SCRIPT = "<script>alert(1)</script>"
@@ -89,9 +94,44 @@ def make_site(folder: Path, models: dict[str, Path]) -> Site:
     return Site(world, gateway, gateway.url, admin, reader, publisher, invoker)
 
 
-def login(site: Site, token: str) -> httpx.Client:
-    """An httpx client logged in to the console (the cookie is Secure, so it is sent by hand over http)."""
-    client = httpx.Client(base_url=site.url, timeout=30, follow_redirects=False)
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """``app`` served by a real uvicorn on a loopback port, in a thread of this process (so the test can
+    reach objects the app shares, such as its metrics registry); yields the base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(20)
+
+
+def console_app(store: Any, policy: Any, metrics: Any = None) -> Any:
+    """The console alone, mounted at ``/console`` as the gateway mounts it, on a store the test holds."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from kerasguard.console import create_console
+    from kerasguard.serve.metrics import Metrics
+
+    console = create_console(store, policy, metrics or Metrics())
+    return Starlette(routes=[Mount("/console", console)])
+
+
+def login(site: Site | str, token: str) -> httpx.Client:
+    """An httpx client logged in to the console at ``site`` (a Site or a base URL); the cookie is Secure,
+    so it is sent by hand over http."""
+    base = site if isinstance(site, str) else site.url
+    client = httpx.Client(base_url=base, timeout=30, follow_redirects=False)
     page = client.get("/console/login")
     cookie = page.headers["set-cookie"].split(";")[0]
     csrf = csrf_of(page.text)

@@ -1,7 +1,9 @@
 """Gateway figures for the console, read from the gateway's own Prometheus registry, as bar charts.
 
 The charts are plain SVG rectangles computed here and drawn by a template: no JavaScript, no inline
-styles (the Content-Security-Policy forbids both).
+styles (the Content-Security-Policy forbids both). The registry holds every tenant's series, so each
+chart keeps only the tenants the reviewer's token may see; the rejects, which carry no tenant, are
+shown only to tokens of every namespace (docs/console.md, "Who sees what").
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Chart:
     title: str
     unit: str
     bars: list[Bar]
+    withheld: str | None = None  # why the chart is empty for this reviewer (not "nothing yet")
 
     @property
     def height(self) -> int:
@@ -43,9 +46,16 @@ def _chart(title: str, unit: str, values: list[tuple[str, float]], fmt: str = "{
     return Chart(title, unit, bars)
 
 
-def gateway_charts(registry: CollectorRegistry) -> list[Chart]:
+GATEWAY_WIDE = "gateway-wide counts (they name no tenant): shown to admin tokens of every namespace ('*')"
+
+
+def gateway_charts(registry: CollectorRegistry, tenants: frozenset[str] | None) -> list[Chart]:
     """Requests by model and outcome, rejects by reason, the latency distribution, and the monitoring
-    alarms (out-of-distribution inputs and drift, per model version)."""
+    alarms (out-of-distribution inputs and drift, per model version).
+
+    ``tenants``: the namespaces whose series are counted, so no other tenant's model names, versions or
+    traffic reach the page; None for a ``*`` token, which sees every series and the gateway-wide rejects.
+    """
     requests: dict[str, float] = {}
     alarms: dict[str, float] = {}
     rejects: dict[str, float] = {}
@@ -54,6 +64,8 @@ def gateway_charts(registry: CollectorRegistry) -> list[Chart]:
     for metric in registry.collect():
         for sample in metric.samples:
             labels = sample.labels
+            if tenants is not None and labels.get("tenant") not in tenants:
+                continue  # another tenant's series, or a gateway-wide one (no tenant label)
             if sample.name == "kerasguard_serve_rejects_total":
                 rejects[labels.get("reason", "?")] = rejects.get(labels.get("reason", "?"), 0) + sample.value
             elif sample.name == "kerasguard_serve_request_seconds_count":
@@ -80,9 +92,11 @@ def gateway_charts(registry: CollectorRegistry) -> list[Chart]:
         lower = le
     count = sum(requests.values())
     mean = f", mean {1000 * total_seconds / count:.1f} ms" if count else ""
+    by_count = sorted(rejects.items(), key=lambda kv: -kv[1])
+    rejected = _chart("Rejected requests by reason", "requests", by_count)
     return [
         _chart("Predict requests by model and outcome", "requests", sorted(requests.items())),
-        _chart("Rejected requests by reason", "requests", sorted(rejects.items(), key=lambda kv: -kv[1])),
+        rejected if tenants is None else Chart(rejected.title, rejected.unit, [], GATEWAY_WIDE),
         _chart(f"Predict latency ({int(count)} requests{mean})", "requests", latency),
         _chart("Monitoring alarms (OOD inputs, drift windows)", "alarms", sorted(alarms.items())),
     ]

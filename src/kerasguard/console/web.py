@@ -10,6 +10,7 @@ inline script or style exists to need an exception.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -60,6 +61,7 @@ MAX_MODELS_SHOWN = 500
 AUDIT_PAGE = 50
 VERIFY_CACHE_S = 60.0
 INSPECT_CACHE = 32
+MAX_PROVENANCE_CHARS = 300
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
 NOTICES = {
     "released": "Released: the model is servable again.",
@@ -257,15 +259,36 @@ class Console:
         return state, detail
 
 
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _client_provenance(client: Any) -> list[tuple[str, str]]:
+    """What the publisher passed with ``store push --provenance``, one row per key; objects as compact
+    JSON, long values cut (the training record and detector are summarised in their own sections)."""
+    if not isinstance(client, dict):
+        return []
+    rows = []
+    for key in sorted(client, key=str):
+        value = client[key]
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+        if len(text) > MAX_PROVENANCE_CHARS:
+            text = f"{text[:MAX_PROVENANCE_CHARS]}… ({len(text)} characters)"
+        rows.append((str(key), text))
+    return rows
+
+
 def _row(info: dict[str, Any]) -> dict[str, Any]:
-    """A model's record with what the pages show at a glance: verdict, signer, training summary."""
+    """A model's record with what the pages show at a glance: verdict, signer, training summary, and
+    what the scan did not judge (suppressions, an incomplete scan, skipped paths)."""
     admission = info.get("admission") or {}
     report = info.get("scan_report") or {}
     findings: list[dict[str, Any]] = []
+    suppressions: list[dict[str, Any]] = []
     files = report.get("files") if isinstance(report, dict) else None
-    for entry in files if isinstance(files, list) else []:
-        listed = entry.get("findings") if isinstance(entry, dict) else None
-        findings += [f for f in (listed if isinstance(listed, list) else []) if isinstance(f, dict)]
+    for entry in _dicts(files):
+        findings += _dicts(entry.get("findings"))
+        suppressions += _dicts(entry.get("suppressions"))
     findings.sort(key=lambda f: SEVERITY_ORDER.get(str(f.get("severity")), len(SEVERITY_ORDER)))
     severities = [str(f.get("severity", "")) for f in findings]
     errors = report.get("errors") if isinstance(report, dict) else None
@@ -297,10 +320,15 @@ def _row(info: dict[str, Any]) -> dict[str, Any]:
             "anomaly_count": len(anomalies or []),
             "stopped": record.get("stop_reason") if record.get("stopped") else None,
         }
+    skipped = report.get("skipped") if isinstance(report, dict) else None
     return {
         **info,
         "verdict": verdict,
         "findings": findings,
+        "suppressions": suppressions,
+        "scan_complete": report.get("complete") if isinstance(report, dict) else None,
+        "skipped": [str(s) for s in skipped] if isinstance(skipped, list) else [],
+        "client": _client_provenance(client),
         "scan_errors": [str(e) for e in errors] if isinstance(errors, list) else [],
         "severities": severities,
         "signer": info.get("signer") or admission.get("signer"),
@@ -510,7 +538,14 @@ def create_console(store: ModelStore, policy: Policy, metrics: Metrics) -> ASGIA
 
     async def figures(request: Request) -> Response:
         session = console.required(request)
-        return console.render(request, "figures.html", session, charts=gateway_charts(metrics.registry))
+        assert session.principal is not None
+        # Asked of the store for every token, so a token revoked since login ends here (403).
+        visible = frozenset(await console.call(console.namespaces, session))
+        # A '*' token sees every tenant's series (also of namespaces without models) and the rejects.
+        tenants = None if session.principal.namespace == ALL_NAMESPACES else visible
+        return console.render(
+            request, "figures.html", session, charts=gateway_charts(metrics.registry, tenants)
+        )
 
     routes = [
         Route("/", page(index)),

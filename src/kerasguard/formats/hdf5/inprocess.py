@@ -206,20 +206,15 @@ _need = need
 
 class Header:
     """The messages of one object header (NIL and continuations dropped), checked for the plain layout:
-    attributes and links may repeat, any other message appears at most once."""
+    attributes and links may repeat, any other message appears at most once (filled by
+    ``PlainReader._header``)."""
 
-    def __init__(self, messages: list[tuple[int, bytes]]) -> None:
+    __slots__ = ("attributes", "links", "single")
+
+    def __init__(self) -> None:
         self.single: dict[int, bytes] = {}
         self.attributes: list[bytes] = []
         self.links: list[bytes] = []
-        for kind, data in messages:
-            if kind == ATTRIBUTE:
-                self.attributes.append(data)
-            elif kind == LINK:
-                self.links.append(data)
-            else:
-                _need(kind not in self.single, "a message appears twice")
-                self.single[kind] = data
 
     def one(self, kind: int) -> bytes | None:
         return self.single.get(kind)
@@ -292,7 +287,8 @@ class PlainReader:
         if version != 1 or reserved or pad:
             raise Decline("not a version 1 object header")
         chunks = [(addr + 16, size)]
-        messages: list[tuple[int, bytes]] = []
+        header = Header()
+        single, attributes, links = header.single, header.attributes, header.links
         visited: set[int] = set()
         while chunks:
             start, length = chunks.pop(0)
@@ -312,16 +308,22 @@ class PlainReader:
                     raise Decline("message flags")
                 if kind not in known:
                     raise Decline("a message type outside the plain layout")
-                if kind == CONTINUATION:
+                if kind == ATTRIBUTE:
+                    attributes.append(chunk[pos + 8 : end])
+                elif kind == LINK:
+                    links.append(chunk[pos + 8 : end])
+                elif kind == CONTINUATION:
                     _need(size == 16, "bad continuation message")
                     chunks.append(struct.unpack_from("<QQ", chunk, pos + 8))
                 elif kind != NIL:
-                    messages.append((kind, chunk[pos + 8 : end]))
+                    if kind in single:
+                        raise Decline("a message appears twice")
+                    single[kind] = chunk[pos + 8 : end]
                 count -= 1
                 pos = end
         if count:
             raise Decline("object header message count does not match")
-        return Header(messages)
+        return header
 
     def _group_header(self, entry: Entry, header: Header) -> Header:
         """``header`` (of ``entry``), checked to be a group: a symbol-table group whose cached addresses

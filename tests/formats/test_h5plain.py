@@ -919,3 +919,10 @@ _DESCRIBED_VALUES = st.recursive(
 def test_the_fast_description_size_is_estimate_size(described: dict[str, Any]) -> None:
     """The in-process reader's byte budget counts exactly what the child's estimate_size counts."""
     assert estimate_object_size(described) == estimate_size(described)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=200))
+def test_a_groups_description_size_in_closed_form(path: str) -> None:
+    """Groups without attributes are counted by a formula: the same as estimate_size."""
+    assert h5plain.group_size(path) == estimate_size({"path": path, "kind": "group"})

@@ -454,7 +454,7 @@ class PlainReader:
                 group = self._group_header(entry, obj_header)
                 described: dict[str, Any] = {"path": child, "kind": "group"}
                 self._add_attrs(described, group)
-                self._add(described)
+                self._add(described, None if "attrs" in described else group_size(child))
                 self._walk(group, child, depth + 1)
             else:
                 if entry.cache_type:
@@ -463,8 +463,9 @@ class PlainReader:
                 self._add_attrs(described, obj_header)
                 self._add(described)
 
-    def _add(self, described: dict[str, Any]) -> None:
-        self.description_bytes += estimate_object_size(described)
+    def _add(self, described: dict[str, Any], size: int | None = None) -> None:
+        """Appends ``described``, counting ``size`` (its ``estimate_object_size``, if known) to the budget."""
+        self.description_bytes += estimate_object_size(described) if size is None else size
         _need(self.description_bytes <= self.max_description_bytes, "descriptions over the byte budget")
         self.objects.append(described)
 
@@ -519,6 +520,8 @@ class PlainReader:
 
     def _attributes(self, header: Header) -> list[Attribute]:
         """In name order, as h5py lists them."""
+        if len(header.attributes) == 1:  # Keras's groups hold one ("name") or none
+            return [Attribute.parse(header.attributes[0])]
         attrs = sorted((Attribute.parse(raw) for raw in header.attributes), key=lambda a: a.name)
         _need(all(a.name < b.name for a, b in pairwise(attrs)), "two attributes share a name")
         return attrs
@@ -584,6 +587,12 @@ class PlainReader:
         for name, value in self._attr_list(header, JSON_ATTRS):
             short.setdefault(name, value)
         return short, json_attrs
+
+
+def group_size(path: str) -> int:
+    """``estimate_size({"path": path, "kind": "group"})``, the description of most groups, in closed form:
+    braces 2, each key 2 * 4 + 2 quotes + 2, ``path`` 2 * len + 2, ``"group"`` 2 * 5 + 2."""
+    return 2 * len(path) + 40
 
 
 def _json_parts(attrs: dict[bytes, Attribute], key: str) -> list[bytes]:

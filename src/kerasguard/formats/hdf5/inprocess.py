@@ -323,6 +323,9 @@ class PlainReader:
                 pos = end
         if count:
             raise Decline("object header message count does not match")
+        mtime = single.get(MTIME)  # libhdf5 opens no object whose time has another version
+        if mtime is not None and (len(mtime) < 8 or mtime[0] != 1):
+            raise Decline("a modification time message of another version")
         return header
 
     def _group_header(self, entry: Entry, header: Header) -> Header:

@@ -500,7 +500,10 @@ def test_repeated_link_names_are_declined(tmp_path: Path) -> None:
 def test_a_modification_time_of_another_version_is_declined(tmp_path: Path, h5ctx: ReadContext) -> None:
     """libhdf5 opens no dataset whose modification time message (0x12) is not version 1 (found by
     scripts/fuzz_h5plain.py): the reader leaves such a file to the child, which reports the error."""
-    timed = lambda f: f.create_dataset("v", data=np.zeros(4, "f4"), track_times=True)  # noqa: E731
+
+    def timed(f: h5py.File) -> None:
+        f.create_dataset("v", data=np.zeros(4, "f4"), track_times=True)
+
     path = h5file(tmp_path / "f.h5", timed)
     data = bytearray(path.read_bytes())
     # type 0x12, size 8, flags 0 or 1 (constant), 3 reserved bytes, then the version byte

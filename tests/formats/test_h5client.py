@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kerasguard.formats.hdf5.child_client import ProtocolError, WalkResult, WorkerFailure, parse_response
+from kerasguard.formats.artifact import H5Object
+from kerasguard.formats.hdf5.child_client import (
+    ProtocolError,
+    WalkResult,
+    WorkerFailure,
+    parse_answer,
+    parse_response,
+    trusted_answer,
+)
 
 
 def answer(**overrides: Any) -> dict[str, Any]:
@@ -58,6 +67,16 @@ def test_valid_answer_is_parsed_with_exact_sizes() -> None:
     )
     assert result.json_attrs["model_config"].data == b"{}"
     assert result.errors[0].path == "/x"
+
+
+def test_trusted_answer_builds_the_same_objects() -> None:
+    """The in-process reader's objects are built without the dataclass __init__: same fields, in order."""
+    trusted = trusted_answer(answer())
+    assert trusted == parse_answer(answer(), max_objects=10)
+    assert isinstance(trusted, WalkResult)
+    for obj in trusted.objects:
+        assert list(vars(obj)) == [f.name for f in dataclasses.fields(H5Object)]
+        assert obj == H5Object(**vars(obj)) and hash(obj) == hash(H5Object(**vars(obj)))
 
 
 def test_failure_answer() -> None:

@@ -497,6 +497,26 @@ def test_repeated_link_names_are_declined(tmp_path: Path) -> None:
     assert plain(Blob.from_bytes(bytes(data), Location("t"), "t.h5")) is None
 
 
+def test_a_modification_time_of_another_version_is_declined(tmp_path: Path, h5ctx: ReadContext) -> None:
+    """libhdf5 opens no dataset whose modification time message (0x12) is not version 1 (found by
+    scripts/fuzz_h5plain.py): the reader leaves such a file to the child, which reports the error."""
+
+    def timed(f: h5py.File) -> None:
+        f.create_dataset("v", data=np.zeros(4, "f4"), track_times=True)
+
+    path = h5file(tmp_path / "f.h5", timed)
+    data = bytearray(path.read_bytes())
+    # type 0x12, size 8, flags 0 or 1 (constant), 3 reserved bytes, then the version byte
+    positions = [i for i in _find_all(bytes(data), b"\x12\x00\x08\x00") if data[i + 8] == 1]
+    assert positions, "h5py writes a modification time for a dataset that tracks times"
+    data[positions[0] + 8] = 2
+    path.write_bytes(bytes(data))
+    assert plain(file_blob(path)) is None
+    answer = child(file_blob(path), h5ctx)
+    assert isinstance(answer, WalkResult)
+    assert any("mtime" in e.message for e in answer.errors)
+
+
 def test_a_file_changed_to_a_shorter_one_while_read_is_declined(tmp_path: Path) -> None:
     path = h5file(tmp_path / "f.h5", keras_weights)
     blob = file_blob(path)
@@ -919,3 +939,10 @@ _DESCRIBED_VALUES = st.recursive(
 def test_the_fast_description_size_is_estimate_size(described: dict[str, Any]) -> None:
     """The in-process reader's byte budget counts exactly what the child's estimate_size counts."""
     assert estimate_object_size(described) == estimate_size(described)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=200))
+def test_a_groups_description_size_in_closed_form(path: str) -> None:
+    """Groups without attributes are counted by a formula: the same as estimate_size."""
+    assert h5plain.group_size(path) == estimate_size({"path": path, "kind": "group"})

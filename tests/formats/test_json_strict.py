@@ -236,3 +236,34 @@ def test_depth_equals_a_tokenizers_on_any_valid_json(value: object, ascii_only: 
     """Brackets, quotes and backslashes inside strings (escaped or not, any encoding) never count."""
     text = json.dumps(value, ensure_ascii=ascii_only)
     assert nesting_depth(text, 1000) == _reference_depth(text)
+
+
+def _old_depth(text: str, limit: int) -> int:
+    """The depth as nesting_depth counted it before its C passes: the same bytes kept, summed in Python."""
+    raw = text.encode("utf-8", "surrogatepass").replace(b"\\\\", b"").replace(b'\\"', b"")
+    shape = bytes(b for b in raw if b in b'"[]{}')
+    depth = best = 0
+    for b in b"".join(shape.split(b'"')[::2]):
+        depth += 1 if b in b"[{" else -1
+        best = max(best, depth)
+        if best > limit:
+            break
+    return best
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from('"\\[]{}a:,'), max_size=80), st.integers(0, 40))
+def test_depth_on_any_text_is_the_running_sums(text: str, limit: int) -> None:
+    """Quote pairs dropped in one pass and balanced brackets peeled in C count exactly as before, on
+    unbalanced brackets, unterminated strings and stray escapes too (past ``limit``: anything above it)."""
+    expected = _old_depth(text, limit)
+    found = nesting_depth(text, limit)
+    assert found == expected or (found > limit and expected > limit)
+
+
+def test_depth_of_deep_documents_past_the_peeling_passes() -> None:
+    for depth in (31, 32, 33, 40, 200):
+        text = "[" * depth + "]" * depth
+        assert nesting_depth(text, 1000) == depth
+        assert nesting_depth(text, 35) == depth if depth <= 36 else nesting_depth(text, 35) > 35
+    assert nesting_depth("[" * 70000 + "]" * 70000, 10**6) == 70000  # the running sums in C

@@ -6,7 +6,9 @@ import io
 import pickle
 import shutil
 import struct
+import sys
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -575,3 +577,28 @@ def test_stored_member_crc_is_checked_over_every_chunk(tmp_path: Path, where: st
     art = read_bytes(tmp_path, inner, "a.zip")
     mismatches = [p for p in problems(art, "corrupt") if "CRC-32 mismatch" in p]
     assert len(mismatches) == (0 if flip is None else 1), problems(art)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=5000), st.integers(0, 2**32 - 1), st.integers(0, 5000))
+def test_stored_crc32_is_zlibs_crc32(data: bytes, start: int, cut: int) -> None:
+    """The stored members' CRC-32 (zlib-ng's when installed) is zlib's, chained over chunks too."""
+    crc32 = keras_zip.stored_crc32()
+    assert crc32(data, 0) == zlib.crc32(data)
+    assert crc32(data, start) == zlib.crc32(data, start)
+    view = memoryview(bytearray(data))
+    assert crc32(view[cut:], crc32(view[:cut], 0)) == zlib.crc32(data)
+
+
+def test_stored_crc32_without_zlib_ng_is_zlibs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Without zlib-ng installed the check still runs, with zlib's CRC-32, and still finds a mismatch."""
+    keras_zip.stored_crc32.cache_clear()
+    monkeypatch.setitem(sys.modules, "zlib_ng", None)  # import fails as if it were not installed
+    try:
+        assert keras_zip.stored_crc32() is zlib.crc32
+        data = bytearray(_stored_zip(bytes(range(256)) * 64))
+        data[data.index(bytes(range(256))) + 7] ^= 0x01
+        art = read_bytes(tmp_path, bytes(data), "a.zip")
+        assert [p for p in problems(art, "corrupt") if "CRC-32 mismatch" in p]
+    finally:
+        keras_zip.stored_crc32.cache_clear()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import re
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -326,13 +326,16 @@ def is_class_like(name: str) -> bool:
 ACTIVATION_KEYS = frozenset({"activation", "recurrent_activation", "inner_activation", "gate_activation"})
 
 
-def activation_strings(index: ConfigIndex) -> Iterator[tuple[str, str]]:
-    """``(pointer, name)`` of activations given by name (``"activation": "relu"``)."""
+def activation_strings(
+    index: ConfigIndex, skip: Callable[[str], bool] = lambda name: False
+) -> Iterator[tuple[str, str]]:
+    """``(pointer, name)`` of activations given by name (``"activation": "relu"``), but those whose name
+    ``skip`` accepts (a config names hundreds of known activations: their pointers are never built)."""
     for path, node in index.paths:
         if isinstance(node, dict) and not ACTIVATION_KEYS.isdisjoint(node):
             for key in sorted(ACTIVATION_KEYS.intersection(node)):
                 value = node[key]
-                if isinstance(value, str):
+                if isinstance(value, str) and not skip(value):
                     yield f"{pointer_of(path)}/{escape(key)}", value
 
 

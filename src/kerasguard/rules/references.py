@@ -418,9 +418,7 @@ def check_kg205(art: Artifact, ctx: RuleContext) -> Iterator[Hit]:
                 allowance=None if cleared is None else allowance(ctx.policy, verdict.allow, True, cleared),
             )
     for doc in cw.config_documents(art):
-        for pointer, name in cw.activation_strings(cw.index(doc)):
-            if is_activation_name(name):
-                continue
+        for pointer, name in cw.activation_strings(cw.index(doc), skip=is_activation_name):
             allowed = ctx.policy.allow.allows("custom_objects", name) or ctx.policy.allow.allows(
                 "functions", name
             )

@@ -129,12 +129,15 @@ def size_problems(ref: ObjRef, limits: Limits) -> list[str]:
     cfg = ref.config
     if not isinstance(cfg, dict):
         return []
+    # Most references (initializers, policies, activations, pooling) hold no size key at all: every
+    # check below reads only these keys, so such a config has nothing to report.
+    has_units, has_shapes = not _UNIT_SET.isdisjoint(cfg), not _SHAPE_SET.isdisjoint(cfg)
+    if not (has_units or has_shapes):
+        return []
     out: list[str] = []
     # A table's two sides are judged by their product (below, and the whole-model budget of KG505):
     # Embedding(5_000_000, 1) is a 20 MB wide-and-deep feature table, not an attack.
     paired = as_size(cfg.get("input_dim")) is not None and as_size(cfg.get("output_dim")) is not None
-    # Most layers hold none of these keys: a set test first, the ordered scan only when one is there.
-    has_units, has_shapes = not _UNIT_SET.isdisjoint(cfg), not _SHAPE_SET.isdisjoint(cfg)
     for key in [k for k in cfg if k in _UNIT_SET and not (paired and k in _TABLE_SIDES)] if has_units else ():
         value = cfg[key]
         sizes = [as_size(v) for v in value] if isinstance(value, list) else [as_size(value)]

@@ -126,8 +126,12 @@ def _fallback_finding(rule: Rule, art: Artifact, message: str) -> Finding:
 
 
 def scan_target(target: Target, read_ctx: ReadContext, rule_ctx: RuleContext) -> FileReport:
-    """Scan one artifact. Never raises for bad input."""
-    return analyse_target(target, read_ctx, rule_ctx)[1]
+    """Scan one artifact. Never raises for bad input.
+
+    The collector stays paused until what was read is freed: enabled while the artifact is alive, its
+    first collection would walk every container the file's readers built, only to find them in use."""
+    with gc_paused():
+        return analyse_target(target, read_ctx, rule_ctx)[1]
 
 
 def analyse_target(

@@ -324,40 +324,57 @@ def trusted_answer(msg: dict[str, Any]) -> WalkResult | WorkerFailure:
 
 
 def _trusted_object(raw: dict[str, Any]) -> H5Object:
-    """One object of the in-process reader, as :func:`parse_object` builds it."""
+    """One object of the in-process reader, as :func:`parse_object` builds it, but without the frozen
+    dataclass's ``__init__`` (one ``object.__setattr__`` per field; a file holds thousands of objects):
+    the same fields in the same order, the same frozen object (as ``config_walk.as_ref`` builds refs)."""
     kind = raw["kind"]
-    if kind != "dataset":
-        attrs = raw.get("attrs")
-        return H5Object(
-            path=raw["path"],
-            kind=kind,
-            link_target=raw.get("target"),
-            attrs=tuple(map(tuple, attrs)) if attrs else (),
-        )
-    shape = raw.get("shape")
-    shape = None if shape is None else tuple(shape)
-    itemsize = raw.get("itemsize")
-    chunks = raw.get("chunks")
-    sources = raw.get("virtual_sources", ())
-    layout = raw.get("layout")
     attrs = raw.get("attrs")
-    return H5Object(
-        path=raw["path"],
-        kind=kind,
-        link_target=raw.get("target"),
-        shape=shape,
-        dtype=raw.get("dtype"),
-        itemsize=itemsize,
-        declared_bytes=0 if shape is None else math.prod(shape) * (itemsize or 0),
-        stored_bytes=raw.get("stored_bytes"),
-        external=tuple((name, offset, size) for name, offset, size in raw.get("external", ())),
-        is_virtual=layout == "virtual" or bool(sources),
-        virtual_sources=tuple(sources),
-        chunks=None if chunks is None else tuple(chunks),
-        filters=tuple(raw.get("filters", ())),
-        attrs=tuple(map(tuple, attrs)) if attrs else (),
-        layout=layout,
-    )
+    fields = _group_fields(raw["path"], kind, raw.get("target"), tuple(map(tuple, attrs)) if attrs else ())
+    if kind == "dataset":
+        shape = raw.get("shape")
+        shape = None if shape is None else tuple(shape)
+        itemsize = raw.get("itemsize")
+        chunks = raw.get("chunks")
+        sources = raw.get("virtual_sources", ())
+        layout = raw.get("layout")
+        fields["shape"] = shape
+        fields["dtype"] = raw.get("dtype")
+        fields["itemsize"] = itemsize
+        fields["declared_bytes"] = 0 if shape is None else math.prod(shape) * (itemsize or 0)
+        fields["stored_bytes"] = raw.get("stored_bytes")
+        fields["external"] = tuple((name, offset, size) for name, offset, size in raw.get("external", ()))
+        fields["is_virtual"] = layout == "virtual" or bool(sources)
+        fields["virtual_sources"] = tuple(sources)
+        fields["chunks"] = None if chunks is None else tuple(chunks)
+        fields["filters"] = tuple(raw.get("filters", ()))
+        fields["layout"] = layout
+    obj = _new_object(H5Object)
+    _set_attribute(obj, "__dict__", fields)
+    return obj
+
+
+def _group_fields(path: str, kind: str, target: str | None, attrs: tuple[Any, ...]) -> dict[str, Any]:
+    """The fields of an :class:`H5Object` that is not a dataset (its defaults), in declaration order."""
+    return {
+        "path": path,
+        "kind": kind,
+        "link_target": target,
+        "shape": None,
+        "dtype": None,
+        "itemsize": None,
+        "declared_bytes": None,
+        "stored_bytes": None,
+        "external": (),
+        "is_virtual": False,
+        "virtual_sources": (),
+        "chunks": None,
+        "filters": (),
+        "attrs": attrs,
+        "layout": None,
+    }
+
+
+_new_object, _set_attribute = object.__new__, object.__setattr__
 
 
 # ---------------------------------------------------------------- the child process

@@ -206,20 +206,15 @@ _need = need
 
 class Header:
     """The messages of one object header (NIL and continuations dropped), checked for the plain layout:
-    attributes and links may repeat, any other message appears at most once."""
+    attributes and links may repeat, any other message appears at most once (filled by
+    ``PlainReader._header``)."""
 
-    def __init__(self, messages: list[tuple[int, bytes]]) -> None:
+    __slots__ = ("attributes", "links", "single")
+
+    def __init__(self) -> None:
         self.single: dict[int, bytes] = {}
         self.attributes: list[bytes] = []
         self.links: list[bytes] = []
-        for kind, data in messages:
-            if kind == ATTRIBUTE:
-                self.attributes.append(data)
-            elif kind == LINK:
-                self.links.append(data)
-            else:
-                _need(kind not in self.single, "a message appears twice")
-                self.single[kind] = data
 
     def one(self, kind: int) -> bytes | None:
         return self.single.get(kind)
@@ -292,7 +287,8 @@ class PlainReader:
         if version != 1 or reserved or pad:
             raise Decline("not a version 1 object header")
         chunks = [(addr + 16, size)]
-        messages: list[tuple[int, bytes]] = []
+        header = Header()
+        single, attributes, links = header.single, header.attributes, header.links
         visited: set[int] = set()
         while chunks:
             start, length = chunks.pop(0)
@@ -312,16 +308,25 @@ class PlainReader:
                     raise Decline("message flags")
                 if kind not in known:
                     raise Decline("a message type outside the plain layout")
-                if kind == CONTINUATION:
+                if kind == ATTRIBUTE:
+                    attributes.append(chunk[pos + 8 : end])
+                elif kind == LINK:
+                    links.append(chunk[pos + 8 : end])
+                elif kind == CONTINUATION:
                     _need(size == 16, "bad continuation message")
                     chunks.append(struct.unpack_from("<QQ", chunk, pos + 8))
                 elif kind != NIL:
-                    messages.append((kind, chunk[pos + 8 : end]))
+                    if kind in single:
+                        raise Decline("a message appears twice")
+                    single[kind] = chunk[pos + 8 : end]
                 count -= 1
                 pos = end
         if count:
             raise Decline("object header message count does not match")
-        return Header(messages)
+        mtime = single.get(MTIME)  # libhdf5 opens no object whose time has another version
+        if mtime is not None and (len(mtime) < 8 or mtime[0] != 1):
+            raise Decline("a modification time message of another version")
+        return header
 
     def _group_header(self, entry: Entry, header: Header) -> Header:
         """``header`` (of ``entry``), checked to be a group: a symbol-table group whose cached addresses
@@ -452,7 +457,7 @@ class PlainReader:
                 group = self._group_header(entry, obj_header)
                 described: dict[str, Any] = {"path": child, "kind": "group"}
                 self._add_attrs(described, group)
-                self._add(described)
+                self._add(described, None if "attrs" in described else group_size(child))
                 self._walk(group, child, depth + 1)
             else:
                 if entry.cache_type:
@@ -461,8 +466,9 @@ class PlainReader:
                 self._add_attrs(described, obj_header)
                 self._add(described)
 
-    def _add(self, described: dict[str, Any]) -> None:
-        self.description_bytes += estimate_object_size(described)
+    def _add(self, described: dict[str, Any], size: int | None = None) -> None:
+        """Appends ``described``, counting ``size`` (its ``estimate_object_size``, if known) to the budget."""
+        self.description_bytes += estimate_object_size(described) if size is None else size
         _need(self.description_bytes <= self.max_description_bytes, "descriptions over the byte budget")
         self.objects.append(described)
 
@@ -517,6 +523,8 @@ class PlainReader:
 
     def _attributes(self, header: Header) -> list[Attribute]:
         """In name order, as h5py lists them."""
+        if len(header.attributes) == 1:  # Keras's groups hold one ("name") or none
+            return [Attribute.parse(header.attributes[0])]
         attrs = sorted((Attribute.parse(raw) for raw in header.attributes), key=lambda a: a.name)
         _need(all(a.name < b.name for a, b in pairwise(attrs)), "two attributes share a name")
         return attrs
@@ -582,6 +590,12 @@ class PlainReader:
         for name, value in self._attr_list(header, JSON_ATTRS):
             short.setdefault(name, value)
         return short, json_attrs
+
+
+def group_size(path: str) -> int:
+    """``estimate_size({"path": path, "kind": "group"})``, the description of most groups, in closed form:
+    braces 2, each key 2 * 4 + 2 quotes + 2, ``path`` 2 * len + 2, ``"group"`` 2 * 5 + 2."""
+    return 2 * len(path) + 40
 
 
 def _json_parts(attrs: dict[bytes, Attribute], key: str) -> list[bytes]:

@@ -8,10 +8,12 @@ from its name in a Keras archive, as the Keras loader decides it.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import replace
 
 from kerasguard.escaping import printable
@@ -207,6 +209,19 @@ def _read_member(
 
 
 _CRC_CHUNK = 1 << 20
+Crc32 = Callable[[bytes | bytearray | memoryview, int], int]
+
+
+@functools.cache
+def stored_crc32() -> Crc32:
+    """The CRC-32 of stored members: zlib-ng's (SIMD, ~6x zlib's: a 32 MB weights member in ~2.5 ms of CPU
+    instead of ~10-15 ms, decision 62) when it is installed, else zlib's. Both compute the same function
+    of the bytes (tested); imported on first use, not at start-up."""
+    try:
+        from zlib_ng import zlib_ng
+    except ImportError:
+        return zlib.crc32
+    return zlib_ng.crc32
 
 
 def _stored_crc(src: Source, blob: Blob, offset: int, size: int) -> int:
@@ -215,8 +230,9 @@ def _stored_crc(src: Source, blob: Blob, offset: int, size: int) -> int:
     end = min(offset + size, src.size)
     if end <= offset:
         return 0
+    crc32 = stored_crc32()
     if blob.data is not None:
-        return zlib.crc32(memoryview(blob.data)[offset:end])
+        return crc32(memoryview(blob.data)[offset:end], 0)
     fd = -1
     if blob.path is not None and hasattr(os, "preadv"):
         try:  # never blocks (a FIFO swapped in would): only a regular file is read this way
@@ -229,7 +245,7 @@ def _stored_crc(src: Source, blob: Blob, offset: int, size: int) -> int:
     if fd < 0:
         crc = 0
         for chunk in src.stream(offset, end - offset):
-            crc = zlib.crc32(chunk, crc)
+            crc = crc32(chunk, crc)
         return crc
     try:
         view = memoryview(bytearray(min(_CRC_CHUNK, end - offset)))
@@ -238,7 +254,7 @@ def _stored_crc(src: Source, blob: Blob, offset: int, size: int) -> int:
             n = os.preadv(fd, [view[: min(len(view), end - pos)]], blob.offset + pos)
             if n <= 0:
                 break
-            crc = zlib.crc32(view[:n], crc)
+            crc = crc32(view[:n], crc)
             pos += n
         return crc
     finally:

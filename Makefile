@@ -40,13 +40,14 @@ check-docs: setup
 docs-site: setup
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q
 
-# Branch coverage is reported (kerasguard in this process; sandbox and scan-worker children are not traced).
+# Branch coverage is reported (kerasguard in the test processes; sandbox and scan-worker children are not
+# traced). One pytest-xdist worker per core, a test file per worker at a time (decision 63).
 test: lint typecheck check-docs docs-site
-	$(PY) -m pytest -q -p no:cacheprovider --durations=25 --cov --cov-report=term
+	$(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadfile --durations=25 --cov --cov-report=term
 
 # The edit loop: everything but the tests marked slow (Keras children, training, servers).
 test-fast: lint typecheck check-docs docs-site
-	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
+	$(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadfile -m "not slow"
 
 
 clean:

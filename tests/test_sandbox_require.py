@@ -81,18 +81,24 @@ def user_env() -> dict[str, str]:
     }
 
 
-def run_script(prefix: list[str], model: Path, policies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def run_python(prefix: list[str], args: list[str], timeout: float) -> str:
+    """Run this interpreter with ``args`` behind ``prefix`` (e.g. as the non-root user); its stdout."""
     done = subprocess.run(
-        [*prefix, sys.executable, str(SCRIPT), str(model), json.dumps(policies)],
+        [*prefix, sys.executable, *args],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
         check=False,
         env=user_env(),
         cwd="/",
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    result: list[dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return done.stdout
+
+
+def run_script(prefix: list[str], model: Path, policies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    stdout = run_python(prefix, [str(SCRIPT), str(model), json.dumps(policies)], timeout=600)
+    result: list[dict[str, Any]] = json.loads(stdout.strip().splitlines()[-1])
     return result
 
 
@@ -213,19 +219,10 @@ def test_sandbox_info_tells_a_non_root_user_what_a_load_does(
 ) -> None:
     """What `kerasguard sandbox-info` says to that user is what the load above did."""
     prefix = as_user(test_user, shared_model.parent / "prefix")
-    outputs = []
-    for fmt in ("text", "json"):
-        done = subprocess.run(
-            [*prefix, sys.executable, "-m", "kerasguard", "sandbox-info", "-f", fmt],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            env=user_env(),
-            cwd="/",
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        outputs.append(done.stdout)
+    outputs = [
+        run_python(prefix, ["-m", "kerasguard", "sandbox-info", "-f", fmt], timeout=120)
+        for fmt in ("text", "json")
+    ]
     text, doc = outputs[0], json.loads(outputs[1])
     layers = {layer["name"]: layer for layer in doc["layers"]}
     event = non_root_load["event"]["sandbox"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +19,19 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "frame-ancestors 'none'; form-action 'self'"
 )
+
+
+def push_digits(site: Site, name: str, **extra: Any) -> Any:
+    """Push the site's digits model as ``name`` version 1 from the trusted source; the store's answer."""
+    with site.world.store() as store:
+        return store.push(
+            site.publisher,
+            site.world.folder / "models" / "digits.keras",
+            name=name,
+            version="1",
+            source=f"{SOURCE}/{name}",
+            **extra,
+        )
 
 
 def status_of(site: Site, name: str) -> str:
@@ -156,15 +170,11 @@ def test_a_training_record_in_the_provenance_is_summarised(site: Site) -> None:
         "backend": "jax",
         "anomalies": [{"id": "KGT001", "epoch": 1, "batch": 3, "message": "loss spike <b>x</b>"}],
     }
-    with site.world.store() as store:
-        info = store.push(
-            site.publisher,
-            site.world.folder / "models" / "digits.keras",
-            name="trained",
-            version="1",
-            source=f"{SOURCE}/trained",
-            provenance={"training_record": record, "training_record_digest": "sha256:" + "e" * 64},
-        )
+    info = push_digits(
+        site,
+        "trained",
+        provenance={"training_record": record, "training_record_digest": "sha256:" + "e" * 64},
+    )
     assert info.status == "admitted"
     admin = login(site, site.admin)
     listing = admin.get("/console/models").text
@@ -209,15 +219,7 @@ def test_sealed_attachments_are_listed_escaped_and_the_sealed_record_summarised(
         probe_reports=[tmp_path / "backdoor.json"],
         training_records=[tmp_path / "training.json"],
     )
-    with site.world.store() as store:
-        store.push(
-            site.publisher,
-            site.world.folder / "models" / "digits.keras",
-            name="probed",
-            version="1",
-            source=f"{SOURCE}/probed",
-            attachments=items,
-        )
+    push_digits(site, "probed", attachments=items)
     admin = login(site, site.admin)
     assert "3 epoch(s), 1 anomaly" in admin.get("/console/models").text
     html = admin.get(f"/console/models/{NS}/probed/1").text
@@ -305,14 +307,7 @@ def test_an_admin_deletes_a_model_with_a_reason_and_the_audit_log_shows_it(
 ) -> None:
     from kerasguard.errors import KerasGuardError
 
-    with site.world.store() as store:
-        store.push(
-            site.publisher,
-            site.world.folder / "models" / "digits.keras",
-            name="doomed",
-            version="1",
-            source=f"{SOURCE}/doomed",
-        )
+    push_digits(site, "doomed")
     admin = login(site, site.admin)
     url = f"/console/models/{NS}/doomed/1"
     csrf = csrf_of(admin.get(url).text)

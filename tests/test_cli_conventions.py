@@ -334,3 +334,26 @@ def test_quiet_scan_prints_only_files_with_findings(tmp_path: Path) -> None:
     assert quiet.exit_code == loud.exit_code == 1
     assert "clean.keras" not in quiet.stdout and str(bad) in quiet.stdout
     assert "2 artifact(s) scanned" in quiet.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "extra"),
+    [("fastapi", "serve"), ("uvicorn", "serve"), ("redis", "witness"), ("torch", "torch"), ("pyarrow", "ml")],
+)
+def test_every_optional_module_names_its_extra(module: str, extra: str) -> None:
+    """A missing optional module names the extra that installs it (serve, witness and torch did not)."""
+    from kerasguard.cli.app import error_text
+
+    text = error_text(ModuleNotFoundError(f"No module named '{module}'", name=module))
+    assert f"needs the '{extra}' extra" in text
+    assert f"pip install 'kerasguard[{extra}]'" in text
+
+
+def test_the_extras_named_for_missing_modules_exist() -> None:
+    import tomllib
+
+    from kerasguard.cli.app import EXTRA_FOR_MODULE
+
+    root = Path(__file__).resolve().parent.parent
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert set(EXTRA_FOR_MODULE.values()) <= set(extras)

@@ -4,6 +4,7 @@ traceback, never an unpickle; and the checks that must fire do fire."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -285,3 +286,34 @@ def test_image_folder_adding_up_past_the_limit_is_refused_while_reading(
     with pytest.raises(DataError, match="more than kerasguard loads"):
         check(root, label_issues=False)
     assert len(decoded) == 6  # stopped at the sixth image, not after all 24
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        ("ImportError('pyarrow is broken here')", "pyarrow is broken here"),
+        ("ModuleNotFoundError(\"No module named 'pyarrow'\", name='pyarrow')", "needs the 'ml' extra"),
+    ],
+)
+def test_a_missing_ml_module_names_the_extra_in_brackets(tmp_path: Path, raised: str, expected: str) -> None:
+    """Regression: the hint was printed as rich markup, so ``[ml]`` vanished ("pip install 'kerasguard'")."""
+    import subprocess
+    import sys
+
+    blocked = tmp_path / "blocked" / "pyarrow"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text(f"raise {raised}\n")
+    table = tmp_path / "t.csv"
+    table.write_text("a,label\n1,0\n2,1\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "kerasguard", "data", "check", str(table), "--label", "label"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "blocked")},
+    )
+    assert done.returncode == 2, done.stderr
+    assert expected in done.stderr
+    assert "pip install 'kerasguard[ml]'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -44,6 +44,13 @@ EXTRA_FOR_MODULE = {
     "pyarrow": "ml",
     "matplotlib": "ml",
     "cleanlab": "cleanlab",
+    "redis": "witness",
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "jinja2": "serve",
+    "prometheus_client": "serve",
+    "orjson": "serve",
+    "torch": "torch",
 }
 
 

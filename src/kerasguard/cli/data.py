@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 
-from kerasguard.cli.app import EXIT_ERROR, EXIT_FINDINGS, OutputFormat, app, console, stdout, write_output
+from kerasguard.cli.app import (
+    EXIT_ERROR,
+    EXIT_FINDINGS,
+    EXTRA_FOR_MODULE,
+    OutputFormat,
+    app,
+    console,
+    print_error,
+    stdout,
+    write_output,
+)
 from kerasguard.cli.scan import PolicyOption, resolve_policy
 from kerasguard.errors import DataError, KerasGuardError
 
@@ -54,9 +64,10 @@ def _fails_closed(func: Callable[P, R]) -> Callable[P, R]:
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except ImportError as exc:
-            console.print(
-                f"[bold red]error:[/] {escape(shown(exc, 300))}\nhint: pip install 'kerasguard[ml]'"
+            named = (
+                isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in EXTRA_FOR_MODULE
             )
+            print_error(exc if named else f"{shown(exc, 300)}\nhint: pip install 'kerasguard[ml]'")
         except KerasGuardError as exc:
             console.print(
                 f"[bold red]error:[/] {escape(shown(exc.diagnostics(), 3000, newlines=True))}",

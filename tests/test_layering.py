@@ -11,6 +11,7 @@ re-exports that load nothing): ``import kerasguard`` is allowed from anywhere.
 from __future__ import annotations
 
 import ast
+import subprocess
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -201,3 +202,17 @@ def test_the_checks_catch_what_they_are_for() -> None:
     assert "kerasguard.scanning.engine" not in GRAPH["kerasguard.scanning.workers"]
     # readers do not import the rules layer
     assert not [t for m in GRAPH if _top(m) == "formats" for t in GRAPH[m] if _top(t) == "rules"]
+
+
+def test_nothing_shipped_or_documented_points_outside_the_repository() -> None:
+    """Facts from the team's shared notes are written out, never cited by a path users do not have."""
+    root = Path(__file__).resolve().parent.parent
+    tracked = subprocess.run(
+        ["git", "ls-files", "src", "docs", "README.md", "SECURITY.md", "CHANGELOG.md"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    citing = [name for name in tracked if "shared/reference" in (root / name).read_text(errors="replace")]
+    assert citing == []

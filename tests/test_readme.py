@@ -63,3 +63,12 @@ def test_store_quick_start_runs_as_pasted(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "serving" / "digits.keras").read_bytes() == (tmp_path / "digits.keras").read_bytes()
     assert "audit log intact" in done.stdout
+
+
+def test_the_extras_table_lists_every_extra() -> None:
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    listed = set(re.findall(r"^\| `([a-z0-9]+)` \|", (root / "README.md").read_text(), flags=re.M))
+    assert set(extras) <= listed, sorted(set(extras) - listed)

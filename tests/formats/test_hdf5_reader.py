@@ -41,7 +41,7 @@ h5ctx = module_context()
 @pytest.fixture(autouse=True)
 def child_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """This module tests the h5py child, so every file goes to it (the pure-Python reader, which
-    answers for plain files in the scanner, is compared with the child in test_h5plain.py)."""
+    answers for plain files in the scanner, is compared with the child in test_hdf5_inprocess.py)."""
     monkeypatch.setattr("kerasguard.formats.hdf5.reader.read_plain", lambda *args: None)
 
 

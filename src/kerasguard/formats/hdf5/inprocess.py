@@ -19,7 +19,7 @@ unlimited or point-selected virtual mappings, resizable dataspaces, a filter lib
 read outside the file, names out of order, a B-tree loop, a limit reached) makes it *decline*, and the
 file goes to the h5py child.
 So it never has to guess: it is exact about what it accepts, which the differential tests and the
-mutation fuzz (``scripts/fuzz_h5plain.py``) check against h5py, and declines the rest.
+mutation fuzz (``scripts/fuzz_hdf5_inprocess.py``) check against h5py, and declines the rest.
 """
 
 from __future__ import annotations

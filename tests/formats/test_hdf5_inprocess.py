@@ -24,7 +24,7 @@ from kerasguard.findings import Location
 from kerasguard.formats.artifact import Artifact
 from kerasguard.formats.blob import Blob
 from kerasguard.formats.context import ReadContext
-from kerasguard.formats.hdf5 import inprocess as h5plain
+from kerasguard.formats.hdf5 import inprocess
 from kerasguard.formats.hdf5 import reader as hdf5
 from kerasguard.formats.hdf5 import virtual as h5virtual
 from kerasguard.formats.hdf5.child_client import (
@@ -47,7 +47,7 @@ LIMITS = Limits()
 
 def plain_answer(blob: Blob) -> WalkResult | str | None:
     """The reader's answer for ``blob`` (a failure as its kind, as :func:`child`); None if it declines."""
-    answer = h5plain.read_plain(blob, LIMITS.h5_max_objects, LIMITS.max_json_bytes, MAX_DESCRIPTION_BYTES)
+    answer = inprocess.read_plain(blob, LIMITS.h5_max_objects, LIMITS.max_json_bytes, MAX_DESCRIPTION_BYTES)
     if answer is None:
         return None
     result = parse_answer(answer, LIMITS.h5_max_objects)
@@ -499,7 +499,7 @@ def test_repeated_link_names_are_declined(tmp_path: Path) -> None:
 
 def test_a_modification_time_of_another_version_is_declined(tmp_path: Path, h5ctx: ReadContext) -> None:
     """libhdf5 opens no dataset whose modification time message (0x12) is not version 1 (found by
-    scripts/fuzz_h5plain.py): the reader leaves such a file to the child, which reports the error."""
+    scripts/fuzz_hdf5_inprocess.py): the reader leaves such a file to the child, which reports the error."""
 
     def timed(f: h5py.File) -> None:
         f.create_dataset("v", data=np.zeros(4, "f4"), track_times=True)
@@ -696,22 +696,22 @@ def test_reads_are_bounded_on_a_many_object_file(tmp_path: Path, monkeypatch: py
 
     path = h5file(tmp_path / "wide.h5", wide)
     assert plain(file_blob(path)) is not None
-    monkeypatch.setattr(h5plain, "MAX_READS", 50)
+    monkeypatch.setattr(inprocess, "MAX_READS", 50)
     assert plain(file_blob(path)) is None
 
 
 def test_object_limit_sends_the_file_to_the_child(tmp_path: Path) -> None:
     path = h5file(tmp_path / "f.h5", keras_weights)
     blob = file_blob(path)
-    assert h5plain.read_plain(blob, 2, LIMITS.max_json_bytes, MAX_DESCRIPTION_BYTES) is None
-    assert h5plain.read_plain(blob, 100, LIMITS.max_json_bytes, MAX_DESCRIPTION_BYTES) is not None
+    assert inprocess.read_plain(blob, 2, LIMITS.max_json_bytes, MAX_DESCRIPTION_BYTES) is None
+    assert inprocess.read_plain(blob, 100, LIMITS.max_json_bytes, MAX_DESCRIPTION_BYTES) is not None
 
 
 def test_struct_helpers_refuse_short_input() -> None:
-    with pytest.raises(h5plain.Decline):
-        h5plain.dataspace(b"\x01\x02")
-    with pytest.raises(h5plain.Decline):
-        h5plain.datatype(b"\x11\x20\x1f\x00\x04\x00\x00\x00", 0, allow_vlen=False)
+    with pytest.raises(inprocess.Decline):
+        inprocess.dataspace(b"\x01\x02")
+    with pytest.raises(inprocess.Decline):
+        inprocess.datatype(b"\x11\x20\x1f\x00\x04\x00\x00\x00", 0, allow_vlen=False)
 
 
 @pytest.mark.parametrize("budget", ["MAX_READ_BYTES", "MAX_TOTAL_BYTES"])
@@ -721,7 +721,7 @@ def test_byte_budgets_send_the_file_to_the_child(
     """One structure larger than MAX_READ_BYTES, or more than MAX_TOTAL_BYTES read, declines."""
     path = h5file(tmp_path / "f.h5", _legacy_split_config)
     assert plain(file_blob(path)) is not None
-    monkeypatch.setattr(h5plain, budget, 600)
+    monkeypatch.setattr(inprocess, budget, 600)
     assert plain(file_blob(path)) is None
     assert plain(Blob.from_bytes(path.read_bytes(), Location("m"), "f.h5")) is None
 
@@ -813,11 +813,11 @@ def test_truncated_or_junk_virtual_mappings_decline(vds_base: bytes) -> None:
         blob = vds_base[start : start + size - 4]
         for cut in range(len(blob)):
             part = blob[:cut] + struct.pack("<I", h5virtual.lookup3(blob[:cut]))
-            with pytest.raises(h5plain.Decline):
+            with pytest.raises(inprocess.Decline):
                 h5virtual.virtual_sources(part, (2**33, 3))
     assert h5virtual.lookup3(b"") == 0xDEADBEEF
     for junk in (b"", b"\x00" * 3, b"\x01" + bytes(12), b"\x00" + b"\xff" * 40):
-        with pytest.raises(h5plain.Decline):
+        with pytest.raises(inprocess.Decline):
             h5virtual.virtual_sources(junk + struct.pack("<I", h5virtual.lookup3(junk)), (4,))
 
 
@@ -898,16 +898,16 @@ def test_deep_nesting_is_linear_and_small(tmp_path: Path, monkeypatch: pytest.Mo
     from kerasguard.scanning.engine import scan
 
     reads: list[int] = []
-    real_read = h5plain.Source.read
+    real_read = inprocess.Source.read
 
-    def counting_read(self: h5plain.Source, addr: int, n: int) -> bytes:
+    def counting_read(self: inprocess.Source, addr: int, n: int) -> bytes:
         reads.append(n)
         return real_read(self, addr, n)
 
     def no_child(*args: object, **kwargs: object) -> None:
         raise AssertionError("the h5py child was asked")
 
-    monkeypatch.setattr(h5plain.Source, "read", counting_read)
+    monkeypatch.setattr(inprocess.Source, "read", counting_read)
     monkeypatch.setattr(h5client.H5WorkerProcess, "request", no_child)
     counts = {}
     for levels in (100, 4500):
@@ -945,4 +945,4 @@ def test_the_fast_description_size_is_estimate_size(described: dict[str, Any]) -
 @given(st.text(max_size=200))
 def test_a_groups_description_size_in_closed_form(path: str) -> None:
     """Groups without attributes are counted by a formula: the same as estimate_size."""
-    assert h5plain.group_size(path) == estimate_size({"path": path, "kind": "group"})
+    assert inprocess.group_size(path) == estimate_size({"path": path, "kind": "group"})

@@ -1,10 +1,10 @@
 """Offline differential fuzz of the pure-Python HDF5 reader against the h5py child.
 
-Mutates files holding every layout h5plain answers (chunk B-trees, filters, external files, soft,
+Mutates files holding every layout the reader answers (chunk B-trees, filters, external files, soft,
 external and compact links, virtual datasets) near their metadata and checks each mutant is declined or
 answered exactly as the child answers it. With ``vds`` as third argument it mutates only the virtual
 dataset mappings (global heap objects) and fixes their checksums up, so that the mapping parser itself
-is exercised. Usage: PYTHONPATH=src:tests python scripts/fuzz_h5plain.py [cases] [seed] [vds]
+is exercised. Usage: PYTHONPATH=src:tests python scripts/fuzz_hdf5_inprocess.py [cases] [seed] [vds]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import h5py
 
-from formats import test_h5plain as t
+from formats import test_hdf5_inprocess as t
 from kerasguard.formats.context import ReadContext
 from kerasguard.policy import Limits
 from support.h5craft import h5file
@@ -74,7 +74,7 @@ def main() -> None:
                 answered += t.check_mutant(bytes(mutated), folder, ctx)
             except AssertionError:
                 mismatches += 1
-                (folder.parent / f"h5plain-mismatch-{case}.h5").write_bytes(bytes(mutated))
+                (folder.parent / f"hdf5-mismatch-{case}.h5").write_bytes(bytes(mutated))
     ctx.close()
     print(f"{cases} mutants, {answered} answered in-process, {mismatches} mismatches")
 

@@ -12,6 +12,7 @@ import pytest
 
 from kerasguard import Policy, Severity, scan
 from support import attacks
+from support.scanhelp import hits
 
 pytestmark = pytest.mark.keras
 
@@ -40,7 +41,7 @@ def test_attack_is_caught(base: Path, tmp_path: Path, name: str) -> None:
 def test_legacy_h5_lambda_is_caught(base: Path, tmp_path: Path) -> None:
     path = attacks.legacy_h5_lambda(base / "base.h5", tmp_path / "legacy.h5")
     report = scan(path)
-    [finding] = [f for f in report.findings if f.rule_id == "KG101"]
+    [finding] = hits(report, "KG101")
     assert finding.severity == Severity.CRITICAL
     assert "CVE-2025-9905" in finding.cves
     assert "system" in finding.evidence
@@ -61,7 +62,7 @@ def test_shape_bomb_names_the_advisory_for_the_loading_keras(
 ) -> None:
     path = attacks.shape_bomb(base / "base.keras", tmp_path / "bomb.keras", gib=8.0)
     report = scan(path, Policy(keras_version=version))
-    kg601 = [f for f in report.findings if f.rule_id == "KG601"]
+    kg601 = hits(report, "KG601")
     if advisory is None:
         assert not any("CVE-2026-0897" in f.cves for f in kg601)
     else:

@@ -17,13 +17,14 @@ import pytest
 from kerasguard.findings import Finding, Severity
 from support.dghelp import run_cli
 from support.digitsets import TARGET, add_trigger, digits_split, plant, train_mlp
+from support.scanhelp import hits
 
 pytestmark = [pytest.mark.slow, pytest.mark.keras]
 
 
 def _recall_and_baseline(flagged: np.ndarray, poison: np.ndarray, total: int) -> tuple[float, float]:
-    hits = len(set(flagged.tolist()) & set(poison.tolist()))
-    return hits / len(poison), len(flagged) / total  # a random pick of len(flagged) finds that share
+    caught = len(set(flagged.tolist()) & set(poison.tolist()))
+    return caught / len(poison), len(flagged) / total  # a random pick of len(flagged) finds that share
 
 
 def _precision(flagged: np.ndarray, poison: np.ndarray) -> float:
@@ -31,7 +32,7 @@ def _precision(flagged: np.ndarray, poison: np.ndarray) -> float:
 
 
 def _high_classes(findings: tuple[Finding, ...]) -> list[str | None]:
-    return [f.location.pointer for f in findings if f.rule_id == "KGD201"]
+    return [f.location.pointer for f in hits(findings, "KGD201")]
 
 
 def _poisoned_test(x_test: np.ndarray, y_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +151,7 @@ def test_planted_label_flips_are_found() -> None:
     y = y_train.copy()
     y[flipped] = (y[flipped] + rng.integers(1, 10, 40)) % 10
     report = check(x, y)
-    assert any(f.rule_id == "KGD110" for f in report.findings)
+    assert hits(report.findings, "KGD110")
     rows = set(report.stats["label_issue_rows"])
     recall = len(rows & set(flipped.tolist())) / len(flipped)
     precision = len(rows & set(flipped.tolist())) / len(rows)

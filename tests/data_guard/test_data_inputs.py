@@ -16,6 +16,7 @@ from kerasguard.data import check
 from kerasguard.errors import DataError
 from kerasguard.findings import Severity
 from support.dghelp import png_declaring, run_cli
+from support.scanhelp import hits
 
 
 def ids(report: object) -> set[str]:
@@ -124,7 +125,7 @@ def test_identical_inputs_with_conflicting_labels_are_high() -> None:
     x[10] = x[11]
     y[10], y[11] = 0, 3
     report = check(x, y, label_issues=False)
-    conflict = [f for f in report.findings if f.rule_id == "KGD107"]
+    conflict = hits(report.findings, "KGD107")
     assert conflict and "10, 11" in conflict[0].evidence
     assert report.exit_code(Severity.HIGH) == 1
 
@@ -148,7 +149,7 @@ def test_class_balance_against_reference_chi_square() -> None:
     ref_x, ref_y = blobs(400)
     keep = (ref_y != 3) | (np.arange(400) % 10 == 0)  # class 3 mostly removed
     report = check(ref_x[keep], ref_y[keep], reference=ref_x, reference_labels=ref_y, label_issues=False)
-    balance = [f for f in report.findings if f.rule_id == "KGD108"]
+    balance = hits(report.findings, "KGD108")
     assert balance and "class 3" in balance[0].message
 
 
@@ -182,7 +183,7 @@ def test_csv_type_changes_after_first_block(tmp_path: Path) -> None:
     body = "".join(f"{i},{i % 2}\n" for i in range(400_000))
     path.write_text("v,label\n" + body + "oops,1\n")
     report = check(path, label_issues=False)
-    mixed = [f for f in report.findings if f.rule_id == "KGD102"]
+    mixed = hits(report.findings, "KGD102")
     assert mixed and "oops" in mixed[0].evidence
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from support.kgconfig import artifact, findings, of_rule, serious
+from support.kgconfig import artifact, findings, serious
+from support.scanhelp import hits
 
 INIT = {"class_name": "GlorotUniform", "config": {"seed": None}}
 ZEROS = {"class_name": "Zeros", "config": {}}
@@ -132,8 +133,8 @@ TRAINING = {
 def test_tf_keras_functional_config_raises_no_alarm() -> None:
     found = findings(artifact(KERAS2_MODEL, fmt="legacy_model", member=None), keras_version=None)
     assert serious(found) == []
-    assert [f.evidence for f in of_rule(found, "KG205")] == ["class_name='PairwiseScore', name='pairwise'"]
-    assert of_rule(found, "KG502") == []
+    assert [f.evidence for f in hits(found, "KG205")] == ["class_name='PairwiseScore', name='pairwise'"]
+    assert hits(found, "KG502") == []
 
 
 def test_tf_keras_training_config_raises_no_alarm() -> None:
@@ -145,7 +146,7 @@ def test_graph_rule_still_sees_keras2_kwargs_references() -> None:
     broken = copy.deepcopy(KERAS2_MODEL)
     multiply = next(e for e in broken["config"]["layers"] if e["name"] == "tf.math.multiply")
     multiply["inbound_nodes"] = [["extra", 0, 0, {"y": ["ghost", 0, 0]}]]
-    messages = [f.message for f in of_rule(findings(artifact(broken)), "KG502")]
+    messages = [f.message for f in hits(findings(artifact(broken)), "KG502")]
     assert messages == [
         "inbound node 0 of 'tf.math.multiply' references layer 'ghost', which is not in the model"
     ]

@@ -22,12 +22,11 @@ from support.kgconfig import (
     findings,
     keras_ref,
     layers,
-    of_rule,
-    rule_findings,
     saved,
     scan_e2e,
     workdir,
 )
+from support.scanhelp import hits
 
 pytestmark = pytest.mark.keras
 
@@ -42,9 +41,9 @@ STEAL_CODE = base64.b64encode(marshal.dumps(_steal.__code__)).decode()
 
 
 def test_keras3_lambda_bytecode_is_critical_and_names_what_it_calls() -> None:
-    hits = rule_findings(config_of(attack("lambda_bytecode")), "KG101")
-    assert len(hits) == 1
-    hit = hits[0]
+    found = hits(findings(artifact(config_of(attack("lambda_bytecode")))), "KG101")
+    assert len(found) == 1
+    hit = found[0]
     assert hit.severity is Severity.CRITICAL
     assert "CVE-2024-3660" in hit.cves
     assert hit.location.pointer == "/config/layers/1/config/function"
@@ -53,11 +52,11 @@ def test_keras3_lambda_bytecode_is_critical_and_names_what_it_calls() -> None:
 
 
 def test_lambda_nested_in_submodel_and_time_distributed() -> None:
-    hits = rule_findings(config_of(attack("nested_lambda")), "KG101")
-    assert [h.location.pointer for h in hits] == [
+    found = hits(findings(artifact(config_of(attack("nested_lambda")))), "KG101")
+    assert [h.location.pointer for h in found] == [
         "/config/layers/3/config/layers/0/config/layer/config/function"
     ]
-    assert "'inner'" in hits[0].message
+    assert "'inner'" in found[0].message
 
 
 def test_lambda_written_by_real_keras_is_reported() -> None:
@@ -66,9 +65,9 @@ def test_lambda_written_by_real_keras_is_reported() -> None:
     model = keras.Sequential([keras.Input((3,)), keras.layers.Lambda(lambda x: keras.ops.abs(x) + 1)])
     path = workdir() / "real_lambda.keras"
     model.save(path)
-    hits = rule_findings(config_of(path), "KG101")
-    assert len(hits) == 1
-    assert "ops" in hits[0].evidence and "abs" in hits[0].evidence
+    found = hits(findings(artifact(config_of(path))), "KG101")
+    assert len(found) == 1
+    assert "ops" in found[0].evidence and "abs" in found[0].evidence
 
 
 def test_keras2_lambda_in_legacy_h5_model_config_adds_cve_2025_9905() -> None:
@@ -78,10 +77,10 @@ def test_keras2_lambda_in_legacy_h5_model_config_adds_cve_2025_9905() -> None:
     data = raw.encode() if isinstance(raw, str) else bytes(raw)
     art = Artifact(path=str(h5), format="legacy_model", location=Location(str(h5)))
     parse_json_bytes(data, Location(str(h5), h5path="/"), "model_config", Policy().limits, art)
-    hits = of_rule(findings(art), "KG101")
-    assert len(hits) == 1
-    assert "CVE-2025-9905" in hits[0].cves and "CVE-2024-3660" in hits[0].cves
-    assert "system" in hits[0].evidence
+    found = hits(findings(art), "KG101")
+    assert len(found) == 1
+    assert "CVE-2025-9905" in found[0].cves and "CVE-2024-3660" in found[0].cves
+    assert "system" in found[0].evidence
 
 
 def attack_h5() -> Path:
@@ -109,10 +108,10 @@ def test_keras2_string_function_and_output_shape_lambda() -> None:
             },
         ),
     )
-    hits = rule_findings(config, "KG101")
-    pointers = sorted(h.location.pointer for h in hits)
+    found = hits(findings(artifact(config)), "KG101")
+    pointers = sorted(h.location.pointer for h in found)
     assert pointers == ["/config/layers/1/config/function", "/config/layers/1/config/output_shape"]
-    assert all("check_output" in h.evidence and "subprocess" in h.evidence for h in hits)
+    assert all("check_output" in h.evidence and "subprocess" in h.evidence for h in found)
 
 
 def test_generic_lambda_value_in_compile_config() -> None:
@@ -121,16 +120,16 @@ def test_generic_lambda_value_in_compile_config() -> None:
         "class_name": "__lambda__",
         "config": {"value": [STEAL_CODE, None, None]},
     }
-    hits = rule_findings(config, "KG101")
-    assert [h.location.pointer for h in hits] == ["/compile_config/loss"]
+    found = hits(findings(artifact(config)), "KG101")
+    assert [h.location.pointer for h in found] == ["/compile_config/loss"]
 
 
 def test_undecodable_code_is_still_critical() -> None:
     config = config_of(saved("mlp"))
     fn = {"class_name": "__lambda__", "config": {"code": "!!not base64 at all é", "defaults": None}}
     layers(config).insert(1, keras_ref("keras.layers", "Lambda", {"name": "bad", "function": fn}))
-    hits = rule_findings(config, "KG101")
-    assert len(hits) == 1 and hits[0].severity is Severity.CRITICAL
+    found = hits(findings(artifact(config)), "KG101")
+    assert len(found) == 1 and found[0].severity is Severity.CRITICAL
 
 
 def test_function_reference_lambda_and_static_output_shape_are_not_bytecode() -> None:
@@ -147,31 +146,31 @@ def test_function_reference_lambda_and_static_output_shape_are_not_bytecode() ->
     layers(config).insert(
         2, keras_ref(None, "Lambda", {"name": "k2", "output_shape": [None, 8], "output_shape_type": "raw"})
     )
-    assert rule_findings(config, "KG101") == []
+    assert hits(findings(artifact(config)), "KG101") == []
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn", "rnn", "time_distributed", "nested_submodel"])
 def test_benign_models_have_no_lambda(name: str) -> None:
-    assert rule_findings(config_of(saved(name)), "KG101") == []
+    assert hits(findings(artifact(config_of(saved(name)))), "KG101") == []
 
 
 def test_scan_of_a_config_json_file_end_to_end(tmp_path: Path) -> None:
     path = tmp_path / "model.json"
     path.write_text(json.dumps(config_of(attack("lambda_bytecode"))))
     report = scan(path)
-    hits = [f for f in report.findings if f.rule_id == "KG101"]
-    assert len(hits) == 1 and report.exit_code(Severity.HIGH) == 1
+    found = hits(report, "KG101")
+    assert len(found) == 1 and report.exit_code(Severity.HIGH) == 1
 
 
 def test_scan_of_the_keras_archive_end_to_end() -> None:
     found = scan_e2e(attack("lambda_bytecode"))
-    assert any(f.rule_id == "KG101" and f.severity is Severity.CRITICAL for f in found)
+    assert any(f.severity is Severity.CRITICAL for f in hits(found, "KG101"))
 
 
 def test_scan_of_the_legacy_h5_end_to_end() -> None:
     found = scan_e2e(attack_h5())
-    hits = [f for f in found if f.rule_id == "KG101"]
-    assert len(hits) == 1 and "CVE-2025-9905" in hits[0].cves
+    flagged = hits(found, "KG101")
+    assert len(flagged) == 1 and "CVE-2025-9905" in flagged[0].cves
 
 
 def test_artifact_helper_matches_real_reader() -> None:
@@ -187,8 +186,8 @@ def test_duplicate_keys_are_judged_as_the_loader_reads_them() -> None:
         '"class_name": "Lambda", "config": {"name": "l", "function": {"class_name": "function", '
         '"config": "relu", "module": "keras.ops", "class_name": "__lambda__", "config": ' + lam + "}}}]}}"
     )
-    hits = rule_findings(raw.encode(), "KG101")
-    assert len(hits) == 1 and "subprocess" in hits[0].evidence
+    found = hits(findings(artifact(raw.encode())), "KG101")
+    assert len(found) == 1 and "subprocess" in found[0].evidence
 
 
 def test_tf_keras_savedmodel_lambda_with_tuple_encoding_is_code() -> None:
@@ -197,10 +196,10 @@ def test_tf_keras_savedmodel_lambda_with_tuple_encoding_is_code() -> None:
     from kerasguard.scanning.engine import scan
 
     folder = Path(__file__).resolve().parent.parent / "data" / "savedmodel" / "keras2_lambda"
-    hits = [f for f in scan(folder).findings if f.rule_id == "KG101"]
-    assert hits and all(h.severity is Severity.CRITICAL for h in hits)
-    assert hits[0].location.pointer.endswith("/config/function")
-    assert "bytes of marshal data" in hits[0].message
+    found = hits(scan(folder), "KG101")
+    assert found and all(h.severity is Severity.CRITICAL for h in found)
+    assert found[0].location.pointer.endswith("/config/function")
+    assert "bytes of marshal data" in found[0].message
 
 
 @pytest.mark.parametrize(
@@ -226,6 +225,6 @@ def test_lambda_function_in_an_unknown_encoding_is_code(function: object, tmp_pa
     meta = pbenc.keras_metadata([(0, "root", "_tf_keras_sequential", json.dumps(model))])
     graph = pbenc.graph([pbenc.node("n", "Identity")])
     folder = pbenc.write_savedmodel(tmp_path / "m", graph, {"keras_metadata.pb": meta})
-    hits = [f for f in scan(folder).findings if f.rule_id == "KG101"]
-    assert len(hits) == 1 and hits[0].severity is Severity.CRITICAL
-    assert "cannot decode" in hits[0].message
+    found = hits(scan(folder), "KG101")
+    assert len(found) == 1 and found[0].severity is Severity.CRITICAL
+    assert "cannot decode" in found[0].message

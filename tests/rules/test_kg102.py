@@ -14,7 +14,8 @@ from kerasguard.findings import Severity
 from kerasguard.formats.context import ReadContext
 from kerasguard.formats.dispatch import open_artifact
 from kerasguard.policy import Limits
-from support.kgconfig import attack, config_of, keras_ref, layers, rule_findings, saved, scan_e2e
+from support.kgconfig import artifact, attack, config_of, findings, keras_ref, layers, saved, scan_e2e
+from support.scanhelp import hits
 
 pytestmark = pytest.mark.keras
 
@@ -24,33 +25,33 @@ def wrapper(module: str, name: str = "torch") -> dict[str, object]:
 
 
 def test_torch_wrapper_zip_payload_is_critical() -> None:
-    hits = rule_findings(config_of(attack("torch_wrapper")), "KG102")
-    assert len(hits) == 1
-    assert hits[0].severity is Severity.CRITICAL
-    assert hits[0].location.pointer == "/config/layers/1/config/module"
-    assert "zip archive" in hits[0].message
-    assert "CVE-2025-49655" in hits[0].cves
+    found = hits(findings(artifact(config_of(attack("torch_wrapper")))), "KG102")
+    assert len(found) == 1
+    assert found[0].severity is Severity.CRITICAL
+    assert found[0].location.pointer == "/config/layers/1/config/module"
+    assert "zip archive" in found[0].message
+    assert "CVE-2025-49655" in found[0].cves
 
 
 def test_raw_pickle_payload_is_described() -> None:
     config = config_of(saved("mlp"))
     evil = b"\x80\x04\x8c\x02os\x94\x8c\x06system\x94\x93\x94."
     layers(config).insert(1, wrapper(base64.b64encode(evil).decode()))
-    hits = rule_findings(config, "KG102")
-    assert len(hits) == 1 and "pickle (protocol 4)" in hits[0].message
+    found = hits(findings(artifact(config)), "KG102")
+    assert len(found) == 1 and "pickle (protocol 4)" in found[0].message
 
 
 def test_invalid_base64_still_reported() -> None:
     config = config_of(saved("mlp"))
     layers(config).insert(1, wrapper("@@@ not base64 @@@"))
-    assert len(rule_findings(config, "KG102")) == 1
+    assert len(hits(findings(artifact(config)), "KG102")) == 1
 
 
 def test_wrapper_without_payload_and_other_modules_are_not_reported() -> None:
     config = config_of(saved("mlp"))
     layers(config).insert(1, wrapper(""))
     layers(config).insert(2, keras_ref("keras.layers", "Dense", {"name": "d", "units": 2, "module": "x"}))
-    assert rule_findings(config, "KG102") == []
+    assert hits(findings(artifact(config)), "KG102") == []
 
 
 def test_payload_is_fed_back_through_the_dispatcher(tmp_path: Path) -> None:
@@ -71,4 +72,4 @@ def test_payload_is_fed_back_through_the_dispatcher(tmp_path: Path) -> None:
 
 def test_scan_of_the_keras_archive_end_to_end() -> None:
     found = scan_e2e(attack("torch_wrapper"))
-    assert any(f.rule_id == "KG102" for f in found)
+    assert hits(found, "KG102")

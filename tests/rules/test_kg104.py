@@ -11,15 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kerasguard.findings import Finding, Severity
+from kerasguard.findings import Severity
 from kerasguard.policy import policy_from_mapping
 from kerasguard.scanning.engine import scan
 from support import pbenc
-
-
-def kg104(path: Path, **policy: object) -> list[Finding]:
-    report = scan(path, policy_from_mapping(policy) if policy else None)
-    return [f for f in report.findings if f.rule_id == "KG104"]
+from support.scanhelp import hits
 
 
 def write(tmp_path: Path, data: bytes, name: str = "model.pkl") -> Path:
@@ -29,7 +25,7 @@ def write(tmp_path: Path, data: bytes, name: str = "model.pkl") -> Path:
 
 
 def test_global_os_system(tmp_path: Path) -> None:
-    [finding] = kg104(write(tmp_path, b"cos\nsystem\n(S'id'\ntR."))
+    [finding] = hits(scan(write(tmp_path, b"cos\nsystem\n(S'id'\ntR.")), "KG104")
     assert finding.severity == Severity.CRITICAL
     assert "os.system" in finding.message and "shell commands" in finding.message
     assert finding.evidence.startswith("GLOBAL at byte 0")
@@ -38,14 +34,14 @@ def test_global_os_system(tmp_path: Path) -> None:
 
 def test_stack_global_through_the_memo(tmp_path: Path) -> None:
     data = b"\x80\x04\x8c\x0asubprocess\x94\x8c\x05Popen\x94\x93\x8c\x02id\x85R."
-    [finding] = kg104(write(tmp_path, data))
+    [finding] = hits(scan(write(tmp_path, data)), "KG104")
     assert "subprocess.Popen" in finding.message
     assert "STACK_GLOBAL" in finding.evidence
 
 
 def test_unresolved_stack_global_is_critical(tmp_path: Path) -> None:
     data = b"\x80\x04\x8c\x08builtins\x8c\x03str\x93\x8c\x02os\x85R\x8c\x06system\x93)R."
-    findings = kg104(write(tmp_path, data))
+    findings = hits(scan(write(tmp_path, data)), "KG104")
     unresolved = [f for f in findings if "computed while unpickling" in f.message]
     assert len(unresolved) == 1 and unresolved[0].severity == Severity.CRITICAL
     assert not any("builtins.str" in f.message for f in findings)  # str itself is a safe container
@@ -64,7 +60,7 @@ def test_unresolved_stack_global_is_critical(tmp_path: Path) -> None:
     ],
 )
 def test_imports_outside_the_safe_list(tmp_path: Path, module: str, name: str, reason: str) -> None:
-    [finding] = kg104(write(tmp_path, f"c{module}\n{name}\n)R.".encode()))
+    [finding] = hits(scan(write(tmp_path, f"c{module}\n{name}\n)R.".encode())), "KG104")
     assert reason in finding.message
 
 
@@ -94,21 +90,21 @@ def test_torch_checkpoint_pickle_is_clean(tmp_path: Path) -> None:
 
 def test_duplicates_are_one_finding_with_a_count(tmp_path: Path) -> None:
     data = b"(cos\nsystem\nS'a'\n\x85Rcos\nsystem\nS'b'\n\x85Rl."
-    [finding] = kg104(write(tmp_path, data))
+    [finding] = hits(scan(write(tmp_path, data)), "KG104")
     assert "(2 times)" in finding.evidence
 
 
 def test_policy_allowlist_with_reason(tmp_path: Path) -> None:
     path = write(tmp_path, b"cmylib.models\nThing\n)R.")
     allow = {"allow": {"pickle_globals": [{"name": "mylib.*", "reason": "our own pipeline objects"}]}}
-    assert kg104(path, **allow) == []
-    assert len(kg104(path)) == 1
+    assert hits(scan(path, policy_from_mapping(allow)), "KG104") == []
+    assert len(hits(scan(path), "KG104")) == 1
 
 
 def test_object_array_payload_in_npy(tmp_path: Path) -> None:
     header = b"{'descr': '|O', 'fortran_order': False, 'shape': (1,), }"
     data = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + b"cposix\nsystem\n(S'id'\ntR."
-    [finding] = kg104(write(tmp_path, data, "weights.npy"))
+    [finding] = hits(scan(write(tmp_path, data, "weights.npy")), "KG104")
     assert "object array" in finding.message and "posix.system" in finding.message
 
 
@@ -118,11 +114,11 @@ def test_pickle_hidden_in_savedmodel_assets(tmp_path: Path) -> None:
         pbenc.graph([pbenc.node("x", "Identity")]),
         {"assets/tokenizer.pkl": b"\x80\x04\x8c\x02os\x8c\x06system\x93\x8c\x02id\x85R."},
     )
-    [finding] = kg104(folder)
+    [finding] = hits(scan(folder), "KG104")
     assert finding.location.member == "assets/tokenizer.pkl"
 
 
 def test_benign_object_array_has_no_kg104(tmp_path: Path) -> None:
     path = tmp_path / "obj.npy"
     np.save(path, np.array([1, "x", None], dtype=object), allow_pickle=True)
-    assert kg104(path) == []
+    assert hits(scan(path), "KG104") == []

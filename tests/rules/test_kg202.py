@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from kerasguard.findings import Severity
-from support.kgconfig import attack, config_of, keras_ref, layers, rule_findings, saved, scan_e2e
+from support.kgconfig import artifact, attack, config_of, findings, keras_ref, layers, saved, scan_e2e
+from support.scanhelp import hits
 
 pytestmark = pytest.mark.keras
 
@@ -15,17 +16,17 @@ def lam(function: object, name: str = "l") -> dict[str, object]:
 
 
 def test_get_file_lambda_reference() -> None:
-    hits = rule_findings(config_of(attack("get_file_reference")), "KG202")
-    assert len(hits) == 1
-    assert hits[0].severity is Severity.CRITICAL
-    assert hits[0].location.pointer == "/config/layers/1/config/function"
-    assert "keras.utils.get_file" in hits[0].message and "CVE-2025-8747" in hits[0].cves
+    found = hits(findings(artifact(config_of(attack("get_file_reference")))), "KG202")
+    assert len(found) == 1
+    assert found[0].severity is Severity.CRITICAL
+    assert found[0].location.pointer == "/config/layers/1/config/function"
+    assert "keras.utils.get_file" in found[0].message and "CVE-2025-8747" in found[0].cves
 
 
 def test_safe_mode_off_then_load_model_chain() -> None:
-    hits = rule_findings(config_of(attack("safe_mode_off_chain")), "KG202")
-    messages = " ".join(h.message for h in hits)
-    assert len(hits) == 2
+    found = hits(findings(artifact(config_of(attack("safe_mode_off_chain")))), "KG202")
+    messages = " ".join(h.message for h in found)
+    assert len(found) == 2
     assert "set_global_attribute" in messages and "keras.models.load_model" in messages
 
 
@@ -45,15 +46,15 @@ def test_safe_mode_off_then_load_model_chain() -> None:
 def test_side_effect_functions_any_spelling(module: str, name: str) -> None:
     config = config_of(saved("mlp"))
     layers(config).insert(1, lam(keras_ref(module, "function", name, name)))
-    hits = rule_findings(config, "KG202")
-    assert len(hits) == 1 and hits[0].severity is Severity.CRITICAL
+    found = hits(findings(artifact(config)), "KG202")
+    assert len(found) == 1 and found[0].severity is Severity.CRITICAL
 
 
 def test_non_modeling_class_reference() -> None:
     config = config_of(saved("mlp"))
     layers(config).insert(1, keras_ref("keras.callbacks", "RemoteMonitor", {"root": "http://x"}))
     layers(config).insert(2, keras_ref("keras.src.saving.file_editor", "KerasFileEditor", {}))
-    assert len(rule_findings(config, "KG202")) == 2
+    assert len(hits(findings(artifact(config)), "KG202")) == 2
 
 
 def test_tf_op_lambda_io_function_and_py_func_op() -> None:
@@ -64,8 +65,8 @@ def test_tf_op_lambda_io_function_and_py_func_op() -> None:
         3, keras_ref(None, "TensorFlowOpLayer", {"name": "r", "node_def": {"op": "ReadFile"}})
     )
     layers(config).insert(4, keras_ref(None, "TFOpLambda", {"name": "ok", "function": "math.add"}))
-    hits = rule_findings(config, "KG202")
-    assert sorted(h.location.pointer for h in hits) == [
+    found = hits(findings(artifact(config)), "KG202")
+    assert sorted(h.location.pointer for h in found) == [
         "/config/layers/1",
         "/config/layers/2",
         "/config/layers/3",
@@ -77,10 +78,10 @@ def test_modeling_functions_are_not_side_effects() -> None:
     layers(config).insert(1, lam(keras_ref("keras.ops", "function", "relu", "relu")))
     layers(config).insert(2, lam(keras_ref("keras.activations", "function", "gelu", "gelu")))
     config["compile_config"]["loss"] = keras_ref("keras.metrics", "function", "mean_squared_error")
-    assert rule_findings(config, "KG202") == []
-    assert rule_findings(config, "KG204") == []
+    assert hits(findings(artifact(config)), "KG202") == []
+    assert hits(findings(artifact(config)), "KG204") == []
 
 
 def test_scan_of_the_keras_archive_end_to_end() -> None:
     found = scan_e2e(attack("safe_mode_off_chain"))
-    assert sum(f.rule_id == "KG202" for f in found) == 2
+    assert len(hits(found, "KG202")) == 2

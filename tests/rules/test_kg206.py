@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from kerasguard.findings import Severity
-from support.kgconfig import attack, config_of, keras_ref, layers, rule_findings, saved, scan_e2e
+from support.kgconfig import artifact, attack, config_of, findings, keras_ref, layers, saved, scan_e2e
+from support.scanhelp import hits
 
 pytestmark = pytest.mark.keras
 
@@ -15,11 +16,11 @@ def lookup(class_name: str, **config: object) -> dict[str, object]:
 
 
 def test_string_lookup_remote_vocabulary() -> None:
-    hits = rule_findings(config_of(attack("vocabulary_path")), "KG206")
-    assert len(hits) == 1
-    assert hits[0].severity is Severity.HIGH
-    assert hits[0].location.pointer == "/config/layers/1/config/vocabulary"
-    assert "gs://" in hits[0].message and "CVE-2025-12058" in hits[0].cves
+    found = hits(findings(artifact(config_of(attack("vocabulary_path")))), "KG206")
+    assert len(found) == 1
+    assert found[0].severity is Severity.HIGH
+    assert found[0].location.pointer == "/config/layers/1/config/vocabulary"
+    assert "gs://" in found[0].message and "CVE-2025-12058" in found[0].cves
 
 
 @pytest.mark.parametrize(
@@ -34,16 +35,16 @@ def test_string_lookup_remote_vocabulary() -> None:
 def test_path_and_url_vocabularies(class_name: str, key: str, value: str, remote: bool) -> None:
     config = config_of(saved("mlp"))
     layers(config).insert(1, lookup(class_name, **{key: value}))
-    hits = rule_findings(config, "KG206")
-    assert len(hits) == 1
-    assert ("remote" in hits[0].message) is remote
+    found = hits(findings(artifact(config)), "KG206")
+    assert len(found) == 1
+    assert ("remote" in found[0].message) is remote
 
 
 def test_inline_vocabulary_and_adapted_layers_are_fine() -> None:
     config = config_of(saved("mlp"))
     layers(config).insert(1, lookup("StringLookup", vocabulary=["a", "b", "c"], idf_weights=None))
     layers(config).insert(2, lookup("IntegerLookup", vocabulary=None))
-    assert rule_findings(config, "KG206") == []
+    assert hits(findings(artifact(config)), "KG206") == []
 
 
 # StringLookup needs TensorFlow to be built, so this is its Keras 3.15.1 get_config() written by hand.
@@ -84,9 +85,9 @@ def test_hand_written_string_lookup_with_inline_vocabulary_is_clean() -> None:
     config = config_of(saved("mlp"))
     layers(config).insert(1, STRING_LOOKUP)
     for rule in ("KG206", "KG204", "KG205", "KG501"):
-        assert rule_findings(config, rule) == [], rule
+        assert hits(findings(artifact(config)), rule) == [], rule
 
 
 def test_scan_of_the_keras_archive_end_to_end() -> None:
     found = scan_e2e(attack("vocabulary_path"))
-    assert any(f.rule_id == "KG206" for f in found)
+    assert hits(found, "KG206")

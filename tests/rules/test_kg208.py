@@ -6,15 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from kerasguard.findings import Finding, Severity
+from kerasguard.findings import Severity
 from kerasguard.scanning.engine import scan
 from support import pbenc
+from support.scanhelp import hits
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "savedmodel"
-
-
-def kg208(path: Path) -> list[Finding]:
-    return [f for f in scan(path).findings if f.rule_id == "KG208"]
 
 
 def model(tmp_path: Path, nodes: list[bytes], functions: list[bytes] | None = None) -> Path:
@@ -24,7 +21,7 @@ def model(tmp_path: Path, nodes: list[bytes], functions: list[bytes] | None = No
 
 
 def test_tf_io_read_file_saved_by_tensorflow() -> None:
-    [finding] = kg208(FIXTURES / "readfile")
+    [finding] = hits(scan(FIXTURES / "readfile"), "KG208")
     assert finding.severity == Severity.HIGH
     assert "ReadFile" in finding.message and "reads host files" in finding.message
 
@@ -34,11 +31,11 @@ def test_tf_io_read_file_saved_by_tensorflow() -> None:
 )
 def test_benign_savers_and_lookup_tables_are_not_flagged(fixture: str) -> None:
     # every SavedModel has SaveV2 / RestoreV2 / MergeV2Checkpoints / ShardedFilename / StringJoin
-    assert kg208(FIXTURES / fixture) == []
+    assert hits(scan(FIXTURES / fixture), "KG208") == []
 
 
 def test_hand_encoded_standard_saver_is_not_flagged(tmp_path: Path) -> None:
-    assert kg208(model(tmp_path, [pbenc.node("x", "Identity")])) == []
+    assert hits(scan(model(tmp_path, [pbenc.node("x", "Identity")])), "KG208") == []
 
 
 def test_write_file_with_a_constant_path(tmp_path: Path) -> None:
@@ -46,14 +43,14 @@ def test_write_file_with_a_constant_path(tmp_path: Path) -> None:
         "__inference_serve_9",
         [pbenc.const("path", "/root/.bashrc"), pbenc.node("w", "WriteFile", ["path:output:0", "contents"])],
     )
-    [finding] = kg208(model(tmp_path, [], [serve]))
+    [finding] = hits(scan(model(tmp_path, [], [serve])), "KG208")
     assert "WriteFile" in finding.message and "__inference_serve_9" in finding.message
     assert "/root/.bashrc" in finding.evidence
 
 
 def test_save_v2_outside_the_saver(tmp_path: Path) -> None:
     serve = pbenc.function("__inference_serve_9", [pbenc.node("s", "SaveV2", ["prefix", "names", "slices"])])
-    [finding] = kg208(model(tmp_path, [], [serve]))
+    [finding] = hits(scan(model(tmp_path, [], [serve])), "KG208")
     assert "outside TensorFlow's saver" in finding.message
 
 
@@ -69,13 +66,13 @@ def test_saver_function_reached_from_the_serving_function(tmp_path: Path) -> Non
             )
         ],
     )
-    findings = kg208(model(tmp_path, [], [serve]))
+    findings = hits(scan(model(tmp_path, [], [serve])), "KG208")
     assert {f.message.split()[2] for f in findings} == {"SaveV2", "MergeV2Checkpoints"}
 
 
 def test_saver_function_called_by_op_name(tmp_path: Path) -> None:
     serve = pbenc.function("__inference_serve_9", [pbenc.node("c", "__inference__traced_restore_2", ["p"])])
-    [finding] = kg208(model(tmp_path, [], [serve]))
+    [finding] = hits(scan(model(tmp_path, [], [serve])), "KG208")
     assert "RestoreV2" in finding.message
 
 
@@ -85,7 +82,7 @@ def test_tf1_saver_wired_into_the_model(tmp_path: Path) -> None:
         pbenc.node("save/SaveV2", "SaveV2", ["save/Const", "names", "slices"]),
         pbenc.node("y", "Identity", ["x", "^save/SaveV2"]),
     ]
-    [finding] = kg208(pbenc.write_savedmodel(tmp_path / "sm", pbenc.graph(nodes)))
+    [finding] = hits(scan(pbenc.write_savedmodel(tmp_path / "sm", pbenc.graph(nodes))), "KG208")
     assert "SaveV2" in finding.message and "top-level graph" in finding.message
 
 
@@ -115,7 +112,7 @@ def test_tf1_saver_wired_into_the_model(tmp_path: Path) -> None:
     ],
 )
 def test_file_and_network_ops(tmp_path: Path, node: bytes, needle: str) -> None:
-    [finding] = kg208(model(tmp_path, [node]))
+    [finding] = hits(scan(model(tmp_path, [node])), "KG208")
     assert needle in finding.message
 
 
@@ -131,7 +128,7 @@ def test_file_and_network_ops(tmp_path: Path, node: bytes, needle: str) -> None:
     ],
 )
 def test_harmless_configurations_are_not_flagged(tmp_path: Path, node: bytes) -> None:
-    assert kg208(model(tmp_path, [node])) == []
+    assert hits(scan(model(tmp_path, [node])), "KG208") == []
 
 
 def test_lookup_table_from_a_constant_path(tmp_path: Path) -> None:
@@ -142,7 +139,7 @@ def test_lookup_table_from_a_constant_path(tmp_path: Path) -> None:
             pbenc.node("init", "InitializeTableFromTextFileV2", ["table", "Const:output:0"]),
         ],
     )
-    [finding] = kg208(model(tmp_path, [], [init]))
+    [finding] = hits(scan(model(tmp_path, [], [init])), "KG208")
     assert "/etc/passwd" in finding.message
 
 
@@ -150,19 +147,19 @@ def test_repeated_ops_are_grouped(tmp_path: Path) -> None:
     serve = pbenc.function(
         "__inference_serve_9", [pbenc.node(f"r{i}", "ReadFile", ["p"]) for i in range(500)]
     )
-    [finding] = kg208(model(tmp_path, [], [serve]))
+    [finding] = hits(scan(model(tmp_path, [], [serve])), "KG208")
     assert "(500 nodes)" in finding.message
 
 
 def test_many_saver_ops_stay_linear(tmp_path: Path) -> None:
     nodes = [pbenc.node(f"save/SaveV2_{i}", "SaveV2", ["save/Const"]) for i in range(20_000)]
     nodes += [pbenc.node(f"m{i}", "Identity", [f"m{i - 1}"]) for i in range(20_000)]
-    assert kg208(pbenc.write_savedmodel(tmp_path / "sm", pbenc.graph(nodes))) == []
+    assert hits(scan(pbenc.write_savedmodel(tmp_path / "sm", pbenc.graph(nodes))), "KG208") == []
 
 
 def test_dataset_cache_in_memory_vs_on_disk(tmp_path: Path) -> None:
     memory = [pbenc.const("c", ""), pbenc.node("cache", "CacheDatasetV2", ["ds", "c", "r"])]
-    assert kg208(model(tmp_path / "a", memory)) == []
+    assert hits(scan(model(tmp_path / "a", memory)), "KG208") == []
     disk = [pbenc.const("c", "/tmp/cache"), pbenc.node("cache", "CacheDatasetV2", ["ds", "c", "r"])]
-    [finding] = kg208(model(tmp_path / "b", disk))
+    [finding] = hits(scan(model(tmp_path / "b", disk)), "KG208")
     assert "/tmp/cache" in finding.evidence

@@ -6,7 +6,8 @@ import pytest
 
 from kerasguard.findings import Severity
 from kerasguard.rules.references import traversal_reason
-from support.kgconfig import config_of, layers, rule_findings, saved
+from support.kgconfig import artifact, config_of, findings, layers, saved
+from support.scanhelp import hits
 
 pytestmark = pytest.mark.keras
 
@@ -24,9 +25,9 @@ pytestmark = pytest.mark.keras
 def test_path_like_layer_names(name: str, severity: Severity) -> None:
     config = config_of(saved("mlp"))
     layers(config)[1]["config"]["name"] = name
-    hits = rule_findings(config, "KG209")
-    assert len(hits) == 1
-    assert hits[0].severity is severity and hits[0].location.pointer == "/config/layers/1"
+    found = hits(findings(artifact(config)), "KG209")
+    assert len(found) == 1
+    assert found[0].severity is severity and found[0].location.pointer == "/config/layers/1"
 
 
 def test_keras2_entry_name_beside_config() -> None:
@@ -37,14 +38,14 @@ def test_keras2_entry_name_beside_config() -> None:
             "layers": [{"class_name": "Dense", "name": "a/../b", "config": {"units": 1}}],
         },
     }
-    assert len(rule_findings(config, "KG209")) == 1
+    assert len(hits(findings(artifact(config)), "KG209")) == 1
 
 
 def test_normal_names_are_fine() -> None:
     config = config_of(saved("nested_submodel"))
     layers(config)[1]["config"]["name"] = "tf.math.add..2"
-    assert rule_findings(config, "KG209") == []
-    assert rule_findings(config_of(saved("rnn")), "KG209") == []
+    assert hits(findings(artifact(config)), "KG209") == []
+    assert hits(findings(artifact(config_of(saved("rnn")))), "KG209") == []
 
 
 @pytest.mark.parametrize(

@@ -16,11 +16,11 @@ from support.h5craft import (
     keras_weights,
     keras_zip,
     module_context,
-    only,
     read_keras_zip,
     rule_context,
     scan_path,
 )
+from support.scanhelp import hits
 
 h5ctx = module_context()
 
@@ -38,25 +38,25 @@ def planted_weights(tmp_path: Path) -> Path:
 
 
 def test_external_storage_points_at_a_planted_file(tmp_path: Path, h5ctx: ReadContext) -> None:
-    hits = only(scan_path(planted_weights(tmp_path), h5ctx, FIXED_KERAS), "KG402")
-    assert len(hits) == 1
-    (hit,) = hits
+    found = hits(scan_path(planted_weights(tmp_path), h5ctx, FIXED_KERAS), "KG402")
+    assert len(found) == 1
+    (hit,) = found
     assert hit.location.h5path == "/layers/dense/vars/1"
     assert str(tmp_path / "planted_secret.txt") in hit.message
     assert (hit.severity, hit.cves) == (Severity.HIGH, ("CVE-2026-1669",))
 
 
 def test_critical_for_keras_that_reads_external_storage(tmp_path: Path, h5ctx: ReadContext) -> None:
-    hits = only(scan_path(planted_weights(tmp_path), h5ctx, OLD_KERAS), "KG402")
-    assert [f.severity for f in hits] == [Severity.CRITICAL]
+    found = hits(scan_path(planted_weights(tmp_path), h5ctx, OLD_KERAS), "KG402")
+    assert [f.severity for f in found] == [Severity.CRITICAL]
 
 
 def test_external_storage_inside_a_keras_archive(tmp_path: Path, h5ctx: ReadContext) -> None:
     archive = keras_zip(tmp_path / "m.keras", {"model.weights.h5": planted_weights(tmp_path)})
     art = read_keras_zip(archive, h5ctx)
-    hits = only(all_findings(art, rule_context(OLD_KERAS)), "KG402")
-    assert [(f.location.member, f.severity) for f in hits] == [("model.weights.h5", Severity.CRITICAL)]
+    found = hits(all_findings(art, rule_context(OLD_KERAS)), "KG402")
+    assert [(f.location.member, f.severity) for f in found] == [("model.weights.h5", Severity.CRITICAL)]
 
 
 def test_internal_storage_is_fine(tmp_path: Path, h5ctx: ReadContext) -> None:
-    assert only(scan_path(h5file(tmp_path / "ok.h5", keras_weights), h5ctx), "KG402") == []
+    assert hits(scan_path(h5file(tmp_path / "ok.h5", keras_weights), h5ctx), "KG402") == []

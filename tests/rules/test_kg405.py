@@ -16,16 +16,15 @@ from support.h5craft import (
     OLD_KERAS,
     all_findings,
     declare_bomb,
-    findings_of,
     h5file,
     keras_weights,
     keras_zip,
     module_context,
-    only,
     read_keras_zip,
     rule_context,
     scan_path,
 )
+from support.scanhelp import hits
 
 h5ctx = module_context()
 
@@ -42,7 +41,7 @@ def bomb_weights(tmp_path: Path, nbytes: int, name: str = "model.weights.h5") ->
 def test_8_gib_bomb_refused_by_fixed_keras_is_high(tmp_path: Path, h5ctx: ReadContext) -> None:
     path = bomb_weights(tmp_path, 8 * GiB)
     assert path.stat().st_size < 100 * KiB
-    (hit,) = only(scan_path(path, h5ctx, FIXED_KERAS), "KG405")
+    (hit,) = hits(scan_path(path, h5ctx, FIXED_KERAS), "KG405")
     assert hit.severity == Severity.HIGH and "refuses" in hit.message
     assert hit.location.h5path == "/layers/dense/vars/0"
     assert hit.cves == ("CVE-2026-0897", "CVE-2026-12570")
@@ -50,14 +49,14 @@ def test_8_gib_bomb_refused_by_fixed_keras_is_high(tmp_path: Path, h5ctx: ReadCo
 
 
 def test_8_gib_bomb_is_critical_for_vulnerable_keras(tmp_path: Path, h5ctx: ReadContext) -> None:
-    (hit,) = only(scan_path(bomb_weights(tmp_path, 8 * GiB), h5ctx, OLD_KERAS), "KG405")
+    (hit,) = hits(scan_path(bomb_weights(tmp_path, 8 * GiB), h5ctx, OLD_KERAS), "KG405")
     assert hit.severity == Severity.CRITICAL
 
 
 def test_3_gib_bomb_under_the_keras_floor_is_critical_even_on_fixed_keras(
     tmp_path: Path, h5ctx: ReadContext
 ) -> None:
-    (hit,) = only(scan_path(bomb_weights(tmp_path, 3 * GiB), h5ctx, FIXED_KERAS), "KG405")
+    (hit,) = hits(scan_path(bomb_weights(tmp_path, 3 * GiB), h5ctx, FIXED_KERAS), "KG405")
     assert hit.severity == Severity.CRITICAL and "reads it in full" in hit.message
 
 
@@ -67,7 +66,7 @@ def test_bomb_inside_a_stored_keras_archive(tmp_path: Path, h5ctx: ReadContext) 
     )
     assert archive.stat().st_size < 100 * KiB
     art = read_keras_zip(archive, h5ctx)
-    (hit,) = only(all_findings(art, rule_context(OLD_KERAS)), "KG405")
+    (hit,) = hits(all_findings(art, rule_context(OLD_KERAS)), "KG405")
     assert str(hit.location) == f"{archive}!/model.weights.h5:/layers/dense/vars/0"
 
 
@@ -80,11 +79,11 @@ def test_ratio_applies_at_any_size(tmp_path: Path, h5ctx: ReadContext) -> None:
 
     h5ctx.start_file()
     art = open_artifact(h5file(tmp_path / "small.h5", build), h5ctx)
-    hits = findings_of(art, "KG405", rule_context(h5_bomb_floor=1 * KiB))
-    assert [f.location.h5path for f in hits] == ["/zeros"]
-    assert findings_of(art, "KG405", rule_context()) == []  # 256 KiB is under the default 64 MiB floor
-    assert findings_of(art, "KG405", rule_context(h5_bomb_floor=1 * KiB, h5_bomb_ratio=10**6)) == []
+    found = hits(all_findings(art, rule_context(h5_bomb_floor=1 * KiB)), "KG405")
+    assert [f.location.h5path for f in found] == ["/zeros"]
+    assert hits(all_findings(art, rule_context()), "KG405") == []  # 256 KiB is under the default 64 MiB floor
+    assert hits(all_findings(art, rule_context(h5_bomb_floor=1 * KiB, h5_bomb_ratio=10**6)), "KG405") == []
 
 
 def test_real_weights_are_not_bombs(tmp_path: Path, h5ctx: ReadContext) -> None:
-    assert only(scan_path(h5file(tmp_path / "ok.h5", keras_weights), h5ctx), "KG405") == []
+    assert hits(scan_path(h5file(tmp_path / "ok.h5", keras_weights), h5ctx), "KG405") == []

@@ -8,7 +8,8 @@ from kerasguard.findings import Severity
 from kerasguard.formats.context import ReadContext
 from kerasguard.formats.dispatch import open_artifact
 from kerasguard.policy import GiB, MiB
-from support.h5craft import declare_bomb, findings_of, h5file, module_context, rule_context
+from support.h5craft import all_findings, declare_bomb, h5file, module_context, rule_context
+from support.scanhelp import hits
 
 h5ctx = module_context()
 
@@ -20,11 +21,11 @@ def read(path: Path, ctx: ReadContext):  # type: ignore[no-untyped-def]
 
 def test_over_one_gib_is_medium(tmp_path: Path, h5ctx: ReadContext) -> None:
     art = read(h5file(tmp_path / "big.h5", lambda f: declare_bomb(f, "w", 3 * GiB)), h5ctx)
-    (hit,) = findings_of(art, "KG406")
+    (hit,) = hits(all_findings(art), "KG406")
     assert hit.severity == Severity.MEDIUM and "3.0 GiB" in hit.message
 
 
 def test_under_the_threshold_is_quiet_and_the_threshold_is_policy(tmp_path: Path, h5ctx: ReadContext) -> None:
     art = read(h5file(tmp_path / "mid.h5", lambda f: declare_bomb(f, "w", 512 * MiB)), h5ctx)
-    assert findings_of(art, "KG406") == []
-    assert len(findings_of(art, "KG406", rule_context(h5_large_dataset=256 * MiB))) == 1
+    assert hits(all_findings(art), "KG406") == []
+    assert len(hits(all_findings(art, rule_context(h5_large_dataset=256 * MiB)), "KG406")) == 1

@@ -14,14 +14,14 @@ from kerasguard.formats.dispatch import open_artifact
 from kerasguard.policy import KiB, MiB
 from support.h5craft import (
     FIXED_KERAS,
+    all_findings,
     declare_bomb,
-    findings_of,
     h5file,
     module_context,
-    only,
     rule_context,
     scan_path,
 )
+from support.scanhelp import hits
 
 h5ctx = module_context()
 
@@ -36,22 +36,22 @@ def bombs(count: int, each: int):  # type: ignore[no-untyped-def]
 
 def test_many_100_mib_bombs(tmp_path: Path, h5ctx: ReadContext) -> None:
     findings = scan_path(h5file(tmp_path / "many.h5", bombs(6, 100 * MiB)), h5ctx, FIXED_KERAS)
-    (total,) = only(findings, "KG407")
+    (total,) = hits(findings, "KG407")
     assert total.severity == Severity.CRITICAL  # each is under Keras's 4 GiB floor: all are read
     assert "6 datasets together declare 600.0 MiB" in total.message
-    assert len(only(findings, "KG405")) == 6
+    assert len(hits(findings, "KG405")) == 6
 
 
 def test_many_small_bombs_each_under_the_floor(tmp_path: Path, h5ctx: ReadContext) -> None:
     findings = scan_path(h5file(tmp_path / "small.h5", bombs(10, 10 * MiB)), h5ctx, FIXED_KERAS)
-    assert only(findings, "KG405") == []
-    (total,) = only(findings, "KG407")
+    assert hits(findings, "KG405") == []
+    (total,) = hits(findings, "KG407")
     assert "10 datasets" in total.message
 
 
 def test_one_bomb_is_left_to_kg405(tmp_path: Path, h5ctx: ReadContext) -> None:
     findings = scan_path(h5file(tmp_path / "one.h5", bombs(1, 100 * MiB)), h5ctx)
-    assert only(findings, "KG407") == [] and len(only(findings, "KG405")) == 1
+    assert hits(findings, "KG407") == [] and len(hits(findings, "KG405")) == 1
 
 
 def test_bombs_spread_over_shards_add_up(tmp_path: Path, h5ctx: ReadContext) -> None:
@@ -72,7 +72,7 @@ def test_bombs_spread_over_shards_add_up(tmp_path: Path, h5ctx: ReadContext) -> 
         )
     )
     findings = scan_path(index, h5ctx)
-    (total,) = only(findings, "KG407")
+    (total,) = hits(findings, "KG407")
     assert str(total.location) == str(index) and "2 datasets" in total.message
 
 
@@ -83,6 +83,6 @@ def test_total_declared_over_the_policy_is_medium(tmp_path: Path, h5ctx: ReadCon
 
     h5ctx.start_file()
     art = open_artifact(h5file(tmp_path / "real.h5", build), h5ctx)
-    assert findings_of(art, "KG407") == []
-    (hit,) = findings_of(art, "KG407", rule_context(h5_total_declared=8 * KiB))
+    assert hits(all_findings(art), "KG407") == []
+    (hit,) = hits(all_findings(art, rule_context(h5_total_declared=8 * KiB)), "KG407")
     assert hit.severity == Severity.MEDIUM and "16.0 KiB" in hit.message

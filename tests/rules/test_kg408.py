@@ -20,11 +20,11 @@ from support.h5craft import (
     keras_weights,
     keras_zip,
     module_context,
-    only,
     read_keras_zip,
     rule_context,
     scan_path,
 )
+from support.scanhelp import hits
 
 h5ctx = module_context()
 
@@ -52,7 +52,7 @@ def archive(tmp_path: Path, weights: Path, config: dict[str, Any]) -> Path:
 def test_oversized_kernel_is_high(tmp_path: Path, h5ctx: ReadContext) -> None:
     weights = h5file(tmp_path / "model.weights.h5", lambda f: keras_weights(f, kernel=(8, 4096)))
     art = read_keras_zip(archive(tmp_path, weights, dense_config()), h5ctx)
-    (hit,) = only(all_findings(art), "KG408")
+    (hit,) = hits(all_findings(art), "KG408")
     assert hit.severity == Severity.HIGH
     assert hit.location.h5path == "/layers/dense/vars/0"
     assert "must have shape (8, 4)" in hit.message and "(8, 4096)" in hit.message
@@ -76,14 +76,14 @@ def test_small_bomb_hidden_in_a_kernel(tmp_path: Path, h5ctx: ReadContext) -> No
 def test_smaller_or_transposed_kernel_is_medium(tmp_path: Path, h5ctx: ReadContext) -> None:
     weights = h5file(tmp_path / "model.weights.h5", lambda f: keras_weights(f, kernel=(4, 8)))
     art = read_keras_zip(archive(tmp_path, weights, dense_config()), h5ctx)
-    (hit,) = only(all_findings(art), "KG408")
+    (hit,) = hits(all_findings(art), "KG408")
     assert hit.severity == Severity.MEDIUM
 
 
 def test_matching_weights_are_quiet(tmp_path: Path, h5ctx: ReadContext) -> None:
     weights = h5file(tmp_path / "model.weights.h5", keras_weights)
     art = read_keras_zip(archive(tmp_path, weights, dense_config()), h5ctx)
-    assert only(all_findings(art), "KG408") == []
+    assert hits(all_findings(art), "KG408") == []
 
 
 def test_uncertain_mapping_is_not_flagged(tmp_path: Path, h5ctx: ReadContext) -> None:
@@ -91,16 +91,16 @@ def test_uncertain_mapping_is_not_flagged(tmp_path: Path, h5ctx: ReadContext) ->
     weights = h5file(tmp_path / "model.weights.h5", lambda f: keras_weights(f, kernel=(8, 4096)))
     renamed = dense_config()
     renamed["config"]["layers"][1]["config"]["name"] = "not_dense"
-    assert only(all_findings(read_keras_zip(archive(tmp_path, weights, renamed), h5ctx)), "KG408") == []
+    assert hits(all_findings(read_keras_zip(archive(tmp_path, weights, renamed), h5ctx)), "KG408") == []
     quantized = dense_config(
         dtype={"class_name": "QuantizedDTypePolicy", "config": {"name": "int8_from_float32"}}
     )
-    assert only(all_findings(read_keras_zip(archive(tmp_path, weights, quantized), h5ctx)), "KG408") == []
+    assert hits(all_findings(read_keras_zip(archive(tmp_path, weights, quantized), h5ctx)), "KG408") == []
 
 
 def test_weights_without_config_are_not_judged(tmp_path: Path, h5ctx: ReadContext) -> None:
     path = h5file(tmp_path / "w.weights.h5", lambda f: keras_weights(f, kernel=(8, 4096)))
-    assert only(scan_path(path, h5ctx), "KG408") == []
+    assert hits(scan_path(path, h5ctx), "KG408") == []
 
 
 def test_legacy_h5_layout(tmp_path: Path, h5ctx: ReadContext) -> None:
@@ -110,7 +110,7 @@ def test_legacy_h5_layout(tmp_path: Path, h5ctx: ReadContext) -> None:
         g.create_dataset("kernel", data=np.zeros((8, 512), dtype="f4"))
         g.create_dataset("bias", data=np.zeros((4,), dtype="f4"))
 
-    (hit,) = only(scan_path(h5file(tmp_path / "legacy.h5", build), h5ctx), "KG408")
+    (hit,) = hits(scan_path(h5file(tmp_path / "legacy.h5", build), h5ctx), "KG408")
     assert hit.location.h5path == "/model_weights/dense/dense/kernel" and hit.severity == Severity.HIGH
 
 
@@ -124,8 +124,8 @@ def test_tampered_real_keras_files(tmp_path: Path, h5ctx: ReadContext) -> None:
     good_keras, good_h5 = tmp_path / "cnn.keras", tmp_path / "cnn.h5"
     model.save(good_keras)
     model.save(good_h5)
-    assert only(all_findings(read_keras_zip(good_keras, h5ctx)), "KG408") == []
-    assert only(scan_path(good_h5, h5ctx), "KG408") == []
+    assert hits(all_findings(read_keras_zip(good_keras, h5ctx)), "KG408") == []
+    assert hits(scan_path(good_h5, h5ctx), "KG408") == []
 
     # .keras: swap the Conv2D kernel (3, 3, 3, 8) for a larger one
     with zipfile.ZipFile(good_keras) as zf:
@@ -136,7 +136,7 @@ def test_tampered_real_keras_files(tmp_path: Path, h5ctx: ReadContext) -> None:
         del f["layers/conv2d/vars/0"]
         f["layers/conv2d/vars"].create_dataset("0", data=np.zeros((3, 3, 3, 64), dtype="f4"))
     bad_keras = keras_zip(tmp_path / "bad.keras", {"config.json": config, "model.weights.h5": weights_path})
-    (hit,) = only(all_findings(read_keras_zip(bad_keras, h5ctx), rule_context()), "KG408")
+    (hit,) = hits(all_findings(read_keras_zip(bad_keras, h5ctx), rule_context()), "KG408")
     assert hit.location.h5path == "/layers/conv2d/vars/0" and "Conv2D" in hit.message
 
     # legacy .h5: the BatchNormalization vectors must all be (8,)
@@ -146,5 +146,5 @@ def test_tampered_real_keras_files(tmp_path: Path, h5ctx: ReadContext) -> None:
         (gamma,) = gammas
         del f[gamma]
         f.create_dataset(gamma, data=np.ones(9, "f4"))
-    (hit,) = only(scan_path(good_h5, h5ctx), "KG408")
+    (hit,) = hits(scan_path(good_h5, h5ctx), "KG408")
     assert hit.location.h5path == "/" + gamma and "(8)" in hit.message

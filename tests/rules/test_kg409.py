@@ -6,11 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasguard.findings import Finding, Severity
+from kerasguard.findings import Severity
 from kerasguard.policy import policy_from_mapping
 from kerasguard.scanning.engine import scan
+from support.scanhelp import hits
 
 MiB = 1 << 20
+FLOOR_1_MIB = policy_from_mapping({"limits": {"npy_bomb_floor": MiB}})  # stricter than the default floor
 
 
 def npy(tmp_path: Path, shape: tuple[int, ...], stored: int, descr: str = "<f4") -> Path:
@@ -20,13 +22,8 @@ def npy(tmp_path: Path, shape: tuple[int, ...], stored: int, descr: str = "<f4")
     return path
 
 
-def kg409(path: Path, **limits: int) -> list[Finding]:
-    policy = policy_from_mapping({"limits": limits}) if limits else None
-    return [f for f in scan(path, policy).findings if f.rule_id == "KG409"]
-
-
 def test_terabyte_declaration_in_a_few_bytes(tmp_path: Path) -> None:
-    [finding] = kg409(npy(tmp_path, (1 << 20, 1 << 20), 0))
+    [finding] = hits(scan(npy(tmp_path, (1 << 20, 1 << 20), 0)), "KG409")
     assert finding.severity == Severity.HIGH
     assert "declares 4398046511104 bytes" in finding.message
     assert "stored=0" in finding.evidence
@@ -34,21 +31,21 @@ def test_terabyte_declaration_in_a_few_bytes(tmp_path: Path) -> None:
 
 def test_under_keras_4gib_floor_but_over_ours(tmp_path: Path) -> None:
     # 1 GiB declared, 1 MiB stored: Keras 3.15 would allocate it; 1024x > 100x
-    assert len(kg409(npy(tmp_path, (256 * MiB,), MiB))) == 1
+    assert len(hits(scan(npy(tmp_path, (256 * MiB,), MiB)), "KG409")) == 1
 
 
 def test_below_the_floor_is_not_a_bomb(tmp_path: Path) -> None:
     path = npy(tmp_path, (8 * MiB,), 0)  # 32 MiB declared
-    assert kg409(path) == []
-    assert len(kg409(path, npy_bomb_floor=MiB)) == 1  # a stricter policy
+    assert hits(scan(path), "KG409") == []
+    assert len(hits(scan(path, FLOOR_1_MIB), "KG409")) == 1  # a stricter policy
 
 
 def test_real_arrays_are_not_bombs(tmp_path: Path) -> None:
     path = tmp_path / "big.npy"
     np.save(path, np.zeros((5 * MiB,), np.float32))  # 20 MiB, fully stored
-    assert kg409(path, npy_bomb_floor=MiB) == []
+    assert hits(scan(path, FLOOR_1_MIB), "KG409") == []
 
 
 def test_object_arrays_are_left_to_the_pickle_rules(tmp_path: Path) -> None:
     path = npy(tmp_path, (1 << 30,), 0, descr="|O")
-    assert kg409(path) == []
+    assert hits(scan(path), "KG409") == []

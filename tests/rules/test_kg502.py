@@ -9,7 +9,8 @@ import h5py
 import pytest
 
 from kerasguard.findings import Severity
-from support.kgconfig import config_of, layers, rule_findings, saved
+from support.kgconfig import artifact, config_of, findings, layers, saved
+from support.scanhelp import hits
 
 pytestmark = pytest.mark.keras
 
@@ -23,8 +24,8 @@ def history(entry: dict[str, Any]) -> list[Any]:
 def test_reference_to_unknown_layer() -> None:
     config = config_of(saved("cnn"))
     history(layers(config)[2])[0] = "ghost"
-    hits = rule_findings(config, "KG502")
-    assert len(hits) == 1 and hits[0].severity is Severity.HIGH and "'ghost'" in hits[0].message
+    found = hits(findings(artifact(config)), "KG502")
+    assert len(found) == 1 and found[0].severity is Severity.HIGH and "'ghost'" in found[0].message
 
 
 def test_cycle_between_layers() -> None:
@@ -32,22 +33,22 @@ def test_cycle_between_layers() -> None:
     names = [e["name"] for e in layers(config)]
     # conv2d now reads from the last layer, which (transitively) reads from conv2d
     history(layers(config)[1])[0] = names[-1]
-    hits = rule_findings(config, "KG502")
-    assert any("cycle" in h.message and h.severity is Severity.HIGH for h in hits)
+    found = hits(findings(artifact(config)), "KG502")
+    assert any("cycle" in h.message and h.severity is Severity.HIGH for h in found)
 
 
 def test_node_index_out_of_range_is_medium() -> None:
     config = config_of(saved("rnn"))
     history(layers(config)[2])[1] = 7
-    hits = rule_findings(config, "KG502")
-    assert [h.severity for h in hits] == [Severity.MEDIUM]
+    found = hits(findings(artifact(config)), "KG502")
+    assert [h.severity for h in found] == [Severity.MEDIUM]
 
 
 def test_duplicate_layer_names_and_bad_output_layers() -> None:
     config = config_of(saved("cnn"))
     layers(config)[3]["name"] = layers(config)[2]["name"]
     config["config"]["output_layers"] = [["nowhere", 0, 0]]
-    messages = [h.message for h in rule_findings(config, "KG502")]
+    messages = [h.message for h in hits(findings(artifact(config)), "KG502")]
     assert any("two layers are named" in m for m in messages)
     assert any("'nowhere'" in m for m in messages)
 
@@ -56,7 +57,7 @@ def test_keras2_legacy_h5_graph_with_unknown_layer() -> None:
     with h5py.File(saved("nested_submodel", "h5")) as f:
         raw = f.attrs["model_config"]
     config = json.loads(raw)
-    assert rule_findings(config, "KG502", role="model_config") == []
+    assert hits(findings(artifact(config, role="model_config")), "KG502") == []
     keras2 = {
         "class_name": "Functional",
         "config": {
@@ -80,8 +81,8 @@ def test_keras2_legacy_h5_graph_with_unknown_layer() -> None:
             "output_layers": [["e", 0, 0]],
         },
     }
-    hits = rule_findings(keras2, "KG502")
-    assert len(hits) == 1 and "'zz'" in hits[0].message
+    found = hits(findings(artifact(keras2)), "KG502")
+    assert len(found) == 1 and "'zz'" in found[0].message
 
 
 def test_keras2_self_loop() -> None:
@@ -95,12 +96,12 @@ def test_keras2_self_loop() -> None:
             "output_layers": [["d", 0, 0]],
         },
     }
-    assert any("cycle" in h.message for h in rule_findings(keras2, "KG502"))
+    assert any("cycle" in h.message for h in hits(findings(artifact(keras2)), "KG502"))
 
 
 @pytest.mark.parametrize("name", ["cnn", "rnn", "time_distributed", "nested_submodel"])
 def test_real_functional_models_are_well_formed(name: str) -> None:
-    assert rule_findings(config_of(saved(name)), "KG502") == []
+    assert hits(findings(artifact(config_of(saved(name)))), "KG502") == []
     with h5py.File(saved(name, "h5")) as f:
         legacy = json.loads(f.attrs["model_config"])
-    assert rule_findings(legacy, "KG502") == []
+    assert hits(findings(artifact(legacy)), "KG502") == []

@@ -17,7 +17,8 @@ import pytest
 from kerasguard.findings import Severity
 from kerasguard.formats.config_values import numpy_dtype, regex_facts
 from kerasguard.scanning.engine import scan
-from support.kgconfig import artifact, findings, of_rule, workdir
+from support.kgconfig import artifact, findings, workdir
+from support.scanhelp import hits
 
 pytestmark = pytest.mark.keras
 
@@ -72,7 +73,7 @@ def _policy_map(config: dict[str, Any]) -> dict[str, Any]:
 def test_keras_written_policy_map_is_accepted(policy_map_model: Path) -> None:
     assert "dense.*" in _policy_map(_config(policy_map_model))
     report = scan(policy_map_model)
-    assert not [f for f in report.findings if f.rule_id == "KG503"]
+    assert not hits(report, "KG503")
 
 
 @pytest.mark.parametrize(
@@ -86,10 +87,10 @@ def test_backtracking_policy_map_key_is_flagged(policy_map_model: Path, key: str
 
     evil = _rewrite(policy_map_model, f"policy_map_{abs(hash(key))}.keras", edit)
     report = scan(evil)
-    hits = [f for f in report.findings if f.rule_id == "KG503"]
-    assert len(hits) == 1 and hits[0].severity is Severity.HIGH
-    assert ("exponential" in hits[0].message) is catastrophic
-    assert hits[0].location.pointer.endswith("/policy_map/" + key.replace("~", "~0").replace("/", "~1"))
+    found = hits(report, "KG503")
+    assert len(found) == 1 and found[0].severity is Severity.HIGH
+    assert ("exponential" in found[0].message) is catastrophic
+    assert found[0].location.pointer.endswith("/policy_map/" + key.replace("~", "~0").replace("/", "~1"))
     assert report.exit_code(Severity.HIGH) == 1
 
 
@@ -110,8 +111,8 @@ def test_optimizer_map_and_muon_patterns() -> None:
             "config": {"optimizer_map": {"encoder/.*": {}, "(b+)+c": {}}},
         },
     }
-    hits = of_rule(findings(artifact(config)), "KG503")
-    flagged = sorted(h.evidence for h in hits)
+    found = hits(findings(artifact(config)), "KG503")
+    flagged = sorted(h.evidence for h in found)
     # re.search retries at every offset: even one unbounded repeat is not linear there
     assert flagged == ["(b+)+c", "dense.*"]
 
@@ -120,7 +121,7 @@ def test_keras_written_numpy_argument_is_accepted(numpy_args_model: Path) -> Non
     arguments = _config(numpy_args_model)["config"]["layers"][1]["config"]["arguments"]
     assert arguments["x2"]["class_name"] == "__numpy__"
     report = scan(numpy_args_model)
-    assert not [f for f in report.findings if f.rule_id == "KG504"]
+    assert not hits(report, "KG504")
 
 
 @pytest.mark.parametrize(
@@ -141,9 +142,9 @@ def test_huge_numpy_dtype_in_lambda_arguments_is_flagged(numpy_args_model: Path,
 
     evil = _rewrite(numpy_args_model, f"numpy_{abs(hash(str(dtype)))}.keras", edit)
     report = scan(evil)
-    hits = [f for f in report.findings if f.rule_id == "KG504"]
-    assert len(hits) == 1 and hits[0].severity is Severity.HIGH, report.findings
-    assert hits[0].location.pointer.endswith("/arguments/x2/config/dtype")
+    found = hits(report, "KG504")
+    assert len(found) == 1 and found[0].severity is Severity.HIGH, report.findings
+    assert found[0].location.pointer.endswith("/arguments/x2/config/dtype")
 
 
 def test_numpy_value_in_node_kwargs_is_judged_too() -> None:
@@ -160,8 +161,8 @@ def test_numpy_value_in_node_kwargs_is_judged_too() -> None:
             ]
         },
     }
-    hits = of_rule(findings(artifact(config)), "KG504")
-    assert len(hits) == 1 and "2000000000 bytes per element" in hits[0].message
+    found = hits(findings(artifact(config)), "KG504")
+    assert len(found) == 1 and "2000000000 bytes per element" in found[0].message
 
 
 @pytest.mark.parametrize(

@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 from kerasguard.errors import PolicyError
-from kerasguard.findings import Finding, Severity
+from kerasguard.findings import Severity
 from kerasguard.formats.keras_graph import estimate
 from kerasguard.policy import GiB, MiB, policy_from_mapping
 from kerasguard.scanning.engine import scan
 from support.kgconfig import workdir
+from support.scanhelp import hits
 
 pytestmark = pytest.mark.keras
 
@@ -34,10 +35,6 @@ def _edit(base: Path, name: str, edit: Any) -> Path:
     from support import attacks
 
     return attacks.edit_config(base, workdir() / name, edit)  # type: ignore[no-any-return]
-
-
-def _of(path: Path, rule: str, policy: Any = None) -> list[Finding]:
-    return [f for f in scan(path, policy).findings if f.rule_id == rule]
 
 
 def _chain() -> Any:
@@ -59,14 +56,14 @@ def _widen(config: dict[str, Any]) -> None:
 
 def test_dense_chain_is_critical_although_each_layer_is_under_kg501() -> None:
     evil = _edit(_saved("chain", _chain), "chain_20000.keras", _widen)
-    assert not [f for f in _of(evil, "KG501") if f.severity >= Severity.HIGH]
-    [hit] = _of(evil, "KG505")
+    assert not [f for f in hits(scan(evil), "KG501") if f.severity >= Severity.HIGH]
+    [hit] = hits(scan(evil), "KG505")
     assert hit.severity is Severity.CRITICAL
     assert "Dense 'd2' 400,020,000" in hit.message and "weights store only" in hit.message
     assert scan(evil).exit_code(Severity.HIGH) == 1
     # a budget large enough still leaves a config its weights cannot back: high
     roomy = policy_from_mapping({"limits": {"max_load_bytes": 8 * GiB}})
-    assert [h.severity for h in _of(evil, "KG505", roomy)] == [Severity.HIGH]
+    assert [h.severity for h in hits(scan(evil, roomy), "KG505")] == [Severity.HIGH]
 
 
 def test_the_graph_not_build_config_decides_the_input_width() -> None:
@@ -79,7 +76,7 @@ def test_the_graph_not_build_config_decides_the_input_width() -> None:
                 layer["build_config"] = {"input_shape": [None, 20]}
 
     evil = _edit(_saved("chain", _chain), "chain_lying_build.keras", edit)
-    assert [h.severity for h in _of(evil, "KG505")] == [Severity.CRITICAL]
+    assert [h.severity for h in hits(scan(evil), "KG505")] == [Severity.CRITICAL]
 
 
 def test_wide_and_deep_embedding_is_not_flagged() -> None:
@@ -152,7 +149,7 @@ def test_size_carrying_keys_count(layer: str, key: str, value: int) -> None:
                 entry["config"][key] = value
 
     evil = _edit(_saved("attention", _attention_model), f"attention_{key}.keras", edit)
-    assert [h.severity for h in _of(evil, "KG505")] == [Severity.CRITICAL]
+    assert [h.severity for h in hits(scan(evil), "KG505")] == [Severity.CRITICAL]
 
 
 def test_stft_frame_length_counts() -> None:
@@ -174,8 +171,8 @@ def test_real_model_over_the_budget_is_high_not_critical() -> None:
 
     path = _saved("big_dense", lambda: kmodels.big_dense(units=512, layers=2))
     tight = policy_from_mapping({"limits": {"max_load_bytes": 1 * MiB}})
-    assert [h.severity for h in _of(path, "KG505", tight)] == [Severity.HIGH]
-    assert _of(path, "KG505") == []
+    assert [h.severity for h in hits(scan(path, tight), "KG505")] == [Severity.HIGH]
+    assert hits(scan(path), "KG505") == []
 
 
 def test_budget_is_validated() -> None:
@@ -187,7 +184,7 @@ def test_budget_is_validated() -> None:
 
 def test_bare_config_over_the_budget_is_high() -> None:
     """A config alone (model_from_json): no weights to compare with, the budget still applies."""
-    from support.kgconfig import artifact, findings, of_rule
+    from support.kgconfig import artifact, findings
 
     dense = {"class_name": "Dense", "config": {"name": "d", "units": 30000}}
     config = {
@@ -200,4 +197,4 @@ def test_bare_config_over_the_budget_is_high() -> None:
         },
     }
     art = artifact(config, role="json", fmt="json", name="model.json", member=None)
-    assert [h.severity for h in of_rule(findings(art), "KG505")] == [Severity.HIGH]
+    assert [h.severity for h in hits(findings(art), "KG505")] == [Severity.HIGH]

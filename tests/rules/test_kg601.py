@@ -9,6 +9,7 @@ from kerasguard.errors import AdvisoryError
 from kerasguard.findings import Finding, Location, Severity
 from kerasguard.policy import policy_from_mapping
 from kerasguard.rules import RULES_BY_ID
+from support.scanhelp import hits
 
 BOMB = Finding(
     "KG405",
@@ -21,7 +22,7 @@ LAMBDA_H5 = Finding("KG101", Severity.CRITICAL, "Lambda bytecode", "marshal code
 
 
 def kg601(findings: tuple[Finding, ...]) -> dict[str, Finding]:
-    return {f.cves[0]: f for f in findings if f.rule_id == "KG601"}
+    return {f.cves[0]: f for f in hits(findings, "KG601")}
 
 
 def test_rule_is_registered_and_documented() -> None:
@@ -38,7 +39,7 @@ def test_shape_bomb_on_an_affected_keras() -> None:
     assert f.location == Location("m.keras") and f.severity is Severity.HIGH
     assert "on keras 3.13.1" in f.message and "upgrade to keras 3.15.1" in f.message
     assert "KG405 at m.keras!/model.weights.h5:/layers/dense/vars/0" in f.evidence
-    original = next(x for x in out if x.rule_id == "KG405")
+    original = hits(out, "KG405")[0]
     assert set(original.cves) == {"CVE-2026-0897", "CVE-2026-12570"}
 
 

@@ -22,9 +22,8 @@ from kerasguard.formats.artifact import Artifact
 from kerasguard.formats.context import ReadContext
 from kerasguard.formats.dispatch import open_artifact
 from kerasguard.policy import Limits, Policy
-from kerasguard.rules import RULES_BY_ID, RuleContext
+from kerasguard.rules import RuleContext
 from kerasguard.scanning.engine import Target, run_rules, scan_target
-from support.scanhelp import hits
 
 FIXED_KERAS = "3.15.1"  # fixed for every CVE in the reference table
 OLD_KERAS = "3.13.0"  # affected by all the HDF5 CVEs
@@ -90,17 +89,8 @@ def scan_path(path: Path, ctx: ReadContext, keras_version: str = FIXED_KERAS) ->
     return scan_target(Target(path, str(path)), ctx, rule_ctx).findings
 
 
-def findings_of(art: Artifact, rule_id: str, rule_ctx: RuleContext | None = None) -> list[Finding]:
-    """The findings of one rule on an artifact."""
-    return list(RULES_BY_ID[rule_id].findings(art, rule_ctx or rule_context()))
-
-
 def all_findings(art: Artifact, rule_ctx: RuleContext | None = None) -> list[Finding]:
     return run_rules(art, rule_ctx or rule_context())[0]
-
-
-def only(findings: Iterable[Finding], rule_id: str) -> list[Finding]:
-    return hits(findings, rule_id)
 
 
 def severe(findings: Iterable[Finding]) -> list[Finding]:

@@ -92,19 +92,9 @@ def findings(
     if policy.keras_version is None and keras_version is not None:
         policy = dataclasses.replace(policy, keras_version=keras_version)
     found, _ = run_rules(art, RuleContext(policy=policy, keras_version=keras_version))
-    crashed = [f for f in found if f.rule_id in ("KG905", "KG906")]
+    crashed = hits(found, "KG905", "KG906")
     assert not crashed, crashed
     return found
-
-
-def of_rule(found: list[Finding], rule_id: str) -> list[Finding]:
-    return hits(found, rule_id)
-
-
-def rule_findings(config: dict[str, Any] | bytes, rule_id: str, **kwargs: Any) -> list[Finding]:
-    policy = kwargs.pop("policy", None)
-    version = kwargs.pop("keras_version", KERAS_VERSION)
-    return of_rule(findings(artifact(config, **kwargs), policy, version), rule_id)
 
 
 def serious(found: list[Finding]) -> list[Finding]:

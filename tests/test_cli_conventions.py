@@ -305,7 +305,15 @@ def test_version_and_short_help() -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["inspect", "x.keras"], ["rules"], ["load", "x.keras"], ["sandbox-info"], ["advisories", "list"]],
+    [
+        ["inspect", "x.keras"],
+        ["rules"],
+        ["load", "x.keras"],
+        ["sandbox-info"],
+        ["advisories", "list"],
+        ["data", "check", "x.csv"],
+        ["data", "backdoor", "m.keras", "d.npz"],
+    ],
 )
 def test_commands_without_sarif_reject_it(args: list[str]) -> None:
     result = runner.invoke(app, [*args, "-f", "sarif"])

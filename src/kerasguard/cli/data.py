@@ -17,7 +17,7 @@ from kerasguard.cli.app import (
     EXIT_ERROR,
     EXIT_FINDINGS,
     EXTRA_FOR_MODULE,
-    OutputFormat,
+    TextOrJson,
     app,
     console,
     print_error,
@@ -41,7 +41,7 @@ app.add_typer(data_app)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-Format = Annotated[OutputFormat, typer.Option("--format", "-f", help="text or json.")]
+Format = Annotated[TextOrJson, typer.Option("--format", "-f", help="text or json.")]
 Output = Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here.")]
 FailOn = Annotated[
     str | None, typer.Option(help="Exit 1 at this severity or above (default: policy's, high).")
@@ -101,12 +101,10 @@ def _threshold(fail_on: str | None, policy_file: Path | None) -> "Severity":
     return resolve_policy(policy_file).fail_on
 
 
-def _emit(report: "DataReport | BackdoorReport", fmt: OutputFormat, output: Path | None) -> None:
+def _emit(report: "DataReport | BackdoorReport", fmt: TextOrJson, output: Path | None) -> None:
     from kerasguard.data.render import render_json, render_text
 
-    if fmt is OutputFormat.sarif:
-        raise DataError("data reports are text or json")
-    if fmt is OutputFormat.json:
+    if fmt is TextOrJson.json:
         text = render_json(report)
     else:
         text = render_text(report, color=output is None and stdout.is_terminal)
@@ -128,7 +126,7 @@ def check_command(
     num_classes: Annotated[int | None, typer.Option(help="Labels must lie in 0..N-1.", min=1)] = None,
     label: LabelColumn = None,
     label_issues: Annotated[bool, typer.Option(help="Look for mislabelled samples (cleanlab).")] = True,
-    fmt: Format = OutputFormat.text,
+    fmt: Format = TextOrJson.text,
     output: Output = None,
     fail_on: FailOn = None,
     policy_file: PolicyOption = None,
@@ -211,7 +209,7 @@ def backdoor_command(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (clustering, retraining).")] = 0,
-    fmt: Format = OutputFormat.text,
+    fmt: Format = TextOrJson.text,
     output: Output = None,
     fail_on: FailOn = None,
     policy_file: PolicyOption = None,

@@ -124,6 +124,30 @@ def test_keep_alive_connection_gets_a_fresh_header_deadline(gw: Gateway) -> None
     assert elapsed < HEADER_TIMEOUT + 1.5, elapsed
 
 
+def test_unread_body_of_an_answered_request_cannot_be_trickled_forever(gw: Gateway) -> None:
+    # a 401 is sent before the body is read; the rest of the body, trickled, counts against the deadline
+    head = (
+        b"POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100000\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.sendall(head + b"{")
+        assert read_response(s).startswith(b"HTTP/1.1 401")
+        start = time.monotonic()
+        closed_after = None
+        while time.monotonic() - start < HEADER_TIMEOUT + 6:
+            if closed_by_server(s):
+                closed_after = time.monotonic() - start
+                break
+            try:
+                s.sendall(b" ")
+            except OSError:
+                closed_after = time.monotonic() - start
+                break
+            time.sleep(0.2)
+    assert closed_after is not None and closed_after < HEADER_TIMEOUT + 1.5, closed_after
+
+
 def test_idle_connections_beyond_the_cap_get_503_and_the_gateway_recovers(gw: Gateway) -> None:
     idle = [socket.create_connection(("127.0.0.1", gw.port), timeout=5) for _ in range(MAX_CONNECTIONS)]
     try:

@@ -52,8 +52,14 @@ class HeaderDeadlineProtocol(H11Protocol):
         super().connection_lost(exc)
 
     def _sync_head_timer(self) -> None:
-        """Armed while h11 waits for a request head, cancelled once it has one (or the connection closes)."""
-        waiting = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+        """Armed while h11 waits for a request head, cancelled once it has one (or the connection closes).
+
+        Waiting includes the rest of a body the app answered without reading (a 401 before the body):
+        uvicorn discards it before the next head, and a client trickling it must not escape the deadline.
+        """
+        conn = self.conn
+        answered = conn.our_state is h11.DONE and conn.their_state is h11.SEND_BODY
+        waiting = (conn.their_state is h11.IDLE or answered) and not self.transport.is_closing()
         if waiting and self.head_timer is None:
             self.head_timer = self.loop.call_later(self.header_timeout_s, self._head_timed_out)
         elif not waiting:
@@ -66,10 +72,10 @@ class HeaderDeadlineProtocol(H11Protocol):
 
     def _head_timed_out(self) -> None:
         self.head_timer = None
-        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+        if self.transport.is_closing():
             return
         partial, _ = self.conn.trailing_data
-        if partial:
+        if self.conn.their_state is h11.IDLE and partial:  # never a second answer to an answered request
             self.transport.write(TIMEOUT_RESPONSE)
         self._unset_keepalive_if_required()
         self.transport.close()

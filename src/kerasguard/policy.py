@@ -286,6 +286,9 @@ class Serve:
     queue_size: int = 256  # requests waiting per worker before 503
     max_concurrent_per_key: int = 64  # requests in flight per key before 429
     request_timeout_s: float = 10.0  # deadline of one request, body included (504)
+    header_timeout_s: float = 10.0  # request line + headers, from connect or last response, else closed
+    keep_alive_timeout_s: int = 5  # seconds: an idle keep-alive connection is closed after this
+    max_connections: int = 1000  # open connections per process (own included) before requests get 503
     key_requests_per_second: int = 200  # requests per second per API key (429 with Retry-After)
     tenant_requests_per_second: int = 1000  # requests per second per tenant, all its keys together
     key_elements_per_second: int = 5_000_000  # input elements per second per API key
@@ -325,8 +328,14 @@ class Serve:
         for name in ("max_body_bytes", "max_instances", "max_batch", "queue_size", "max_concurrent_per_key"):
             if getattr(self, name) < 1:
                 raise PolicyError(f"serve.{name} must be at least 1")
+        if self.max_connections < 2:  # a request's own connection counts: 1 would refuse every request
+            raise PolicyError("serve.max_connections must be at least 2")
         if self.request_timeout_s <= 0 or self.poll_seconds <= 0:
             raise PolicyError("serve.request_timeout_s and serve.poll_seconds must be positive")
+        if not 0 < self.header_timeout_s <= 3600:
+            raise PolicyError("serve.header_timeout_s must be in (0, 3600]")
+        if not 1 <= self.keep_alive_timeout_s <= 3600:
+            raise PolicyError("serve.keep_alive_timeout_s must be in [1, 3600]")
         if self.drift_window < 20:
             raise PolicyError("serve.drift_window must be at least 20")
         if not 0 < self.drift_confidence_drop < 1 or not 0 < self.drift_p_value < 0.5:

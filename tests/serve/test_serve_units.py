@@ -147,6 +147,15 @@ def test_batcher_merges_compatible_jobs_pads_and_splits() -> None:
 def test_serve_policy_is_validated() -> None:
     policy = policy_from_mapping({"serve": {"stage": "staging", "ranges": {"digits/pixels": [-1, 16.5]}}})
     assert policy.serve.stage == "staging" and policy.serve.on_storage_error == "deny"
+    assert (
+        policy.serve.header_timeout_s,
+        policy.serve.max_connections,
+        policy.serve.keep_alive_timeout_s,
+    ) == (
+        10.0,
+        1000,
+        5,
+    )
     for bad in (
         {"on_storage_error": "maybe"},
         {"rate_limit_storage": "http://example.test"},
@@ -155,6 +164,10 @@ def test_serve_policy_is_validated() -> None:
         {"max_batch": 0},
         {"strip_action": "block"},
         {"stale_after_failed_polls": -1},
+        {"header_timeout_s": 0},
+        {"header_timeout_s": -1.5},
+        {"keep_alive_timeout_s": 0},
+        {"max_connections": 1},
         {"unknown": 1},
     ):
         with pytest.raises(PolicyError):

@@ -85,9 +85,13 @@ def run(
     """Run uvicorn in the foreground until interrupted."""
     import uvicorn
 
+    from kerasguard.policy import load_policy
+    from kerasguard.serve.connections import protocol
+
     if (tls_cert is None) != (tls_key is None):
         raise KerasGuardError("--tls-cert and --tls-key go together")
     os.environ[CONFIG_ENV] = json.dumps(asdict(config))
+    limits = (load_policy(config.policy) if config.policy else load_policy()).serve
     # One process: build the app here, so a wrong store, key or token fails before binding. Several:
     # each uvicorn worker process builds its own from the environment.
     target: Any = app_from_env() if workers == 1 else "kerasguard.serve.process:app_from_env"
@@ -110,4 +114,9 @@ def run(
         proxy_headers=False,
         log_level=config.log_level,
         timeout_graceful_shutdown=10,
+        # connection limits (docs/serve.md, "Connection limits"): the h11 protocol with a deadline on the
+        # request head (never httptools), uvicorn's 503 past max_connections, the idle keep-alive timeout
+        http=protocol(limits.header_timeout_s),
+        limit_concurrency=limits.max_connections,
+        timeout_keep_alive=limits.keep_alive_timeout_s,
     )

@@ -1,6 +1,6 @@
 """Files that can be attached to a model version in the store, each checked by its own reader.
 
-``detector`` (a Mahalanobis detector folder from ``robustness detectors --out``, or a STRIP detector
+``detector`` (an input detector folder from ``robustness detectors --out``, or a STRIP detector
 ``.npz`` from ``probe backdoor --strip-out``), ``training_record`` (TrainingGuard JSON) and
 ``probe_report`` (the JSON report of ``probe backdoor|privacy -f json -o``) each return a
 :class:`kerasguard.store.NewAttachment`: the file's bytes, exactly as they will be sealed, and a short
@@ -62,20 +62,24 @@ def _read(path: Path, max_bytes: int, what: str) -> bytes:
 
 
 def detector(path: str | os.PathLike[str], *, model_sha256: str | None, max_bytes: int) -> NewAttachment:
-    """A Mahalanobis detector folder (kind ``detector``) or a STRIP detector file (kind ``strip``),
+    """An input detector folder (kind ``detector``) or a STRIP detector file (kind ``strip``),
     checked like the gateway checks it (digests, fitted on this model, servable)."""
     from kerasguard.store import NewAttachment
 
     source = Path(path)
     if source.is_dir():
         from kerasguard.robustness.detector_files import sealed_container
+        from kerasguard.robustness.detectors import FEATURE_KINDS
 
         data, fitted = sealed_container(source, model_sha256=model_sha256)
         width = int(fitted.kernel.shape[0])
+        served = [k for k in fitted.thresholds if k in FEATURE_KINDS]
+        primary = fitted.primary if fitted.primary in served else served[0]
         summary: dict[str, Any] = {
-            "detector": "mahalanobis",
+            "detector": "+".join(served),  # the kinds kerasguard serve applies
             "head": _text(fitted.head),
-            "threshold": _number(fitted.thresholds["mahalanobis"]),
+            "threshold": _number(fitted.thresholds[primary]),
+            "thresholds": {k: _number(fitted.thresholds[k]) for k in served},
             "target_fpr": _number(fitted.target_fpr),
             "features": width,
             "classes": fitted.n_classes,

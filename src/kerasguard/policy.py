@@ -304,7 +304,7 @@ class Serve:
     console: bool = True  # the review console under /console/ (docs/console.md)
     # "model/input" -> [min, max]: values outside are refused with 422
     ranges: Mapping[str, Any] = field(default_factory=dict)
-    ood_header: bool = False  # send X-KerasGuard-OOD-Score when the version has a detector attached
+    ood_header: bool = False  # send X-KerasGuard-OOD-Score(-<Kind>) when the version has a detector attached
     drift_window: int = 200  # predictions per drift window (per model version, per gateway process)
     drift_confidence_drop: float = 0.15  # alarm when a window's mean confidence falls this far
     drift_p_value: float = 0.001  # class-mix alarm when the chi-square test's p-value is below this

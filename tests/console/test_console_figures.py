@@ -29,9 +29,9 @@ def test_figures_show_a_namespaced_reviewer_no_other_tenants_series(tmp_path: Pa
         metrics.latency.labels(OURS, "digits", "1", "ok").observe(seconds)
     for _ in range(5):
         metrics.latency.labels(THEIRS, THEIR_MODEL, "7", "ok").observe(2.0)
-    metrics.ood_alarms.labels(THEIRS, THEIR_MODEL, "7").inc(9)
+    metrics.ood_alarms.labels(THEIRS, THEIR_MODEL, "7", "mahalanobis").inc(9)
     metrics.drift_alarms.labels(THEIRS, THEIR_MODEL, "7", "class_mix").inc(2)
-    metrics.ood_alarms.labels(OURS, "digits", "1").inc(1)
+    metrics.ood_alarms.labels(OURS, "digits", "1", "mahalanobis").inc(1)
     metrics.rejects.labels("unauthenticated").inc(3)
     metrics.rejects.labels("strip").inc(4)
     with store:

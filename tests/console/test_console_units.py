@@ -79,11 +79,13 @@ def test_charts_count_rejects_requests_and_latency_buckets() -> None:
     for seconds in (0.002, 0.002, 0.3):
         metrics.latency.labels("acme", "digits", "1", "ok").observe(seconds)
     metrics.latency.labels("acme", "digits", "1", "error").observe(0.02)
-    metrics.ood_alarms.labels("acme", "digits", "1").inc(5)
+    metrics.ood_alarms.labels("acme", "digits", "1", "mahalanobis").inc(5)
+    metrics.ood_alarms.labels("acme", "digits", "1", "energy").inc(4)
     metrics.drift_alarms.labels("acme", "digits", "1", "class_mix").inc(2)
     requests, rejects, latency, alarms = gateway_charts(metrics.registry, None)
     assert {b.label: b.value for b in alarms.bars} == {
         "acme/digits:1 ood": 5,
+        "acme/digits:1 ood energy": 4,
         "acme/digits:1 drift class_mix": 2,
     }
     assert [(b.label, b.value) for b in rejects.bars] == [("unauthenticated", 3), ("rate_limited", 1)]

@@ -1,12 +1,12 @@
 """OOD scores and drift alarms in kerasguard serve: a real gateway, real sandboxed workers.
 
-A digits MLP trained here, a Mahalanobis detector fitted on its penultimate features and attached at
-push (a sealed attachment: its own encrypted blob, digest in the MAC-covered provenance). Tenant ``acme``
-is served ``digits`` (with the detector), ``plain`` (the same model, no detector), ``tampered`` (an inline
-detector, as versions before sealed attachments stored them, whose JSON was edited after it was
-written) and ``sealedbad`` (a sealed detector whose blob was edited on disk): both refused, so those
-versions are not served. Tenant ``quiet`` has ``digits`` with an inline detector (an older store's
-form, still read), served by a second gateway without the header.
+A digits MLP trained here, a detector (mahalanobis, max-softmax and energy) fitted on its penultimate
+features and attached at push (a sealed attachment: its own encrypted blob, digest in the MAC-covered
+provenance). Tenant ``acme`` is served ``digits`` (with the detector), ``plain`` (the same model, no
+detector), ``tampered`` (an inline detector, as versions before sealed attachments stored them, whose
+JSON was edited after it was written) and ``sealedbad`` (a sealed detector whose blob was edited on
+disk): both refused, so those versions are not served. Tenant ``quiet`` has ``digits`` with an inline
+detector (an older store's form, still read), served by a second gateway without the header.
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ class Digits:
 
         sha = hashlib.sha256(self.model_path.read_bytes()).hexdigest()
         reference = Dataset(self.train_x, self.train_y, 0.0, 1.0)
-        self.detector = fit_detectors(model, reference, kinds=["mahalanobis"], fpr=0.05, model_sha256=sha)
+        kinds = ["mahalanobis", "max-softmax", "energy"]  # the kinds the gateway applies
+        self.detector = fit_detectors(model, reference, kinds=kinds, fpr=0.05, model_sha256=sha)
         self.threshold = self.detector.thresholds["mahalanobis"]
         self.detector_dir = save_detectors(self.detector, folder / "detector")
 
@@ -173,7 +174,7 @@ def world(digits: Digits, tmp_path_factory: pytest.TempPathFactory) -> World:
     # `store show` names the attachment, checked as the gateway checks it
     show = ["store", "show", "--store", str(world.root), "--policy", str(policy_file)]
     shown = runner.invoke(app, [*show, "digits", "1"], env=env)
-    assert shown.exit_code == 0 and "mahalanobis on " in shown.output, shown.output
+    assert shown.exit_code == 0 and "mahalanobis+max-softmax+energy on " in shown.output, shown.output
     shown = runner.invoke(app, [*show, "tampered", "1"], env=env)
     assert shown.exit_code == 1 and "REFUSED" in shown.output and "digest mismatch" in shown.output
     return world
@@ -229,12 +230,40 @@ def test_scores_separate_clean_from_noise_and_count_alarms(gw: Gateway, world: W
     assert np.all(noisy > digits.threshold)
     assert np.mean(flipped > digits.threshold) >= 0.9
     expected = sum(int(np.sum(s > digits.threshold)) for s in (clean, noisy, flipped))
-    assert metric(gw, alarms, model="digits") - before == expected
-    assert metric(gw, "kerasguard_serve_ood_score_count", model="digits") >= 200
+    assert metric(gw, alarms, model="digits", detector="mahalanobis") - before == expected
+    assert metric(gw, "kerasguard_serve_ood_score_count", model="digits", detector="mahalanobis") >= 200
     # the predictions themselves are unchanged
     body = predict(gw, key, "digits", digits.test_x[:5]).json()
     accuracy = np.mean(np.argmax(body["predictions"], axis=1) == digits.test_y[:5])
     assert accuracy >= 0.6
+
+
+@pytest.mark.parametrize("kind", ["max-softmax", "energy"])
+def test_softmax_and_energy_flag_noise_not_clean(
+    gw: Gateway, world: World, digits: Digits, kind: str
+) -> None:
+    key = world.keys["acme"]
+    header = f"{HEADER}-{kind.title()}"
+    threshold = digits.detector.thresholds[kind]
+    before = metric(gw, "kerasguard_serve_ood_alarms_total", model="digits", detector=kind)
+    rng = np.random.default_rng(2)
+    batches = {
+        "clean": digits.test_x[100:200],
+        "faint": rng.uniform(0, 0.1, size=(30, 64)).astype("float32"),  # near-blank noise
+        "noise": rng.uniform(0, 1, size=(30, 64)).astype("float32"),
+    }
+    scores = {}
+    for name, x in batches.items():
+        response = predict(gw, key, "digits", x)
+        assert response.status_code == 200, response.text
+        scores[name] = np.array([float(v) for v in response.headers[header].split(",")])
+        # the score `kerasguard robustness detectors` gives these inputs, features from the child
+        np.testing.assert_allclose(scores[name], digits.detector.score(x, kind), rtol=1e-3, atol=1e-3)
+    flagged = {name: float(np.mean(s > threshold)) for name, s in scores.items()}
+    # near-blank noise always; uniform noise only in part (it often looks confident: docs/robustness.md)
+    assert flagged["clean"] <= 0.15 and flagged["faint"] == 1.0 and flagged["noise"] >= 0.2, flagged
+    expected = sum(int(np.sum(s > threshold)) for s in scores.values())
+    assert metric(gw, "kerasguard_serve_ood_alarms_total", model="digits", detector=kind) - before == expected
 
 
 def test_no_detector_no_header_and_no_scores(gw: Gateway, world: World, digits: Digits) -> None:
@@ -294,6 +323,7 @@ def test_header_only_when_the_policy_enables_it(gw: Gateway, world: World, digit
     try:
         response = predict(quiet, world.keys["quiet"], "digits", digits.test_x[:3])
         assert response.status_code == 200 and HEADER.lower() not in {k.lower() for k in response.headers}
-        assert metric(quiet, "kerasguard_serve_ood_score_count", model="digits") == 3  # still measured
+        for kind in ("mahalanobis", "max-softmax", "energy"):  # still measured, each kind
+            assert metric(quiet, "kerasguard_serve_ood_score_count", model="digits", detector=kind) == 3
     finally:
         stop_gateway(quiet)

@@ -144,8 +144,71 @@ def test_scores_are_the_detectors_and_non_finite_features_are_outliers() -> None
     det = detector()
     monitor = Monitor(det, window=40, confidence_drop=0.15, p_value=0.001)
     feats = np.random.default_rng(1).normal(size=(5, 6))
-    np.testing.assert_allclose(monitor.scores(feats), mahalanobis(feats, det.means, det.precision))
+    scores = monitor.scores(feats)
+    assert list(scores) == ["mahalanobis"]
+    np.testing.assert_allclose(scores["mahalanobis"], mahalanobis(feats, det.means, det.precision))
     feats[2, 0] = np.inf
-    assert np.isinf(monitor.scores(feats)[2])
+    assert np.isinf(monitor.scores(feats)["mahalanobis"][2])
     with pytest.raises(ValueError, match="width"):
         monitor.scores(np.zeros((2, 7)))
+
+
+class LinearSource:
+    """A stand-in for the model: features are a fixed linear map of the inputs (8 -> 6)."""
+
+    head = "out"
+
+    def __init__(self) -> None:
+        self.map = np.random.default_rng(3).normal(size=(8, 6))
+
+    def features(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, np.float64) @ self.map
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        raise AssertionError("feature kinds need no predictions")
+
+
+@pytest.mark.parametrize(
+    "kinds",
+    [["mahalanobis", "max-softmax", "energy"], ["energy", "max-softmax"], ["max-softmax"], ["energy"]],
+)
+def test_gateway_scores_equal_the_robustness_scores_for_each_kind(kinds: list[str]) -> None:
+    det = detector()
+    det.thresholds = {**{k: 0.0 for k in kinds}, "squeeze": 0.1}  # squeeze: not applied by serve
+    det.primary = kinds[0]
+    source = LinearSource()
+    det.bind(source)
+    x = np.random.default_rng(4).uniform(0, 1, size=(7, 8)).astype(np.float32)
+    expected = det.scores(x, kinds)  # what `kerasguard robustness detectors` computes
+    monitor = Monitor(det, window=40, confidence_drop=0.15, p_value=0.001)
+    got = monitor.scores(source.features(x))  # what the gateway computes from the child's features
+    assert list(got) == kinds and monitor.primary == kinds[0]
+    for kind in kinds:
+        np.testing.assert_array_equal(got[kind], expected[kind])
+    if "max-softmax" in kinds:
+        assert np.all((got["max-softmax"] >= -1) & (got["max-softmax"] <= -0.25))
+    feats = source.features(x)
+    feats[1, 0] = np.nan
+    assert all(np.isinf(v[1]) for v in monitor.scores(feats).values())
+
+
+def test_servable_needs_a_feature_kind(tmp_path: Path) -> None:
+    from kerasguard.robustness.detector_files import check_servable
+
+    det = detector()
+    det.thresholds, det.primary = {"energy": -3.0}, "energy"
+    check_servable(det, "t")  # energy alone is served
+    det.thresholds, det.primary = {"squeeze": 0.2}, "squeeze"
+    with pytest.raises(DetectorFileError, match="cannot be served"):
+        check_servable(det, "t")
+
+
+def test_ood_headers_primary_first_then_one_per_kind() -> None:
+    from kerasguard.serve.app import ood_headers
+
+    headers = ood_headers({"energy": np.array([-3.5, 1.0]), "max-softmax": np.array([-0.9, -0.3])})
+    assert headers == {
+        "X-KerasGuard-OOD-Score": "-3.5,1",
+        "X-KerasGuard-OOD-Score-Energy": "-3.5,1",
+        "X-KerasGuard-OOD-Score-Max-Softmax": "-0.9,-0.3",
+    }

@@ -172,7 +172,7 @@ def _attachment_lines(info: "ModelInfo", checks: dict[str, str] | None = None) -
             )
         elif a.kind == "detector":
             said = (
-                f"mahalanobis on {s.get('head')} ({s.get('features')} features, "
+                f"{s.get('detector') or 'mahalanobis'} on {s.get('head')} ({s.get('features')} features, "
                 f"threshold {s.get('threshold')})"
             )
         elif a.kind == "strip":
@@ -195,6 +195,7 @@ def _detector_lines(info: "ModelInfo") -> list[str]:
     as the gateway checks it, then named."""
     from kerasguard.data.report import shown
     from kerasguard.robustness.detector_files import from_attachment
+    from kerasguard.robustness.detectors import FEATURE_KINDS
     from kerasguard.robustness.errors import DetectorFileError
 
     client = (info.provenance or {}).get("client") or {}
@@ -205,8 +206,10 @@ def _detector_lines(info: "ModelInfo") -> list[str]:
         detector = from_attachment(value, model_sha256=info.digest, where="this version")
     except DetectorFileError as exc:
         return [f"{'detector':14} REFUSED: {shown(exc.message, 200)}"]
-    threshold = detector.thresholds["mahalanobis"]
-    return [f"{'detector':14} mahalanobis on {shown(detector.head)} (threshold {threshold:.4g})"]
+    served = [k for k in detector.thresholds if k in FEATURE_KINDS]
+    primary = detector.primary if detector.primary in served else served[0]
+    threshold = detector.thresholds[primary]
+    return [f"{'detector':14} {'+'.join(served)} on {shown(detector.head)} (threshold {threshold:.4g})"]
 
 
 def _training_record_lines(info: "ModelInfo") -> list[str]:
@@ -305,8 +308,9 @@ TrainingRecordOption = Annotated[
 DetectorOption = Annotated[
     Path | None,
     typer.Option(
-        help="Detector to attach (sealed): a Mahalanobis folder (robustness detectors --out), which serve"
-        " scores OOD with, or a STRIP detector .npz (probe backdoor --strip-out)."
+        help="Detector to attach (sealed): an input-detector folder (robustness detectors --out), whose"
+        " mahalanobis, max-softmax and energy kinds serve scores OOD with, or a STRIP detector .npz"
+        " (probe backdoor --strip-out)."
     ),
 ]
 ProbeReportOption = Annotated[

@@ -74,7 +74,9 @@ def gateway_charts(registry: CollectorRegistry, tenants: frozenset[str] | None) 
                 requests[key] = requests.get(key, 0) + sample.value
             elif sample.name in ("kerasguard_serve_ood_alarms_total", "kerasguard_serve_drift_alarms_total"):
                 model = f"{labels.get('tenant')}/{labels.get('model')}:{labels.get('version')}"
-                kind = f"drift {labels.get('kind')}" if "drift" in sample.name else "ood"
+                detector = labels.get("detector") or "mahalanobis"
+                ood = "ood" if detector == "mahalanobis" else f"ood {detector}"
+                kind = f"drift {labels.get('kind')}" if "drift" in sample.name else ood
                 alarms[f"{model} {kind}"] = alarms.get(f"{model} {kind}", 0) + sample.value
             elif sample.name == "kerasguard_serve_request_seconds_sum":
                 total_seconds += sample.value

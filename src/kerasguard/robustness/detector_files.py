@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from kerasguard import npzfile
-from kerasguard.robustness.detectors import KINDS, DetectorSet, Squeezers
+from kerasguard.robustness.detectors import FEATURE_KINDS, KINDS, DetectorSet, Squeezers
 from kerasguard.robustness.errors import DetectorFileError, RobustnessError
 
 FORMAT = "kerasguard.detector/1"
@@ -273,8 +273,8 @@ MAX_ATTACHMENT_BYTES = 48 << 10  # the store keeps provenance up to 64 KiB
 def attachment(folder: str | os.PathLike[str], *, model_sha256: str | None = None) -> dict[str, Any]:
     """The saved detector as a JSON object for the store's provenance (both files base64).
 
-    The detector is loaded first (every check of :func:`load_detectors`), and must have a Mahalanobis
-    threshold and reference statistics: that is what ``kerasguard serve`` uses.
+    The detector is loaded first (every check of :func:`load_detectors`), and must have a threshold for
+    a kind ``kerasguard serve`` applies (mahalanobis, max-softmax, energy) and reference statistics.
     """
     base = Path(folder)
     raw = _read_bounded(base / JSON_NAME, MAX_JSON_BYTES)
@@ -346,9 +346,11 @@ def from_attachment(
 
 
 def check_servable(detectors: DetectorSet, where: str) -> None:
-    if "mahalanobis" not in detectors.thresholds or detectors.reference is None:
+    """``kerasguard serve`` applies the kinds scored from features (mahalanobis, max-softmax, energy) and
+    compares drift windows with the reference statistics: a detector needs one of those and the latter."""
+    if not any(k in FEATURE_KINDS for k in detectors.thresholds) or detectors.reference is None:
         raise DetectorFileError(
-            f"the detector in {where} cannot be served: it needs a mahalanobis threshold and reference"
-            " statistics",
+            f"the detector in {where} cannot be served: it needs a threshold for mahalanobis, max-softmax"
+            " or energy, and reference statistics",
             hint="refit with kerasguard robustness detectors --kinds mahalanobis,... --out DIR",
         )

@@ -31,6 +31,9 @@ from kerasguard.robustness.errors import RobustnessError
 
 Kind = Literal["mahalanobis", "max-softmax", "energy", "squeeze"]
 KINDS: tuple[Kind, ...] = ("mahalanobis", "max-softmax", "energy", "squeeze")
+# The kinds scored from the penultimate features alone (one feature pass, no extra predictions): the
+# ones ``kerasguard serve`` applies.
+FEATURE_KINDS: tuple[Kind, ...] = ("mahalanobis", "max-softmax", "energy")
 _BATCH = 512
 
 
@@ -215,14 +218,7 @@ class DetectorSet:
                 raise RobustnessError(
                     f"the model's features have shape {feats.shape}, expected (n, {self.means.shape[1]})"
                 )
-            logits = feats @ self.kernel + self.bias
-            if "mahalanobis" in wanted:
-                out["mahalanobis"] = mahalanobis(feats, self.means, self.precision)
-            if "max-softmax" in wanted:
-                out["max-softmax"] = -_softmax(logits).max(axis=1)
-            if "energy" in wanted:
-                top = logits.max(axis=1)
-                out["energy"] = -(top + np.log(np.exp(logits - top[:, None]).sum(axis=1)))
+            out.update(self.feature_scores(feats, [k for k in wanted if k in FEATURE_KINDS]))
         if "squeeze" in wanted:
             base = _probabilities(self.source.predict(arr))
             distance = np.zeros(len(arr))
@@ -230,6 +226,24 @@ class DetectorSet:
                 changed = np.abs(base - _probabilities(self.source.predict(squeezed))).sum(axis=1)
                 distance = np.maximum(distance, changed)
             out["squeeze"] = distance
+        return out
+
+    def feature_scores(self, feats: np.ndarray, kinds: Iterable[str]) -> dict[str, np.ndarray]:
+        """The scores computed from penultimate features alone (``FEATURE_KINDS``): what ``kerasguard
+        serve`` applies to the features its sandboxed child returns, so both give the same numbers.
+        Energy and max-softmax use the logits ``feats @ kernel + bias`` (the last Dense layer before
+        its softmax, whether or not the model ends in one)."""
+        feats = np.asarray(feats, np.float64)
+        wanted = list(kinds)
+        out: dict[str, np.ndarray] = {}
+        logits = feats @ self.kernel + self.bias
+        if "mahalanobis" in wanted:
+            out["mahalanobis"] = mahalanobis(feats, self.means, self.precision)
+        if "max-softmax" in wanted:
+            out["max-softmax"] = -_softmax(logits).max(axis=1)
+        if "energy" in wanted:
+            top = logits.max(axis=1)
+            out["energy"] = -(top + np.log(np.exp(logits - top[:, None]).sum(axis=1)))
         return out
 
     def score(self, x: np.ndarray, kind: str | None = None) -> np.ndarray:

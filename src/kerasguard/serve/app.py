@@ -217,7 +217,7 @@ class Gateway:
             payload = validation.encode_outputs(scored.outputs, names, parsed.layout)
             status = "ok"
             if scored.ood is not None and serve.ood_header:
-                headers[OOD_HEADER] = ",".join(f"{float(v):.6g}" for v in scored.ood)
+                headers.update(ood_headers(scored.ood))
             return Response(
                 json.dumps(payload, separators=(",", ":")), media_type="application/json", headers=headers
             )
@@ -256,6 +256,18 @@ class Gateway:
             rss = worker.rss_bytes()
             self.metrics.worker_rss.labels(*worker.ref.labels).set(rss or 0)
             self.metrics.queue_depth.labels(*worker.ref.labels).set(len(worker.batcher))
+
+
+def ood_headers(scores: dict[str, Any]) -> dict[str, str]:
+    """``X-KerasGuard-OOD-Score`` with the primary kind's scores (the first: mahalanobis when the
+    detector has it, as before other kinds were served), and ``X-KerasGuard-OOD-Score-<Kind>`` for
+    every applied kind (``-Mahalanobis``, ``-Max-Softmax``, ``-Energy``)."""
+    headers: dict[str, str] = {}
+    for kind, values in scores.items():
+        text = ",".join(f"{float(v):.6g}" for v in values)
+        headers.setdefault(OOD_HEADER, text)
+        headers[f"{OOD_HEADER}-{kind.title()}"] = text
+    return headers
 
 
 def create_app(access: StoreAccess, policy: Policy) -> Any:

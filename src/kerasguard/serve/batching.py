@@ -136,17 +136,18 @@ def merge(batch: list[Job]) -> tuple[list[np.ndarray[Any, Any]], int]:
 
 @dataclass(frozen=True)
 class Scored:
-    """A job's outputs with, per instance, its OOD score and its STRIP entropy (None: no such detector)."""
+    """A job's outputs with, per instance, its OOD scores (by detector kind) and its STRIP entropy
+    (None: no such detector)."""
 
     outputs: Any
-    ood: np.ndarray[Any, Any] | None = None
+    ood: dict[str, np.ndarray[Any, Any]] | None = None
     strip: np.ndarray[Any, Any] | None = None
 
 
 def split(
     result: Any,
     batch: list[Job],
-    ood: np.ndarray[Any, Any] | None = None,
+    ood: dict[str, np.ndarray[Any, Any]] | None = None,
     strip: np.ndarray[Any, Any] | None = None,
 ) -> None:
     """Hand each job its rows of the outputs (padding rows dropped), with its detectors' scores."""
@@ -158,7 +159,7 @@ def split(
             job.future.set_result(
                 Scored(
                     rows,
-                    None if ood is None else ood[start:end],
+                    None if ood is None else {k: v[start:end] for k, v in ood.items()},
                     None if strip is None else strip[start:end],
                 )
             )

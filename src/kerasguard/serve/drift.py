@@ -1,8 +1,10 @@
 """Out-of-distribution scores and drift alarms of one served model version with an attached detector.
 
-The OOD score is the Mahalanobis distance of each instance's penultimate features (computed in the
-sandboxed child, ``SandboxedModel.layer_input``) to the nearest class mean of the reference data; the
-gateway applies the detector's stored means and precision to those features. Drift compares tumbling
+The OOD scores are computed from each instance's penultimate features (returned by the sandboxed
+child with the outputs, ``SandboxedModel.serve``) for every kind the detector was fitted with among
+``mahalanobis`` (distance to the nearest class mean of the reference data), ``max-softmax`` and
+``energy`` (from the logits ``features @ kernel + bias`` of the stored last Dense layer), exactly as
+``DetectorSet.feature_scores`` computes them for ``kerasguard robustness detectors``. Drift compares tumbling
 windows of ``drift_window`` predictions with the reference statistics stored with the detector: the
 window's mean top probability against the reference mean (an alarm when it fell by more than
 ``drift_confidence_drop``), and its predicted-class counts against the reference class fractions (a
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasguard.robustness.detectors import DetectorSet, confidences_and_classes, mahalanobis
+from kerasguard.robustness.detectors import FEATURE_KINDS, DetectorSet, confidences_and_classes
 
 log = logging.getLogger("kerasguard.serve.drift")
 # Expected counts below this are raised to it: a class the reference never predicted must not make
@@ -49,19 +51,32 @@ class Monitor:
         return self.detector.head
 
     @property
-    def threshold(self) -> float:
-        return self.detector.thresholds["mahalanobis"]
+    def kinds(self) -> tuple[str, ...]:
+        """The detector kinds the gateway applies: those of the attachment scored from features
+        (``mahalanobis``, ``max-softmax``, ``energy``), in the order they were fitted."""
+        return tuple(k for k in self.detector.thresholds if k in FEATURE_KINDS)
 
-    def scores(self, features: np.ndarray) -> np.ndarray:
-        """One OOD score per row; the features' width must match the detector's."""
+    @property
+    def primary(self) -> str:
+        """The kind whose scores go into the ``X-KerasGuard-OOD-Score`` header."""
+        return self.detector.primary if self.detector.primary in self.kinds else self.kinds[0]
+
+    def threshold(self, kind: str) -> float:
+        return self.detector.thresholds[kind]
+
+    def scores(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        """One score per row for each applied kind; the features' width must match the detector's."""
         feats = np.asarray(features, np.float64).reshape(len(features), -1)
         if feats.shape[1] != self.detector.means.shape[1]:
             raise ValueError(
                 f"features have width {feats.shape[1]}, the detector {self.detector.means.shape[1]}"
             )
-        out = mahalanobis(feats, self.detector.means, self.detector.precision)
+        with np.errstate(all="ignore"):
+            out = self.detector.feature_scores(feats, self.kinds)
         # Non-finite features (an overflowing model) are as unusual as it gets, never "clean".
-        return np.where(np.isfinite(out), out, np.inf)
+        # primary first: its scores are the ``X-KerasGuard-OOD-Score`` header
+        order = [self.primary, *(k for k in self.kinds if k != self.primary)]
+        return {kind: np.where(np.isfinite(out[kind]), out[kind], np.inf) for kind in order}
 
     def observe(self, outputs: np.ndarray) -> list[DriftAlarm]:
         """Add these predictions to the window; the alarms of every window this completes."""

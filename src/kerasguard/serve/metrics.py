@@ -8,7 +8,14 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 # Squared Mahalanobis distances: clean data sits near the feature width, outliers far above it.
-OOD_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 100000)
+# Max-softmax (minus the top probability, in [-1, 0)) and energy (minus the log-sum-exp of the logits,
+# usually negative) fall in the negative buckets.
+# fmt: off
+OOD_BUCKETS = (
+    -100, -50, -20, -10, -5, -2, -1, -0.9, -0.75, -0.5, -0.25, 0,
+    1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 100000,
+)
+# fmt: on
 # STRIP entropies (nats): 0 for a blend always in one class, ln(classes) at most (2.3 for 10 classes).
 STRIP_BUCKETS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 
@@ -68,15 +75,16 @@ class Metrics:
         )
         self.ood_score = Histogram(
             "kerasguard_serve_ood_score",
-            "OOD score (squared Mahalanobis distance) per instance, when a detector is attached.",
-            ["tenant", "model", "version"],
+            "OOD score per instance and detector kind (mahalanobis: squared distance; max-softmax:"
+            " minus the top probability; energy: minus the log-sum-exp of the logits).",
+            ["tenant", "model", "version", "detector"],
             buckets=OOD_BUCKETS,
             registry=r,
         )
         self.ood_alarms = Counter(
             "kerasguard_serve_ood_alarms_total",
-            "Instances whose OOD score is above the attached detector's threshold.",
-            ["tenant", "model", "version"],
+            "Instances whose OOD score is above the attached detector's threshold, by detector kind.",
+            ["tenant", "model", "version", "detector"],
             registry=r,
         )
         self.drift_alarms = Counter(

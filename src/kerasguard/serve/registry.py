@@ -79,7 +79,7 @@ class StoreAccess:
             raise
 
     def detector(self, ref: ModelRef) -> DetectorSet | None:
-        """The Mahalanobis detector attached to the version (``store push --detector DIR`` or ``store
+        """The input detector attached to the version (``store push --detector DIR`` or ``store
         attach``): read through the store (decrypted, digest checked against the MAC-covered entry),
         then its own digests and its model digest checked again; None when there is none.
 
@@ -107,7 +107,7 @@ class StoreAccess:
                 return None
             return from_attachment(value, model_sha256=ref.digest, where=where)
         except DetectorFileError as exc:
-            _refused(ref, "mahalanobis", exc)
+            _refused(ref, "detector", exc)  # the attachment kind, as "strip"
             raise
 
     def load(self, ref: ModelRef) -> SandboxedModel:

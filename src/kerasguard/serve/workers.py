@@ -306,17 +306,19 @@ class Worker:
             self.metrics.strip_flags.labels(*labels).inc(flagged)
         return values
 
-    def _score(self, result: Any, features: Any, total: int) -> np.ndarray[Any, Any]:
-        """OOD scores of the real rows (padding dropped), observed in the metrics, and the drift window."""
+    def _score(self, result: Any, features: Any, total: int) -> dict[str, np.ndarray[Any, Any]]:
+        """OOD scores of the real rows (padding dropped) for each applied detector kind, observed in
+        the metrics (labelled by kind), and the drift window."""
         assert self.monitor is not None
         labels = self.ref.labels
         scores = self.monitor.scores(np.asarray(features)[:total])
-        histogram = self.metrics.ood_score.labels(*labels)
-        for value in scores:
-            histogram.observe(float(value))
-        above = int(np.count_nonzero(scores > self.monitor.threshold))
-        if above:
-            self.metrics.ood_alarms.labels(*labels).inc(above)
+        for kind, values in scores.items():
+            histogram = self.metrics.ood_score.labels(*labels, kind)
+            for value in values:
+                histogram.observe(float(value))
+            above = int(np.count_nonzero(values > self.monitor.threshold(kind)))
+            if above:
+                self.metrics.ood_alarms.labels(*labels, kind).inc(above)
         outputs = np.asarray(_only(result))[:total]
         if not np.all(np.isfinite(outputs)):
             outputs = np.nan_to_num(outputs, nan=0.0, posinf=0.0, neginf=0.0)

@@ -27,7 +27,16 @@ import httpx
 import numpy as np
 import pytest
 
-from support.servehelp import Gateway, World, auth, make_world, npy, write_policy
+from support.servehelp import (
+    Gateway,
+    World,
+    assert_clean,
+    auth,
+    make_world,
+    npy,
+    worker_pid,
+    write_policy,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.keras]
 
@@ -307,12 +316,6 @@ def test_bad_bodies_get_precise_errors(
     assert_clean(response.text)
 
 
-def assert_clean(text: str) -> None:
-    """No paths, digests, stack traces or library messages in an error body."""
-    for marker in ("sha256:", "Traceback", "/tmp", "/work", 'File "', "numpy", "keras", "pydantic", "Errno"):
-        assert marker not in text, text
-
-
 def test_auth(gw: Gateway, world: World) -> None:
     x = {"instances": digits_input(1).tolist()}
     none = httpx.post(gw.url + "/v1/models/digits:predict", json=x)
@@ -395,20 +398,6 @@ def test_slow_loris_body_is_cut_at_the_deadline(gw: Gateway, world: World) -> No
     assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
     assert time.monotonic() - start < SERVE["request_timeout_s"] + 3
     assert gw.proc.poll() is None
-
-
-def worker_pid(gw: Gateway, label: str, after: int = 0) -> int:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        pids = [
-            int(line.rsplit("pid ", 1)[1].rstrip(")"))
-            for line in gw.log.read_text().splitlines()
-            if line.startswith(f"worker {label} ready (pid ")
-        ]
-        if len(pids) > after:
-            return pids[-1]
-        time.sleep(0.2)
-    raise AssertionError(f"no worker {label} ready")
 
 
 def test_worker_killed_mid_request_recovers(gw: Gateway, world: World) -> None:

@@ -106,6 +106,19 @@ class InFlight(threading.Thread):
         return self.result
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_burning(pid: int, slow: InFlight) -> None:
+    """The slow request is in the child: its CPU time grows (not a guess at how long the way there takes)."""
+    start, until = cpu_seconds(pid), time.monotonic() + DEADLINE_S
+    while cpu_seconds(pid) < start + 0.3:
+        assert slow.result is None and time.monotonic() < until, slow.result
+        time.sleep(0.02)
+
+
 def digits(gw: Gateway, world: World) -> tuple[int, float]:
     start = time.monotonic()
     r = httpx.post(
@@ -170,8 +183,7 @@ def test_worker_sigkilled_mid_request_answers_503_and_restarts(gw: Gateway, worl
     wait_served(gw, world, int(restarts))
     pid = worker_pid(gw, BURNER, after=int(restarts))
     slow = InFlight(gw, world.keys["alpha"])
-    time.sleep(DEADLINE_S / 2)  # in the child, burning, well before the deadline
-    assert slow.result is None
+    wait_burning(pid, slow)  # in the child, burning, before the deadline
     os.kill(pid, signal.SIGKILL)
     answer = slow.response()
     assert answer.status_code == 503, answer.text
@@ -210,12 +222,12 @@ def assert_rejected(gw: Gateway, response: httpx.Response, status: int, reason: 
 def test_concurrency_cap_answers_429(gw: Gateway, world: World) -> None:
     restarts = metric(gw, "kerasguard_serve_worker_restarts_total", model="burner")
     wait_served(gw, world, int(restarts))
+    pid = worker_pid(gw, BURNER, after=int(restarts))
     slow = InFlight(gw, world.keys["alpha"])
-    time.sleep(DEADLINE_S / 4)
-    assert slow.result is None
+    wait_burning(pid, slow)
     assert_rejected(gw, burn(gw, world.keys["alpha"], 8), 429, "concurrency")  # the same key
     assert burn(gw, world.keys["alpha2"], 8).status_code != 429  # another key of the tenant: not capped
-    os.kill(worker_pid(gw, BURNER, after=int(restarts)), signal.SIGKILL)  # spare the CPU budget
+    os.kill(pid, signal.SIGKILL)  # spare the CPU budget
     assert slow.response().status_code in (503, 504)
     restarted(gw, world, restarts)
 
@@ -223,13 +235,16 @@ def test_concurrency_cap_answers_429(gw: Gateway, world: World) -> None:
 def test_full_queue_answers_503(gw: Gateway, world: World) -> None:
     restarts = metric(gw, "kerasguard_serve_worker_restarts_total", model="burner")
     wait_served(gw, world, int(restarts))
-    slow = InFlight(gw, world.keys["alpha"])  # in the child
-    time.sleep(DEADLINE_S / 4)
+    pid = worker_pid(gw, BURNER, after=int(restarts))
+    slow = InFlight(gw, world.keys["alpha"])
+    wait_burning(pid, slow)  # in the child
     queued = InFlight(gw, world.keys["alpha2"], 8)  # the one place in the queue
-    time.sleep(DEADLINE_S / 4)
-    assert slow.result is None and queued.result is None
+    until = time.monotonic() + DEADLINE_S / 2
+    while metric(gw, "kerasguard_serve_queue_depth", model="burner") < 1:
+        assert queued.result is None and time.monotonic() < until, queued.result
+        time.sleep(0.02)
     assert_rejected(gw, burn(gw, world.keys["alpha3"], 8), 503, "queue_full")
-    os.kill(worker_pid(gw, BURNER, after=int(restarts)), signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
     assert slow.response().status_code == 503
     assert queued.response().status_code == 503
     assert queued.response().json()["reason"] == "worker_crashed"

@@ -153,13 +153,21 @@ class Server:
             tensors = list(getattr(self.model, attr) or [])
         except (AttributeError, ValueError, TypeError):
             return []
+        names = [str(getattr(t, "name", "")) for t in tensors]
+        if attr == "outputs":  # an output's tensor is named keras_tensor_<a counter>: its layer names it
+            try:
+                layers = [str(n) for n in self.model.output_names]
+            except (AttributeError, ValueError, TypeError):
+                layers = []
+            if len(layers) == len(names):
+                names = layers
         return [
             {
-                "name": str(getattr(t, "name", "")),
+                "name": name,
                 "shape": [d if isinstance(d, int) else None for d in t.shape],
                 "dtype": str(t.dtype),
             }
-            for t in tensors
+            for name, t in zip(names, tensors, strict=True)
         ]
 
     def predict(self, header: dict[str, Any], arrays: list[Array]) -> tuple[dict[str, Any], list[Array]]:

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -185,11 +186,24 @@ def test_workers_option_runs_several_processes_sharing_redis_limits(world: World
         key = world.keys["delta"]
         for _ in range(4):  # new connections: the kernel hands them to either process
             httpx.get(gw.url + "/healthz", timeout=10)
-        time.sleep(1.1)
-        # a fresh connection per request spreads them over both processes; one budget holds for both
-        codes = [
-            httpx.get(gw.url + "/v1/models", headers=auth(key), timeout=10).status_code for _ in range(12)
-        ]
-        assert codes.count(200) <= 5 + 1 and 429 in codes, codes  # (a window edge may add one)
+
+        # A fresh connection per request spreads them over both processes; one budget must hold for both
+        # (two budgets would let up to 10 through). The 12 requests go out at once: a burst that takes a
+        # second or more on a loaded machine spans two windows and proves nothing, so it is sent again.
+        def one(_: int) -> int:
+            return httpx.get(gw.url + "/v1/models", headers=auth(key), timeout=10).status_code
+
+        bursts = []
+        for _ in range(5):
+            time.sleep(1.1)
+            started = time.monotonic()
+            with ThreadPoolExecutor(max_workers=12) as pool:
+                codes = list(pool.map(one, range(12)))
+            bursts.append((round(time.monotonic() - started, 2), codes))
+            if bursts[-1][0] < 0.9:
+                break
+        elapsed, codes = bursts[-1]
+        assert elapsed < 0.9, bursts
+        assert codes.count(200) <= 5 + 1 and 429 in codes, bursts  # (a window edge may add one)
     finally:
         gw.stop()

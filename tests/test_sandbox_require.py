@@ -146,9 +146,12 @@ def test_user() -> str:
     try:
         pwd.getpwnam(TEST_USER)
     except KeyError:
+        # another test process may create it at the same moment: what counts is that it exists after
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER], check=True
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER],
+            check=False,
         )
+        pwd.getpwnam(TEST_USER)
     return TEST_USER
 
 

@@ -41,13 +41,13 @@ docs-site: setup
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q
 
 # Branch coverage is reported (kerasguard in the test processes; sandbox and scan-worker children are not
-# traced). One pytest-xdist worker per core, a test file per worker at a time (decision 63).
+# traced). One pytest-xdist worker per core, idle workers take tests from busy ones (decision 63).
 test: lint typecheck check-docs docs-site
-	$(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadfile --durations=25 --cov --cov-report=term
+	$(PY) -m pytest -q -p no:cacheprovider -n auto --dist worksteal --durations=25 --cov --cov-report=term
 
 # The edit loop: everything but the tests marked slow (Keras children, training, servers).
 test-fast: lint typecheck check-docs docs-site
-	$(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadfile -m "not slow"
+	$(PY) -m pytest -q -p no:cacheprovider -n auto --dist worksteal -m "not slow"
 
 
 clean:

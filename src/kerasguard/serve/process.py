@@ -12,9 +12,12 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kerasguard.errors import KerasGuardError
+
+if TYPE_CHECKING:
+    from kerasguard.policy import Policy
 
 CONFIG_ENV = "KERASGUARD_SERVE_CONFIG"
 TOKEN_ENV = "KERASGUARD_STORE_TOKEN"  # noqa: S105 - the name of a variable
@@ -28,6 +31,13 @@ class ServeConfig:
     log_level: str = "info"
 
 
+def serve_policy(config: ServeConfig) -> Policy:
+    """The policy the gateway runs under: ``--policy`` if given, else the one found upwards."""
+    from kerasguard.policy import load_policy
+
+    return load_policy(config.policy) if config.policy else load_policy()
+
+
 def app_from_env() -> Any:
     """The uvicorn factory: one app per gateway process, from ``KERASGUARD_SERVE_CONFIG``."""
     raw = json.loads(os.environ[CONFIG_ENV])
@@ -37,7 +47,6 @@ def app_from_env() -> Any:
 
 
 def build_app(config: ServeConfig, token: str) -> Any:
-    from kerasguard.policy import load_policy
     from kerasguard.serve.app import create_app
     from kerasguard.serve.registry import StoreAccess
     from kerasguard.store import ModelStore, load_master_key
@@ -47,7 +56,7 @@ def build_app(config: ServeConfig, token: str) -> Any:
             f"the gateway needs a store token in ${TOKEN_ENV} (an admin token, or a reader token "
             "with [serve] namespaces) to list and pull the served models"
         )
-    policy = load_policy(config.policy) if config.policy else load_policy()
+    policy = serve_policy(config)
     key_file = Path(config.key_file) if config.key_file else None
     store = ModelStore.open(Path(config.store), load_master_key(key_file), policy=policy)
     access = StoreAccess(store, token, policy)
@@ -85,13 +94,12 @@ def run(
     """Run uvicorn in the foreground until interrupted."""
     import uvicorn
 
-    from kerasguard.policy import load_policy
     from kerasguard.serve.connections import protocol
 
     if (tls_cert is None) != (tls_key is None):
         raise KerasGuardError("--tls-cert and --tls-key go together")
     os.environ[CONFIG_ENV] = json.dumps(asdict(config))
-    limits = (load_policy(config.policy) if config.policy else load_policy()).serve
+    limits = serve_policy(config).serve
     # One process: build the app here, so a wrong store, key or token fails before binding. Several:
     # each uvicorn worker process builds its own from the environment.
     target: Any = app_from_env() if workers == 1 else "kerasguard.serve.process:app_from_env"

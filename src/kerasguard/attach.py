@@ -69,12 +69,10 @@ def detector(path: str | os.PathLike[str], *, model_sha256: str | None, max_byte
     source = Path(path)
     if source.is_dir():
         from kerasguard.robustness.detector_files import sealed_container
-        from kerasguard.robustness.detectors import FEATURE_KINDS
 
         data, fitted = sealed_container(source, model_sha256=model_sha256)
         width = int(fitted.kernel.shape[0])
-        served = [k for k in fitted.thresholds if k in FEATURE_KINDS]
-        primary = fitted.primary if fitted.primary in served else served[0]
+        served, primary = fitted.served_kinds, fitted.served_primary
         summary: dict[str, Any] = {
             "detector": "+".join(served),  # the kinds kerasguard serve applies
             "head": _text(fitted.head),

@@ -195,7 +195,6 @@ def _detector_lines(info: "ModelInfo") -> list[str]:
     as the gateway checks it, then named."""
     from kerasguard.data.report import shown
     from kerasguard.robustness.detector_files import from_attachment
-    from kerasguard.robustness.detectors import FEATURE_KINDS
     from kerasguard.robustness.errors import DetectorFileError
 
     client = (info.provenance or {}).get("client") or {}
@@ -206,9 +205,7 @@ def _detector_lines(info: "ModelInfo") -> list[str]:
         detector = from_attachment(value, model_sha256=info.digest, where="this version")
     except DetectorFileError as exc:
         return [f"{'detector':14} REFUSED: {shown(exc.message, 200)}"]
-    served = [k for k in detector.thresholds if k in FEATURE_KINDS]
-    primary = detector.primary if detector.primary in served else served[0]
-    threshold = detector.thresholds[primary]
+    served, threshold = detector.served_kinds, detector.thresholds[detector.served_primary]
     return [f"{'detector':14} {'+'.join(served)} on {shown(detector.head)} (threshold {threshold:.4g})"]
 
 

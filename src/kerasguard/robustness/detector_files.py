@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from kerasguard import npzfile
-from kerasguard.robustness.detectors import FEATURE_KINDS, KINDS, DetectorSet, Squeezers
+from kerasguard.robustness.detectors import KINDS, DetectorSet, Squeezers
 from kerasguard.robustness.errors import DetectorFileError, RobustnessError
 
 FORMAT = "kerasguard.detector/1"
@@ -348,7 +348,7 @@ def from_attachment(
 def check_servable(detectors: DetectorSet, where: str) -> None:
     """``kerasguard serve`` applies the kinds scored from features (mahalanobis, max-softmax, energy) and
     compares drift windows with the reference statistics: a detector needs one of those and the latter."""
-    if not any(k in FEATURE_KINDS for k in detectors.thresholds) or detectors.reference is None:
+    if not detectors.served_kinds or detectors.reference is None:
         raise DetectorFileError(
             f"the detector in {where} cannot be served: it needs a threshold for mahalanobis, max-softmax"
             " or energy, and reference statistics",

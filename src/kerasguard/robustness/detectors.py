@@ -228,6 +228,19 @@ class DetectorSet:
             out["squeeze"] = distance
         return out
 
+    @property
+    def served_kinds(self) -> tuple[str, ...]:
+        """The fitted kinds scored from features alone (``FEATURE_KINDS``), in the order they were
+        fitted: the ones ``kerasguard serve`` applies."""
+        return tuple(k for k in self.thresholds if k in FEATURE_KINDS)
+
+    @property
+    def served_primary(self) -> str:
+        """The served kind named first (``X-KerasGuard-OOD-Score``, store summaries): the primary kind
+        when it is served, else the first served one."""
+        kinds = self.served_kinds
+        return self.primary if self.primary in kinds else kinds[0]
+
     def feature_scores(self, feats: np.ndarray, kinds: Iterable[str]) -> dict[str, np.ndarray]:
         """The scores computed from penultimate features alone (``FEATURE_KINDS``): what ``kerasguard
         serve`` applies to the features its sandboxed child returns, so both give the same numbers.

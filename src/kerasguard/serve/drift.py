@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasguard.robustness.detectors import FEATURE_KINDS, DetectorSet, confidences_and_classes
+from kerasguard.robustness.detectors import DetectorSet, confidences_and_classes
 
 log = logging.getLogger("kerasguard.serve.drift")
 # Expected counts below this are raised to it: a class the reference never predicted must not make
@@ -54,12 +54,12 @@ class Monitor:
     def kinds(self) -> tuple[str, ...]:
         """The detector kinds the gateway applies: those of the attachment scored from features
         (``mahalanobis``, ``max-softmax``, ``energy``), in the order they were fitted."""
-        return tuple(k for k in self.detector.thresholds if k in FEATURE_KINDS)
+        return self.detector.served_kinds
 
     @property
     def primary(self) -> str:
         """The kind whose scores go into the ``X-KerasGuard-OOD-Score`` header."""
-        return self.detector.primary if self.detector.primary in self.kinds else self.kinds[0]
+        return self.detector.served_primary
 
     def threshold(self, kind: str) -> float:
         return self.detector.thresholds[kind]

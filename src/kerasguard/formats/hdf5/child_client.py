@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -329,7 +329,7 @@ def _trusted_object(raw: dict[str, Any]) -> H5Object:
     the same fields in the same order, the same frozen object (as ``config_walk.as_ref`` builds refs)."""
     kind = raw["kind"]
     attrs = raw.get("attrs")
-    fields = _group_fields(raw["path"], kind, raw.get("target"), tuple(map(tuple, attrs)) if attrs else ())
+    values = _group_fields(raw["path"], kind, raw.get("target"), tuple(map(tuple, attrs)) if attrs else ())
     if kind == "dataset":
         shape = raw.get("shape")
         shape = None if shape is None else tuple(shape)
@@ -337,43 +337,29 @@ def _trusted_object(raw: dict[str, Any]) -> H5Object:
         chunks = raw.get("chunks")
         sources = raw.get("virtual_sources", ())
         layout = raw.get("layout")
-        fields["shape"] = shape
-        fields["dtype"] = raw.get("dtype")
-        fields["itemsize"] = itemsize
-        fields["declared_bytes"] = 0 if shape is None else math.prod(shape) * (itemsize or 0)
-        fields["stored_bytes"] = raw.get("stored_bytes")
-        fields["external"] = tuple((name, offset, size) for name, offset, size in raw.get("external", ()))
-        fields["is_virtual"] = layout == "virtual" or bool(sources)
-        fields["virtual_sources"] = tuple(sources)
-        fields["chunks"] = None if chunks is None else tuple(chunks)
-        fields["filters"] = tuple(raw.get("filters", ()))
-        fields["layout"] = layout
+        values["shape"] = shape
+        values["dtype"] = raw.get("dtype")
+        values["itemsize"] = itemsize
+        values["declared_bytes"] = 0 if shape is None else math.prod(shape) * (itemsize or 0)
+        values["stored_bytes"] = raw.get("stored_bytes")
+        values["external"] = tuple((name, offset, size) for name, offset, size in raw.get("external", ()))
+        values["is_virtual"] = layout == "virtual" or bool(sources)
+        values["virtual_sources"] = tuple(sources)
+        values["chunks"] = None if chunks is None else tuple(chunks)
+        values["filters"] = tuple(raw.get("filters", ()))
+        values["layout"] = layout
     obj = _new_object(H5Object)
-    _set_attribute(obj, "__dict__", fields)
+    _set_attribute(obj, "__dict__", values)
     return obj
 
 
 def _group_fields(path: str, kind: str, target: str | None, attrs: tuple[Any, ...]) -> dict[str, Any]:
-    """The fields of an :class:`H5Object` that is not a dataset (its defaults), in declaration order."""
-    return {
-        "path": path,
-        "kind": kind,
-        "link_target": target,
-        "shape": None,
-        "dtype": None,
-        "itemsize": None,
-        "declared_bytes": None,
-        "stored_bytes": None,
-        "external": (),
-        "is_virtual": False,
-        "virtual_sources": (),
-        "chunks": None,
-        "filters": (),
-        "attrs": attrs,
-        "layout": None,
-    }
+    """The fields of an :class:`H5Object` that is not a dataset: the dataclass's own defaults."""
+    return {**_DEFAULTS, "path": path, "kind": kind, "link_target": target, "attrs": attrs}
 
 
+# every field in declaration order (path and kind have no default: always set above)
+_DEFAULTS: dict[str, Any] = {f.name: None if f.default is MISSING else f.default for f in fields(H5Object)}
 _new_object, _set_attribute = object.__new__, object.__setattr__
 
 

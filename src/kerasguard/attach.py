@@ -72,7 +72,7 @@ def detector(path: str | os.PathLike[str], *, model_sha256: str | None, max_byte
 
         data, fitted = sealed_container(source, model_sha256=model_sha256)
         width = int(fitted.kernel.shape[0])
-        served, primary = fitted.served_kinds, fitted.served_primary
+        served, primary = fitted.kinds, fitted.primary
         summary: dict[str, Any] = {
             "detector": "+".join(served),  # the kinds kerasguard serve applies
             "head": _text(fitted.head),

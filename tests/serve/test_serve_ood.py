@@ -1,7 +1,7 @@
 """OOD scores and drift alarms in kerasguard serve: a real gateway, real sandboxed workers.
 
-A digits MLP trained here, a detector (mahalanobis, max-softmax and energy) fitted on its penultimate
-features and attached at push (a sealed attachment: its own encrypted blob, digest in the MAC-covered
+A digits MLP trained here, a detector (mahalanobis, max-softmax, energy and feature squeezing) fitted
+on it and attached at push (a sealed attachment: its own encrypted blob, digest in the MAC-covered
 provenance). Tenant ``acme`` is served ``digits`` (with the detector), ``plain`` (the same model, no
 detector), ``tampered`` (an inline detector, as versions before sealed attachments stored them, whose
 JSON was edited after it was written) and ``sealedbad`` (a sealed detector whose blob was edited on
@@ -62,7 +62,7 @@ class Digits:
 
         sha = hashlib.sha256(self.model_path.read_bytes()).hexdigest()
         reference = Dataset(self.train_x, self.train_y, 0.0, 1.0)
-        kinds = ["mahalanobis", "max-softmax", "energy"]  # the kinds the gateway applies
+        kinds = ["mahalanobis", "max-softmax", "energy", "squeeze"]  # the gateway applies each
         self.detector = fit_detectors(model, reference, kinds=kinds, fpr=0.05, model_sha256=sha)
         self.threshold = self.detector.thresholds["mahalanobis"]
         self.detector_dir = save_detectors(self.detector, folder / "detector")
@@ -174,7 +174,7 @@ def world(digits: Digits, tmp_path_factory: pytest.TempPathFactory) -> World:
     # `store show` names the attachment, checked as the gateway checks it
     show = ["store", "show", "--store", str(world.root), "--policy", str(policy_file)]
     shown = runner.invoke(app, [*show, "digits", "1"], env=env)
-    assert shown.exit_code == 0 and "mahalanobis+max-softmax+energy on " in shown.output, shown.output
+    assert shown.exit_code == 0 and "mahalanobis+max-softmax+energy+squeeze on " in shown.output, shown.output
     shown = runner.invoke(app, [*show, "tampered", "1"], env=env)
     assert shown.exit_code == 1 and "REFUSED" in shown.output and "digest mismatch" in shown.output
     return world
@@ -238,8 +238,12 @@ def test_scores_separate_clean_from_noise_and_count_alarms(gw: Gateway, world: W
     assert accuracy >= 0.6
 
 
-@pytest.mark.parametrize("kind", ["max-softmax", "energy"])
-def test_softmax_and_energy_flag_noise_not_clean(
+# the share of near-blank noise each kind flags at least (in process: 100 %, 100 % and 77 %)
+FAINT_FLAGGED = {"max-softmax": 1.0, "energy": 1.0, "squeeze": 0.5}
+
+
+@pytest.mark.parametrize("kind", list(FAINT_FLAGGED))
+def test_softmax_energy_and_squeezing_flag_noise_not_clean(
     gw: Gateway, world: World, digits: Digits, kind: str
 ) -> None:
     key = world.keys["acme"]
@@ -260,8 +264,10 @@ def test_softmax_and_energy_flag_noise_not_clean(
         # the score `kerasguard robustness detectors` gives these inputs, features from the child
         np.testing.assert_allclose(scores[name], digits.detector.score(x, kind), rtol=1e-3, atol=1e-3)
     flagged = {name: float(np.mean(s > threshold)) for name, s in scores.items()}
-    # near-blank noise always; uniform noise only in part (it often looks confident: docs/robustness.md)
-    assert flagged["clean"] <= 0.15 and flagged["faint"] == 1.0 and flagged["noise"] >= 0.2, flagged
+    # near-blank noise (nearly) always; uniform noise only in part (it often looks confident, and
+    # squeezing barely changes it: docs/robustness.md)
+    assert flagged["clean"] <= 0.15 and flagged["noise"] >= 0.2, flagged
+    assert flagged["faint"] >= FAINT_FLAGGED[kind], flagged
     expected = sum(int(np.sum(s > threshold)) for s in scores.values())
     assert metric(gw, "kerasguard_serve_ood_alarms_total", model="digits", detector=kind) - before == expected
 
@@ -323,7 +329,7 @@ def test_header_only_when_the_policy_enables_it(gw: Gateway, world: World, digit
     try:
         response = predict(quiet, world.keys["quiet"], "digits", digits.test_x[:3])
         assert response.status_code == 200 and HEADER.lower() not in {k.lower() for k in response.headers}
-        for kind in ("mahalanobis", "max-softmax", "energy"):  # still measured, each kind
+        for kind in ("mahalanobis", "max-softmax", "energy", "squeeze"):  # still measured, each kind
             assert metric(quiet, "kerasguard_serve_ood_score_count", model="digits", detector=kind) == 3
     finally:
         stop_gateway(quiet)

@@ -144,61 +144,107 @@ def test_scores_are_the_detectors_and_non_finite_features_are_outliers() -> None
     det = detector()
     monitor = Monitor(det, window=40, confidence_drop=0.15, p_value=0.001)
     feats = np.random.default_rng(1).normal(size=(5, 6))
-    scores = monitor.scores(feats)
-    assert list(scores) == ["mahalanobis"]
+    outputs = onehot([0, 1, 2, 3, 0], 0.9)
+    scores = monitor.scores(feats, outputs, [])
+    assert list(scores) == ["mahalanobis"] and monitor.squeeze(np.zeros((5, 8))) == []
     np.testing.assert_allclose(scores["mahalanobis"], mahalanobis(feats, det.means, det.precision))
     feats[2, 0] = np.inf
-    assert np.isinf(monitor.scores(feats)["mahalanobis"][2])
+    assert np.isinf(monitor.scores(feats, outputs, [])["mahalanobis"][2])
     with pytest.raises(ValueError, match="width"):
-        monitor.scores(np.zeros((2, 7)))
+        monitor.scores(np.zeros((2, 7)), outputs[:2], [])
+    with pytest.raises(ValueError, match="none came"):
+        monitor.scores(None, outputs, [])
 
 
 class LinearSource:
-    """A stand-in for the model: features are a fixed linear map of the inputs (8 -> 6)."""
+    """A stand-in for the model: features are a fixed linear map of the inputs (flattened to 8 values
+    -> 6), outputs the softmax of a second map of the features (6 -> 4), so squeezing changes them."""
 
     head = "out"
 
     def __init__(self) -> None:
-        self.map = np.random.default_rng(3).normal(size=(8, 6))
+        rng = np.random.default_rng(3)
+        self.map, self.out = rng.normal(size=(8, 6)), 4 * rng.normal(size=(6, 4))
 
     def features(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(x, np.float64) @ self.map
+        flat = np.asarray(x, np.float64).reshape(len(x), -1)
+        return flat[:, :8] @ self.map
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        raise AssertionError("feature kinds need no predictions")
+        logits = self.features(x) @ self.out
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return np.asarray(e / e.sum(axis=1, keepdims=True), np.float32)
+
+
+def gateway_scores(det: DetectorSet, source: LinearSource, x: np.ndarray) -> dict[str, np.ndarray]:
+    """What the gateway computes: the worker squeezes the batch, the child returns the features and
+    the outputs on the batch and on each squeezed copy, the monitor scores them."""
+    monitor = Monitor(det, window=40, confidence_drop=0.15, p_value=0.001)
+    copies = monitor.squeeze(x)
+    features = source.features(x) if monitor.head is not None else None
+    return monitor.scores(features, source.predict(x), [source.predict(c) for c in copies])
 
 
 @pytest.mark.parametrize(
     "kinds",
-    [["mahalanobis", "max-softmax", "energy"], ["energy", "max-softmax"], ["max-softmax"], ["energy"]],
+    [
+        ["mahalanobis", "max-softmax", "energy", "squeeze"],
+        ["energy", "max-softmax"],
+        ["max-softmax"],
+        ["energy"],
+        ["squeeze"],
+        ["squeeze", "mahalanobis"],
+    ],
 )
 def test_gateway_scores_equal_the_robustness_scores_for_each_kind(kinds: list[str]) -> None:
     det = detector()
-    det.thresholds = {**{k: 0.0 for k in kinds}, "squeeze": 0.1}  # squeeze: not applied by serve
+    det.thresholds = {k: 0.0 for k in kinds}
     det.primary = kinds[0]
     source = LinearSource()
     det.bind(source)
     x = np.random.default_rng(4).uniform(0, 1, size=(7, 8)).astype(np.float32)
     expected = det.scores(x, kinds)  # what `kerasguard robustness detectors` computes
-    monitor = Monitor(det, window=40, confidence_drop=0.15, p_value=0.001)
-    got = monitor.scores(source.features(x))  # what the gateway computes from the child's features
-    assert list(got) == kinds and monitor.primary == kinds[0]
+    got = gateway_scores(det, source, x)
+    assert list(got) == kinds
     for kind in kinds:
         np.testing.assert_array_equal(got[kind], expected[kind])
     if "max-softmax" in kinds:
         assert np.all((got["max-softmax"] >= -1) & (got["max-softmax"] <= -0.25))
-    feats = source.features(x)
-    feats[1, 0] = np.nan
-    assert all(np.isinf(v[1]) for v in monitor.scores(feats).values())
+    if "squeeze" in kinds:
+        assert np.all((got["squeeze"] >= 0) & (got["squeeze"] <= 2)) and got["squeeze"].max() > 0
+        assert Monitor(det, 40, 0.15, 0.001).head == ("out" if len(kinds) > 1 else None)
 
 
-def test_servable_needs_a_feature_kind(tmp_path: Path) -> None:
+def test_gateway_squeezes_images_with_the_median_filter_too() -> None:
+    """On image inputs the squeezers are bit depth and a 2x2 median: two copies, the larger change."""
+    det = detector()
+    det.input_shape, det.thresholds, det.primary = (None, 2, 2, 2), {"squeeze": 0.0}, "squeeze"
+    det.squeezers = Squeezers(2, True, 0.0, 1.0)
+    source = LinearSource()
+    det.bind(source)
+    x = np.random.default_rng(5).uniform(0, 1, size=(9, 2, 2, 2)).astype(np.float32)
+    monitor = Monitor(det, window=40, confidence_drop=0.15, p_value=0.001)
+    assert len(monitor.squeeze(x)) == 2
+    got = gateway_scores(det, source, x)
+    np.testing.assert_array_equal(got["squeeze"], det.scores(x, ["squeeze"])["squeeze"])
+    only_bits = np.abs(source.predict(x) - source.predict(monitor.squeeze(x)[0])).sum(axis=1)
+    assert np.all(got["squeeze"] >= only_bits - 1e-6) and np.any(got["squeeze"] > only_bits + 1e-6)
+    # NaN outputs (an overflowing model) score infinity, never clean
+    broken = source.predict(x)
+    broken[3] = np.nan
+    copies = [source.predict(c) for c in monitor.squeeze(x)]
+    assert np.isinf(monitor.scores(None, broken, copies)["squeeze"][3])
+
+
+def test_every_fitted_kind_is_served_with_reference_statistics(tmp_path: Path) -> None:
     from kerasguard.robustness.detector_files import check_servable
 
     det = detector()
     det.thresholds, det.primary = {"energy": -3.0}, "energy"
     check_servable(det, "t")  # energy alone is served
     det.thresholds, det.primary = {"squeeze": 0.2}, "squeeze"
+    check_servable(det, "t")  # and squeeze alone
+    det.reference = None
     with pytest.raises(DetectorFileError, match="cannot be served"):
         check_servable(det, "t")
 

@@ -274,10 +274,21 @@ def test_child_entropy_matches_the_detector_in_process(backdoored: Backdoored) -
     expected = _entropy(reference.predict(blends, verbose=0).reshape(len(x), detector.n_perturb, -1)).mean(1)
     with kerasguard.load_model(backdoored.model_path) as model:
         model.strip_setup(detector.overlay, detector.lo, detector.hi, logits=False)
-        outputs, features, entropy = model.serve(x, strip_picks=picks)
-        assert features is None
+        outputs, features, entropy, squeezed = model.serve(x, strip_picks=picks)
+        assert features is None and squeezed == ()
         np.testing.assert_allclose(outputs, reference.predict(x, verbose=0), atol=1e-5)
         np.testing.assert_allclose(entropy, expected, atol=1e-4)
+        # feature squeezing's copies ride in the same round trip, before the STRIP picks
+        copies = [np.round(x * 3) / 3, np.clip(x + 0.25, 0, 1)]
+        served = model.serve(x, strip_picks=picks, squeezed=copies)
+        assert len(served.squeezed) == 2 and served.entropy is not None
+        for copy, got in zip(copies, served.squeezed, strict=True):
+            np.testing.assert_allclose(got, reference.predict(copy, verbose=0), atol=1e-5)
+        np.testing.assert_allclose(served.outputs, outputs, atol=1e-6)
+        with pytest.raises(KerasGuardError, match="shape"):
+            model.serve(x, squeezed=[x[:2]])
+        with pytest.raises(KerasGuardError, match="at most 4"):
+            model.serve(x, squeezed=[x] * 5)
         assert (entropy[4:] < detector.threshold).mean() > (entropy[:4] < detector.threshold).mean()
         with pytest.raises(KerasGuardError):
             model.serve(x, strip_picks=picks + len(detector.overlay))

@@ -205,7 +205,7 @@ def _detector_lines(info: "ModelInfo") -> list[str]:
         detector = from_attachment(value, model_sha256=info.digest, where="this version")
     except DetectorFileError as exc:
         return [f"{'detector':14} REFUSED: {shown(exc.message, 200)}"]
-    served, threshold = detector.served_kinds, detector.thresholds[detector.served_primary]
+    served, threshold = detector.kinds, detector.thresholds[detector.primary]
     return [f"{'detector':14} {'+'.join(served)} on {shown(detector.head)} (threshold {threshold:.4g})"]
 
 

@@ -346,11 +346,11 @@ def from_attachment(
 
 
 def check_servable(detectors: DetectorSet, where: str) -> None:
-    """``kerasguard serve`` applies the kinds scored from features (mahalanobis, max-softmax, energy) and
-    compares drift windows with the reference statistics: a detector needs one of those and the latter."""
-    if not detectors.served_kinds or detectors.reference is None:
+    """``kerasguard serve`` applies every fitted kind and compares drift windows with the reference
+    statistics: a detector needs the latter (written by every fit since they were introduced)."""
+    if not detectors.kinds or detectors.reference is None:
         raise DetectorFileError(
-            f"the detector in {where} cannot be served: it needs a threshold for mahalanobis, max-softmax"
-            " or energy, and reference statistics",
-            hint="refit with kerasguard robustness detectors --kinds mahalanobis,... --out DIR",
+            f"the detector in {where} cannot be served: it needs at least one fitted kind and reference"
+            " statistics",
+            hint="refit with kerasguard robustness detectors ... --out DIR",
         )

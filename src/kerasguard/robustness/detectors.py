@@ -31,8 +31,7 @@ from kerasguard.robustness.errors import RobustnessError
 
 Kind = Literal["mahalanobis", "max-softmax", "energy", "squeeze"]
 KINDS: tuple[Kind, ...] = ("mahalanobis", "max-softmax", "energy", "squeeze")
-# The kinds scored from the penultimate features alone (one feature pass, no extra predictions): the
-# ones ``kerasguard serve`` applies.
+# The kinds scored from the penultimate features alone (one feature pass, no extra predictions).
 FEATURE_KINDS: tuple[Kind, ...] = ("mahalanobis", "max-softmax", "energy")
 _BATCH = 512
 
@@ -220,26 +219,15 @@ class DetectorSet:
                 )
             out.update(self.feature_scores(feats, [k for k in wanted if k in FEATURE_KINDS]))
         if "squeeze" in wanted:
-            base = _probabilities(self.source.predict(arr))
-            distance = np.zeros(len(arr))
-            for squeezed in self.squeezers.apply(arr):
-                changed = np.abs(base - _probabilities(self.source.predict(squeezed))).sum(axis=1)
-                distance = np.maximum(distance, changed)
-            out["squeeze"] = distance
+            outputs = self.source.predict(arr)
+            squeezed = [self.source.predict(variant) for variant in self.squeezers.apply(arr)]
+            out["squeeze"] = squeeze_distance(outputs, squeezed)
         return out
 
     @property
-    def served_kinds(self) -> tuple[str, ...]:
-        """The fitted kinds scored from features alone (``FEATURE_KINDS``), in the order they were
-        fitted: the ones ``kerasguard serve`` applies."""
+    def feature_kinds(self) -> tuple[str, ...]:
+        """The fitted kinds scored from the penultimate features (``FEATURE_KINDS``), in fitted order."""
         return tuple(k for k in self.thresholds if k in FEATURE_KINDS)
-
-    @property
-    def served_primary(self) -> str:
-        """The served kind named first (``X-KerasGuard-OOD-Score``, store summaries): the primary kind
-        when it is served, else the first served one."""
-        kinds = self.served_kinds
-        return self.primary if self.primary in kinds else kinds[0]
 
     def feature_scores(self, feats: np.ndarray, kinds: Iterable[str]) -> dict[str, np.ndarray]:
         """The scores computed from penultimate features alone (``FEATURE_KINDS``): what ``kerasguard
@@ -268,6 +256,20 @@ class DetectorSet:
         """True where the score is above the threshold fitted for the target FPR."""
         name = kind or self.primary
         return self.score(x, name) > self.thresholds[name]
+
+
+def squeeze_distance(outputs: np.ndarray, squeezed_outputs: Sequence[np.ndarray]) -> np.ndarray:
+    """The feature-squeezing score: the largest L1 change of the softmax between the model's outputs
+    and its outputs on each squeezed input (``Squeezers.apply``; logits are softmaxed first). Shared by
+    ``DetectorSet.scores`` and ``kerasguard serve``, whose child predicts the squeezed inputs."""
+    base = _probabilities(np.asarray(outputs).reshape(len(outputs), -1))
+    distance = np.zeros(len(base))
+    for squeezed in squeezed_outputs:
+        other = _probabilities(np.asarray(squeezed).reshape(len(squeezed), -1))
+        if other.shape != base.shape:
+            raise ValueError(f"squeezed outputs have shape {other.shape}, the outputs {base.shape}")
+        distance = np.maximum(distance, np.abs(base - other).sum(axis=1))
+    return distance
 
 
 def reference_stats(outputs: np.ndarray, n_classes: int) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 # Only the standard library and these light modules run before the child confines itself.
 from kerasguard.sandbox import confine
 from kerasguard.sandbox.config import ChildConfig
-from kerasguard.sandbox.ipc import Array, Channel, ChannelClosed, flatten, unflatten
+from kerasguard.sandbox.ipc import MAX_SQUEEZED, Array, Channel, ChannelClosed, flatten, unflatten
 
 EXIT_CONFINE_FAILED = 3
 EXIT_PARENT_GONE = 4
@@ -196,14 +196,21 @@ class Server:
 
     def serve(self, header: dict[str, Any], arrays: list[Array]) -> tuple[dict[str, Any], list[Array]]:
         """One batch for the gateway, in one round trip: the outputs, and on request the input of the
-        named layer (OOD features) and each row's STRIP entropy (``picks``: the overlay indices per row,
+        named layer (OOD features), the outputs on ``squeezed`` copies of the batch (feature squeezing,
+        sent after the inputs) and each row's STRIP entropy (``picks``: the overlay indices per row,
         drawn by the parent, sent as the last array). ``predict_on_batch`` runs the compiled predict
         function directly: ``predict`` builds a data adapter, an iterator and callbacks on every call."""
         import numpy as np
 
         layer = header.get("layer")
         strip = bool(header.get("strip"))
-        inputs = arrays[:-1] if strip else arrays
+        squeezed = header.get("squeezed", 0)
+        if not isinstance(squeezed, int) or isinstance(squeezed, bool) or not 0 <= squeezed <= MAX_SQUEEZED:
+            raise ValueError("serve: bad count of squeezed copies")
+        body = arrays[:-1] if strip else arrays
+        if squeezed and (len(body) != 1 + squeezed or len(self.model.outputs) != 1):
+            raise ValueError("squeezed copies need a model with one input and one output")
+        inputs, copies = body[: len(body) - squeezed], body[len(body) - squeezed :]
         x = unflatten(header.get("structure"), inputs)
         started = time.perf_counter()
         if isinstance(layer, str) and 0 < len(layer) <= 200:
@@ -222,6 +229,9 @@ class Server:
         else:
             structure, outputs = flatten(self.model.predict_on_batch(x))
         reply: dict[str, Any] = {"ok": True, "structure": structure, "features": layer is not None}
+        if squeezed:
+            outputs.extend(np.asarray(self.model.predict_on_batch(copy)) for copy in copies)
+            reply["squeezed"] = squeezed
         if strip:
             outputs.append(self._strip_entropy(inputs, arrays[-1]))
             reply["strip"] = True

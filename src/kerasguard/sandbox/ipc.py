@@ -44,6 +44,7 @@ FIRST_CHUNK = 64 * 1024  # receive buffers start at this and at most double with
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _JSON_BRACKETS = re.compile(rb"[\[\]{}]")
 MAX_NPY_HEADER = 10_000
+MAX_SQUEEZED = 4  # squeezed copies one ``serve`` request may carry (feature squeezing sends one or two)
 NPY_MAGIC = b"\x93NUMPY"
 _NPY_HEADER = re.compile(
     r"\{'descr': '([^'\\]{1,40})', 'fortran_order': (True|False), 'shape': \(([0-9, ]*)\), \} *\n?\Z"

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from kerasguard.errors import ModelError, SandboxError
-from kerasguard.sandbox.ipc import check_dtype, flatten, unflatten
+from kerasguard.sandbox.ipc import MAX_SQUEEZED, check_dtype, flatten, unflatten
 from kerasguard.sandbox.launcher import ChildProcess
 
 log = logging.getLogger("kerasguard.sandbox")
+
+
+class Served(NamedTuple):
+    """What one gateway batch brings back from the child (``SandboxedModel.serve``)."""
+
+    outputs: Any
+    features: Any = None  # the named layer's input (None: not asked)
+    entropy: Any = None  # the STRIP entropy per row (None: not asked)
+    squeezed: tuple[Any, ...] = ()  # the outputs on each squeezed copy, in the order sent
 
 
 @dataclass(frozen=True)
@@ -106,29 +115,48 @@ class SandboxedModel:
         reply, outputs = self._child.request("layer_input", header, [np.ascontiguousarray(a) for a in arrays])
         return unflatten(reply.get("structure"), outputs)
 
-    def serve(self, x: Any, *, layer: str | None = None, strip_picks: Any = None) -> tuple[Any, Any, Any]:
-        """One gateway batch in one round trip: (outputs, the named layer's input or None, the STRIP
-        entropy per row or None). Runs the child's compiled predict function (``predict_on_batch``);
-        ``strip_picks`` (rows x n_perturb overlay indices) needs :meth:`strip_setup` first."""
+    def serve(
+        self, x: Any, *, layer: str | None = None, strip_picks: Any = None, squeezed: Sequence[Any] = ()
+    ) -> Served:
+        """One gateway batch in one round trip: the outputs, and on request the named layer's input,
+        the STRIP entropy per row (``strip_picks``: rows x n_perturb overlay indices, after
+        :meth:`strip_setup`) and the outputs on each of ``squeezed`` (copies of a one-input batch, for
+        feature squeezing). Runs the child's compiled predict function (``predict_on_batch``); the
+        squeezed copies have the batch's shape, so they need no other compiled size."""
         structure, arrays = self._checked_inputs(x)
         header: dict[str, Any] = {"structure": structure}
         if layer is not None:
             header["layer"] = str(layer)[:200]
         payload = [np.ascontiguousarray(a) for a in arrays]
+        if squeezed:
+            if len(arrays) != 1 or len(squeezed) > MAX_SQUEEZED:
+                raise ModelError(f"squeezed copies need a model with one input (at most {MAX_SQUEEZED})")
+            copies = [np.ascontiguousarray(c) for c in squeezed]
+            for copy in copies:
+                check_dtype(copy.dtype)
+                if copy.shape != arrays[0].shape:
+                    raise ModelError(f"a squeezed copy has shape {copy.shape}, the batch {arrays[0].shape}")
+            header["squeezed"] = len(copies)
+            payload.extend(copies)
         if strip_picks is not None:
             header["strip"] = True
             payload.append(np.ascontiguousarray(strip_picks, dtype=np.int32))
         reply, outputs = self._child.request("serve", header, payload)
-        features = entropy = None
+        entropy = None
         if strip_picks is not None:
             if reply.get("strip") is not True or not outputs:
                 raise SandboxError("the sandboxed child sent no STRIP entropies", limit="protocol")
             entropy, outputs = outputs[-1], outputs[:-1]
+        squeezed_outputs: tuple[Any, ...] = ()
+        if squeezed:
+            if reply.get("squeezed") != len(squeezed) or len(outputs) <= len(squeezed):
+                raise SandboxError("the sandboxed child sent no outputs on squeezed copies", limit="protocol")
+            squeezed_outputs, outputs = tuple(outputs[-len(squeezed) :]), outputs[: -len(squeezed)]
         if layer is not None:
             if reply.get("features") is not True or len(outputs) != 2:
                 raise SandboxError("the sandboxed child sent no features", limit="protocol")
-            return outputs[0], outputs[1], entropy
-        return unflatten(reply.get("structure"), outputs), features, entropy
+            return Served(outputs[0], outputs[1], entropy, squeezed_outputs)
+        return Served(unflatten(reply.get("structure"), outputs), None, entropy, squeezed_outputs)
 
     def strip_setup(self, overlay: Any, lo: float, hi: float, *, logits: bool) -> None:
         """Give the child a STRIP detector's overlays (clean samples) for :meth:`serve`."""

@@ -261,7 +261,7 @@ class Gateway:
 def ood_headers(scores: dict[str, Any]) -> dict[str, str]:
     """``X-KerasGuard-OOD-Score`` with the primary kind's scores (the first: mahalanobis when the
     detector has it, as before other kinds were served), and ``X-KerasGuard-OOD-Score-<Kind>`` for
-    every applied kind (``-Mahalanobis``, ``-Max-Softmax``, ``-Energy``)."""
+    every applied kind (``-Mahalanobis``, ``-Max-Softmax``, ``-Energy``, ``-Squeeze``)."""
     headers: dict[str, str] = {}
     for kind, values in scores.items():
         text = ",".join(f"{float(v):.6g}" for v in values)

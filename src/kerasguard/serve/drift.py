@@ -1,10 +1,12 @@
 """Out-of-distribution scores and drift alarms of one served model version with an attached detector.
 
-The OOD scores are computed from each instance's penultimate features (returned by the sandboxed
-child with the outputs, ``SandboxedModel.serve``) for every kind the detector was fitted with among
-``mahalanobis`` (distance to the nearest class mean of the reference data), ``max-softmax`` and
-``energy`` (from the logits ``features @ kernel + bias`` of the stored last Dense layer), exactly as
-``DetectorSet.feature_scores`` computes them for ``kerasguard robustness detectors``. Drift compares tumbling
+The OOD scores are computed for every kind the detector was fitted with, from what the sandboxed
+child returns with the outputs (``SandboxedModel.serve``): ``mahalanobis`` (distance to the nearest
+class mean of the reference data), ``max-softmax`` and ``energy`` (from the logits ``features @ kernel
++ bias`` of the stored last Dense layer) from each instance's penultimate features, exactly as
+``DetectorSet.feature_scores`` computes them for ``kerasguard robustness detectors``; ``squeeze`` from
+the outputs on the squeezed inputs the worker sent along (``Squeezers.apply``), with the same
+``squeeze_distance``. Drift compares tumbling
 windows of ``drift_window`` predictions with the reference statistics stored with the detector: the
 window's mean top probability against the reference mean (an alarm when it fell by more than
 ``drift_confidence_drop``), and its predicted-class counts against the reference class fractions (a
@@ -21,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasguard.robustness.detectors import DetectorSet, confidences_and_classes
+from kerasguard.robustness.detectors import DetectorSet, confidences_and_classes, squeeze_distance
 
 log = logging.getLogger("kerasguard.serve.drift")
 # Expected counts below this are raised to it: a class the reference never predicted must not make
@@ -47,33 +49,50 @@ class Monitor:
     _classes: list[int] = field(default_factory=list)
 
     @property
-    def head(self) -> str:
-        return self.detector.head
+    def head(self) -> str | None:
+        """The layer whose input the child returns with the outputs; None when no kind needs features."""
+        return self.detector.head if self.detector.feature_kinds else None
 
     @property
     def kinds(self) -> tuple[str, ...]:
-        """The detector kinds the gateway applies: those of the attachment scored from features
-        (``mahalanobis``, ``max-softmax``, ``energy``), in the order they were fitted."""
-        return self.detector.served_kinds
+        """The detector kinds the gateway applies: every kind of the attachment, in fitted order."""
+        return self.detector.kinds
 
     @property
     def primary(self) -> str:
         """The kind whose scores go into the ``X-KerasGuard-OOD-Score`` header."""
-        return self.detector.served_primary
+        return self.detector.primary
 
     def threshold(self, kind: str) -> float:
         return self.detector.thresholds[kind]
 
-    def scores(self, features: np.ndarray) -> dict[str, np.ndarray]:
-        """One score per row for each applied kind; the features' width must match the detector's."""
-        feats = np.asarray(features, np.float64).reshape(len(features), -1)
-        if feats.shape[1] != self.detector.means.shape[1]:
-            raise ValueError(
-                f"features have width {feats.shape[1]}, the detector {self.detector.means.shape[1]}"
-            )
+    def squeeze(self, x: np.ndarray) -> list[np.ndarray]:
+        """The squeezed copies of a batch the child must predict too (none without ``squeeze``)."""
+        if "squeeze" not in self.kinds:
+            return []
+        return self.detector.squeezers.apply(np.asarray(x, np.float32))
+
+    def scores(
+        self, features: np.ndarray | None, outputs: np.ndarray, squeezed: list[np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """One score per row for each applied kind, from the child's features (their width must match
+        the detector's) and its outputs on the batch and on each squeezed copy."""
+        out: dict[str, np.ndarray] = {}
         with np.errstate(all="ignore"):
-            out = self.detector.feature_scores(feats, self.kinds)
-        # Non-finite features (an overflowing model) are as unusual as it gets, never "clean".
+            if self.detector.feature_kinds:
+                if features is None:
+                    raise ValueError("the detector needs features and none came")
+                feats = np.asarray(features, np.float64).reshape(len(features), -1)
+                if feats.shape[1] != self.detector.means.shape[1]:
+                    raise ValueError(
+                        f"features have width {feats.shape[1]}, the detector {self.detector.means.shape[1]}"
+                    )
+                out.update(self.detector.feature_scores(feats, self.detector.feature_kinds))
+            if "squeeze" in self.kinds:
+                if not squeezed:
+                    raise ValueError("the detector needs the outputs on squeezed inputs and none came")
+                out["squeeze"] = squeeze_distance(outputs, squeezed)
+        # Non-finite scores (an overflowing model) are as unusual as it gets, never "clean".
         # primary first: its scores are the ``X-KerasGuard-OOD-Score`` header
         order = [self.primary, *(k for k in self.kinds if k != self.primary)]
         return {kind: np.where(np.isfinite(out[kind]), out[kind], np.inf) for kind in order}

@@ -24,7 +24,7 @@ from kerasguard.errors import KerasGuardError, ModelError, ProbeError, SandboxEr
 from kerasguard.probe.strip import StripDetector
 from kerasguard.robustness.detectors import DetectorSet
 from kerasguard.robustness.errors import DetectorFileError
-from kerasguard.sandbox.model import SandboxedModel, TensorSpec
+from kerasguard.sandbox.model import SandboxedModel, Served, TensorSpec
 from kerasguard.serve.batching import Batcher, Job, Scored, buckets, merge, split
 from kerasguard.serve.drift import Monitor, log_alarm
 from kerasguard.serve.errors import ApiError, unavailable
@@ -245,14 +245,18 @@ class Worker:
         return Monitor(detector, s.drift_window, s.drift_confidence_drop, s.drift_p_value)
 
     def _check_detector_fits(self, model: SandboxedModel, monitor: Monitor) -> None:
-        """One input and one output, and the head layer's features as wide as the detector's."""
+        """One input and one output of the detector's class count, the head layer's features as wide
+        as the detector's, and the squeezed copies answered (each kind scored once at load)."""
         specs = model.input_spec
         if len(specs) != 1 or len(model.output_spec) != 1:
             raise ModelError("an attached detector needs a model with one input and one output")
         warm = np.zeros((1, *(d or 1 for d in specs[0].shape[1:])), dtype=specs[0].dtype)
         try:
-            _, features, _ = model.serve(warm, layer=monitor.head)
-            monitor.scores(np.asarray(features))
+            served = model.serve(warm, layer=monitor.head, squeezed=monitor.squeeze(warm))
+            classes, fitted = np.asarray(served.outputs).reshape(1, -1).shape[1], monitor.detector.n_classes
+            if classes != fitted:
+                raise ValueError(f"the model gives {classes} outputs, the detector has {fitted} classes")
+            monitor.scores(served.features, served.outputs, list(served.squeezed))
         except (ValueError, ModelError) as exc:
             self.metrics.detector_errors.labels(*self.ref.labels).inc()
             message = exc.message if isinstance(exc, ModelError) else str(exc)
@@ -268,28 +272,31 @@ class Worker:
             x: Any = arrays if len(arrays) > 1 else arrays[0]
             call = functools.partial(self._call, model, self.monitor, self.strip, x, len(arrays[0]))
             try:
-                result, features, entropy = await in_thread(call)
-                ood = None if self.monitor is None else self._score(result, features, total)
-                strip = None if entropy is None else self._strip_scores(entropy, total)
+                served = await in_thread(call)
+                ood = None if self.monitor is None else self._score(served, total)
+                strip = None if served.entropy is None else self._strip_scores(served.entropy, total)
             except (SandboxError, ModelError, KerasGuardError, OSError, ValueError) as exc:
                 error = unavailable("worker_crashed", "the model failed; retry later")
                 for job in batch:
                     if not job.future.done():
                         job.future.set_exception(error)
                 raise _WorkerDown(_cause(exc), exc) from None
-            split(result, batch, ood, strip)
+            split(served.outputs, batch, ood, strip)
             self._running = []
             self._failures = 0
 
     def _call(
         self, model: SandboxedModel, monitor: Monitor | None, strip: StripDetector | None, x: Any, size: int
-    ) -> tuple[Any, Any, Any]:
+    ) -> Served:
         """One round trip to the child: the outputs and, with detectors, the head layer's input
-        features and the STRIP entropy of every row (overlays drawn afresh for each batch)."""
+        features, the outputs on the batch's squeezed copies (squeezed here, in the gateway) and the
+        STRIP entropy of every row (overlays drawn afresh for each batch)."""
         picks = None
         if strip is not None:
             picks = self._rng.integers(0, len(strip.overlay), size=(size, strip.n_perturb), dtype=np.int32)
-        return model.serve(x, layer=None if monitor is None else monitor.head, strip_picks=picks)
+        if monitor is None:
+            return model.serve(x, strip_picks=picks)
+        return model.serve(x, layer=monitor.head, strip_picks=picks, squeezed=monitor.squeeze(x))
 
     def _strip_scores(self, entropy: Any, total: int) -> np.ndarray[Any, Any]:
         """STRIP entropies of the real rows, observed in the metrics; flags counted."""
@@ -306,12 +313,15 @@ class Worker:
             self.metrics.strip_flags.labels(*labels).inc(flagged)
         return values
 
-    def _score(self, result: Any, features: Any, total: int) -> dict[str, np.ndarray[Any, Any]]:
+    def _score(self, served: Served, total: int) -> dict[str, np.ndarray[Any, Any]]:
         """OOD scores of the real rows (padding dropped) for each applied detector kind, observed in
         the metrics (labelled by kind), and the drift window."""
         assert self.monitor is not None
         labels = self.ref.labels
-        scores = self.monitor.scores(np.asarray(features)[:total])
+        features = None if served.features is None else np.asarray(served.features)[:total]
+        outputs = np.asarray(_only(served.outputs))[:total]
+        squeezed = [np.asarray(s)[:total] for s in served.squeezed]
+        scores = self.monitor.scores(features, outputs, squeezed)
         for kind, values in scores.items():
             histogram = self.metrics.ood_score.labels(*labels, kind)
             for value in values:
@@ -319,7 +329,6 @@ class Worker:
             above = int(np.count_nonzero(values > self.monitor.threshold(kind)))
             if above:
                 self.metrics.ood_alarms.labels(*labels, kind).inc(above)
-        outputs = np.asarray(_only(result))[:total]
         if not np.all(np.isfinite(outputs)):
             outputs = np.nan_to_num(outputs, nan=0.0, posinf=0.0, neginf=0.0)
         for alarm in self.monitor.observe(outputs):

@@ -8,6 +8,7 @@ milliseconds, a 512x512 one far longer than the request deadline and the sandbox
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import statistics
@@ -140,8 +141,14 @@ def wait_served(gw: Gateway, world: World, restarts: int) -> None:
         time.sleep(0.3)
 
 
-def access(gw: Gateway, reason: str) -> list[dict[str, Any]]:
-    return [line for line in gw.access_lines() if line.get("reason") == reason]
+def access(gw: Gateway, reason: str, at_least: int = 0) -> list[dict[str, Any]]:
+    """The access-log lines of ``reason``, waited for until there are ``at_least`` (the guard writes a
+    request's line after its response has been sent)."""
+    deadline = time.monotonic() + 10
+    while len(lines := [line for line in gw.access_lines() if line.get("reason") == reason]) < at_least:
+        assert time.monotonic() < deadline, (reason, lines)
+        time.sleep(0.05)
+    return lines
 
 
 def test_cpu_burner_gets_the_deadline_is_killed_and_restarted_other_tenant_served(
@@ -180,6 +187,7 @@ def test_cpu_burner_gets_the_deadline_is_killed_and_restarted_other_tenant_serve
 
 def test_worker_sigkilled_mid_request_answers_503_and_restarts(gw: Gateway, world: World) -> None:
     restarts = metric(gw, "kerasguard_serve_worker_restarts_total", model="burner")
+    crashes = metric(gw, "kerasguard_serve_worker_restarts_total", model="burner", cause="crash")
     wait_served(gw, world, int(restarts))
     pid = worker_pid(gw, BURNER, after=int(restarts))
     slow = InFlight(gw, world.keys["alpha"])
@@ -191,7 +199,7 @@ def test_worker_sigkilled_mid_request_answers_503_and_restarts(gw: Gateway, worl
     assert answer.headers["retry-after"] == "1"
     assert slow.seconds < DEADLINE_S  # answered when the child died, not at the deadline
     assert_clean(answer.text)
-    assert metric(gw, "kerasguard_serve_worker_restarts_total", model="burner", cause="crash") == 1
+    assert metric(gw, "kerasguard_serve_worker_restarts_total", model="burner", cause="crash") == crashes + 1
     wait_served(gw, world, int(restarts) + 1)
     assert worker_pid(gw, BURNER, after=int(restarts) + 1) != pid
     assert "worker alpha/burner:1 failed at predict (crash)" in gw.log.read_text()
@@ -207,13 +215,103 @@ def restarted(gw: Gateway, world: World, restarts: float) -> None:
     wait_served(gw, world, int(restarts) + 1)
 
 
-def assert_rejected(gw: Gateway, response: httpx.Response, status: int, reason: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.json()["reason"] == reason
-    assert response.headers["retry-after"] == "1"
-    assert_clean(response.text)
-    lines = access(gw, reason)
-    assert [(line["status"], line["tenant"], line["model"]) for line in lines] == [
-        (status, "alpha", "burner")
-    ]
-    assert metric(gw, "kerasguard_serve_rejects_total", reason=reason) == 1
+@contextlib.contextmanager
+def burning(gw: Gateway, world: World, key: str) -> Iterator[tuple[int, InFlight]]:
+    """A request of ``key`` burning CPU in the burner's child (its pid and the request), from an idle
+    worker that has just served; afterwards, pass or fail, the child is SIGKILLed, every request of
+    the test answered and the worker serving again, so the next test starts from an idle worker too."""
+    restarts = metric(gw, "kerasguard_serve_worker_restarts_total", model="burner")
+    wait_served(gw, world, int(restarts))
+    pid = worker_pid(gw, BURNER, after=int(restarts))
+    slow = InFlight(gw, world.keys[key])
+    try:
+        wait_burning(pid, slow)
+        yield pid, slow
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        slow.join(60)
+        restarted(gw, world, restarts)
+
+
+class Rejections:
+    """Counts of one reject reason before a request, to check that it added exactly one."""
+
+    def __init__(self, gw: Gateway, reason: str) -> None:
+        self.gw, self.reason = gw, reason
+        self.lines = len(access(gw, reason))
+        self.count = metric(gw, "kerasguard_serve_rejects_total", reason=reason)
+
+    def check(self, response: httpx.Response, status: int) -> None:
+        assert response.status_code == status, response.text
+        assert response.json()["reason"] == self.reason
+        assert response.headers["retry-after"] == "1"
+        assert_clean(response.text)
+        lines = access(self.gw, self.reason, at_least=self.lines + 1)[self.lines :]
+        assert [(line["status"], line["tenant"], line["model"]) for line in lines] == [
+            (status, "alpha", "burner")
+        ]
+        assert metric(self.gw, "kerasguard_serve_rejects_total", reason=self.reason) == self.count + 1
+
+
+def test_concurrency_cap_answers_429(gw: Gateway, world: World) -> None:
+    """With one request of a key in flight, its next one gets 429 at once; another key of the same
+    tenant is not capped by it (it waits in the queue instead)."""
+    with burning(gw, world, "alpha") as (_, slow):
+        rejections = Rejections(gw, "concurrency")
+        rejections.check(burn(gw, world.keys["alpha"], 8), 429)
+        other = InFlight(gw, world.keys["alpha2"], 8)
+        queued_or_answered(gw, other)
+        assert slow.result is None
+    assert slow.response().status_code in (503, 504), slow.response().text
+    assert other.response().status_code != 429, other.response().text
+
+
+def queued_or_answered(gw: Gateway, request: InFlight) -> None:
+    """The request reached the burner's queue (or was already answered, never with 429)."""
+    until = time.monotonic() + DEADLINE_S
+    while metric(gw, "kerasguard_serve_queue_depth", model="burner") < 1 and request.result is None:
+        assert time.monotonic() < until
+        time.sleep(0.02)
+    assert request.result is None or request.result.status_code != 429, request.result.text
+
+
+def test_full_queue_answers_503(gw: Gateway, world: World) -> None:
+    """One request in the child, one in the queue (``queue_size = 1``): the next gets 503 queue_full at
+    once; when the child dies, both waiting requests get 503 worker_crashed."""
+    with burning(gw, world, "alpha") as (pid, slow):
+        queued = InFlight(gw, world.keys["alpha2"], 8)  # the one place in the queue
+        until = time.monotonic() + DEADLINE_S / 2
+        while metric(gw, "kerasguard_serve_queue_depth", model="burner") < 1:
+            assert queued.result is None and time.monotonic() < until, queued.result
+            time.sleep(0.02)
+        rejections = Rejections(gw, "queue_full")
+        rejections.check(burn(gw, world.keys["alpha3"], 8), 503)
+        os.kill(pid, signal.SIGKILL)
+        for request in (slow, queued):
+            answer = request.response()
+            assert answer.status_code == 503 and answer.json()["reason"] == "worker_crashed", answer.text
+
+
+def test_restart_backoff_doubles_up_to_its_cap(gw: Gateway, world: World) -> None:
+    """Crash the worker three times in a row (no request served in between): the 503s during each
+    backoff announce its delay, 1 s, 2 s, then 2 s (the cap, not 4 s)."""
+    restarts = int(metric(gw, "kerasguard_serve_worker_restarts_total", model="burner"))
+    crashes = metric(gw, "kerasguard_serve_worker_restarts_total", model="burner", cause="crash")
+    wait_served(gw, world, restarts)  # a served request: the backoff starts again from its first step
+    delays = []
+    for n in range(3):
+        os.kill(worker_pid(gw, BURNER, after=restarts + n), signal.SIGKILL)
+        crashed = burn(gw, world.keys["alpha"], 8)
+        assert crashed.status_code == 503 and crashed.json()["reason"] == "worker_crashed", crashed.text
+        announced = []
+        until = time.monotonic() + 0.6
+        while time.monotonic() < until:
+            r = burn(gw, world.keys["alpha"], 8)
+            assert r.status_code == 503 and r.json()["reason"] == "worker_unavailable", r.text
+            announced.append(int(r.headers["retry-after"]))
+            time.sleep(0.05)
+        delays.append(max(announced))
+    assert delays == [BACKOFF_S, 2 * BACKOFF_S, BACKOFF_MAX_S]
+    assert metric(gw, "kerasguard_serve_worker_restarts_total", model="burner", cause="crash") == crashes + 3
+    wait_served(gw, world, restarts + 3)

@@ -3,7 +3,7 @@ minimal FastAPI endpoint that calls ``model.predict`` in process with no checks.
 
 Usage:
     PYTHONPATH=src KERAS_BACKEND=jax .venv/bin/python bench/bench_serve.py \
-        [--seconds 8] [--rounds 4] [--limits redis|memory] [--profile mlp|cnn]
+        [--seconds 8] [--rounds 4] [--limits redis|memory] [--profile mlp|cnn] [--detectors]
 
 Two models (a digits-sized MLP, a mid-size CNN on 32x32x3), concurrency 1 and 32, one load-generator
 process (asyncio streams: a minimal keep-alive HTTP/1.1 client, far cheaper than httpx, which limited
@@ -13,6 +13,10 @@ requests/s, p50/p99 latency and the peak RSS of each sandboxed tenant worker (Vm
 127.0.0.1:6379. Raw results: bench/out/serve-<limits>.json. ``--profile MODEL`` instead runs the gateway
 under cProfile for one load on that model (``--profile-concurrency``, default 1) and prints where its
 event loop spends time (the child's predict runs in a worker thread and shows up as waiting).
+``--detectors`` instead measures what attached input detectors cost the gateway: each model is served
+three times by one gateway, without a detector, with one of the feature kinds (mahalanobis, max-softmax,
+energy) and with those plus feature squeezing, all loaded in alternating rounds at concurrency 1 and 32
+(raw results: bench/out/serve-detectors.json).
 """
 
 from __future__ import annotations
@@ -155,8 +159,15 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 300) -> 
 
 
 def gateway(
-    folder: Path, models: dict[str, Path], storage: str, profile: Path | None = None
+    folder: Path,
+    models: dict[str, Path],
+    storage: str,
+    profile: Path | None = None,
+    detectors: dict[str, Path] | None = None,
 ) -> tuple[subprocess.Popen[bytes], int, str]:
+    """A gateway serving ``models`` (tenant ``bench``); a name in ``detectors`` is pushed with that
+    detector folder attached."""
+    from kerasguard.attach import detector as attach_detector
     from kerasguard.policy import Policy, Store
     from kerasguard.store import ModelStore
     from kerasguard.store.keys import write_key_file
@@ -166,7 +177,13 @@ def gateway(
     with store:
         pub = store.create_token(admin, "publisher", "bench", "ci")
         for name, path in models.items():
-            store.push(pub, path, name=name, version="1", source=f"{SOURCE}/{name}")
+            attached = None
+            if detectors and name in detectors:
+                attached = [attach_detector(detectors[name], model_sha256=None, max_bytes=32 << 20)]
+            info = store.push(
+                pub, path, name=name, version="1", source=f"{SOURCE}/{name}", attachments=attached
+            )
+            assert info.status == "admitted", info.reason
             store.promote(pub, name, "1", "production")
         key = store.create_token(admin, "invoker", "bench", "loadgen")
     policy = folder / "serve.toml"
@@ -257,6 +274,7 @@ def main() -> None:
     parser.add_argument("--limits", choices=["redis", "memory"], default="redis", help="rate-limit storage")
     parser.add_argument("--profile", choices=["mlp", "cnn"], help="cProfile the gateway on this model")
     parser.add_argument("--profile-concurrency", type=int, default=1, help="concurrency of --profile")
+    parser.add_argument("--detectors", action="store_true", help="measure what attached detectors cost")
     args = parser.parse_args()
     import numpy as np
 
@@ -267,6 +285,9 @@ def main() -> None:
         "cnn": json.dumps({"instances": np.random.default_rng(0).uniform(0, 1, (1, 32, 32, 3)).tolist()}),
     }
     storage = "redis://127.0.0.1:6379/0" if args.limits == "redis" else "memory://"
+    if args.detectors:
+        detector_cost(folder, models, storage, bodies, args.seconds, args.rounds)
+        return
     if args.profile:
         profile(
             folder,
@@ -327,6 +348,74 @@ def main() -> None:
     (ROOT / "bench" / "out" / f"serve-{args.limits}.json").write_text(
         json.dumps({"runs": results, "worker_peak_rss": peaks}, indent=1)
     )
+
+
+# the detector kinds of each served copy of a model ("" = no detector attached)
+DETECTOR_KINDS = {
+    "": (),
+    "features": ("mahalanobis", "max-softmax", "energy"),
+    "squeeze": ("mahalanobis", "max-softmax", "energy", "squeeze"),
+}
+
+
+def fitted(folder: Path, path: Path, kinds: tuple[str, ...]) -> Path:
+    """A detector of ``kinds`` fitted on the model at ``path`` (random reference data: only its cost is
+    measured here), saved as a folder."""
+    import hashlib
+
+    import keras
+    import numpy as np
+
+    from kerasguard.robustness.data import Dataset
+    from kerasguard.robustness.detector_files import save_detectors
+    from kerasguard.robustness.detectors import fit_detectors
+
+    model = keras.saving.load_model(path)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (600, *model.inputs[0].shape[1:])).astype("float32")
+    y = np.arange(600) % 10
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    detectors = fit_detectors(model, Dataset(x, y, 0.0, 1.0), kinds=kinds, model_sha256=sha)
+    return save_detectors(detectors, folder / f"{path.stem}-{'+'.join(kinds)}")
+
+
+def detector_cost(
+    folder: Path, models: dict[str, Path], storage: str, bodies: dict[str, str], seconds: float, rounds: int
+) -> None:
+    served: dict[str, Path] = {}
+    detectors: dict[str, Path] = {}
+    for base, path in models.items():
+        for label, kinds in DETECTOR_KINDS.items():
+            name = f"{base}-{label}" if label else base
+            served[name] = path
+            if kinds:
+                detectors[name] = fitted(folder, path, kinds)
+    gw, port, key = gateway(folder, served, storage, detectors=detectors)
+    results: list[dict[str, Any]] = []
+    try:
+        for base in models:
+            for concurrency in (1, 32):
+                names = [f"{base}-{label}" if label else base for label in DETECTOR_KINDS]
+                runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+                for _ in range(rounds):  # alternate, so every copy sees the same machine load
+                    for name in names:
+                        url = f"http://127.0.0.1:{port}/v1/models/{name}:predict"
+                        runs[name].append(load(url, key, bodies[base], concurrency, seconds / rounds))
+                plain = summarize(runs[base])["rps"]
+                for name, parts in runs.items():
+                    row = {"model": name, "concurrency": concurrency, **summarize(parts)}
+                    row["vs_plain"] = row["rps"] / plain
+                    results.append(row)
+                    print(
+                        f"{name:14} c={concurrency:<3} {row['rps']:8.1f} req/s ({row['vs_plain']:.2f}x plain)"
+                        f"  p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  codes {row['codes']}",
+                        flush=True,
+                    )
+    finally:
+        gw.send_signal(signal.SIGINT)
+        gw.wait(30)
+    (ROOT / "bench" / "out").mkdir(exist_ok=True)
+    (ROOT / "bench" / "out" / "serve-detectors.json").write_text(json.dumps({"runs": results}, indent=1))
 
 
 def profile(

@@ -59,3 +59,32 @@ def test_saved_detectors_score_the_same_after_loading(
         load_detectors(tmp_path / "det", model_sha256="cd" * 32)
     names = {p.name for p in (tmp_path / "det").iterdir()}
     assert names == {"detector.json", "detector.npz"}
+
+
+def test_the_gateways_squeeze_path_on_an_image_model_gives_the_detectors_scores(
+    cnn: Any, digits: Digits, tmp_path: Path
+) -> None:
+    """What ``kerasguard serve`` does per batch on a CNN: the worker squeezes the batch (bit depth and
+    the 2x2 median filter), the sandboxed child predicts the copies with the batch, the monitor scores
+    them; every kind equals what ``robustness detectors`` computes in process."""
+    import kerasguard
+    from kerasguard.serve.drift import Monitor
+
+    from .conftest import as_images
+
+    images = as_images(digits.reference)
+    detector = fit_detectors(cnn, images, fpr=0.05, seed=0)
+    assert detector.squeezers.median and detector.kinds[-1] == "squeeze"
+    path = tmp_path / "cnn.keras"
+    cnn.save(path)
+    monitor = Monitor(detector, window=40, confidence_drop=0.15, p_value=0.001)
+    x = np.concatenate([as_images(digits.test).x[:24], 1.0 - as_images(digits.test).x[:8]])
+    copies = monitor.squeeze(x)
+    assert len(copies) == 2  # bit depth, median
+    with kerasguard.load_model(path) as model:
+        served = model.serve(x, layer=monitor.head, squeezed=copies)
+    got = monitor.scores(served.features, served.outputs, list(served.squeezed))
+    expected = detector.scores(x)  # in process (fit_detectors bound the model)
+    assert next(iter(got)) == detector.primary and set(got) == set(expected)
+    for kind, values in expected.items():
+        np.testing.assert_allclose(got[kind], values, rtol=1e-4, atol=1e-5, err_msg=kind)

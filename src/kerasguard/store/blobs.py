@@ -192,8 +192,11 @@ class BlobStore:
 
     @staticmethod
     def create_layout(root: Path, modes: Modes) -> None:
-        make_dir(root / "blobs", modes)
-        make_dir(root / "tmp", modes, private=True)
+        """``blobs/`` and the private ``tmp/``, where missing: a node whose folder was seeded with
+        ``store.toml`` alone (another node initialised the store) gets them when it first opens it."""
+        for name, private in (("blobs", False), ("tmp", True)):
+            if not (root / name).is_dir():
+                make_dir(root / name, modes, private=private)
 
     def upload(self) -> Upload:
         return Upload(self, new_blob_id())

@@ -190,6 +190,7 @@ class ModelStore:
         config = read_config(path)
         modes = config.modes()
         check_tree(path, modes)
+        BlobStore.create_layout(path, modes)
         engine = make_engine(config.db_url)
         migrate(engine)
         with sessions(engine).begin() as s:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import secrets
 import signal
 import socket
 import threading
@@ -26,7 +25,6 @@ from support.servehelp import SOURCE, STAGE, Gateway, World, auth, write_policy
 
 pytestmark = [pytest.mark.slow, pytest.mark.keras]
 
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 STALE_AFTER = 3
 
 
@@ -94,24 +92,6 @@ class Relay:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
             conn.close()
-
-
-@pytest.fixture(scope="module")
-def pg_schema() -> Iterator[str]:
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3) as conn:
-            conn.execute("select 1")
-    except Exception as exc:
-        pytest.skip(f"PostgreSQL at {PG_ADMIN_URL} is unreachable: {exc}")
-    schema = f"kgserve_{secrets.token_hex(6)}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield schema
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @pytest.fixture(scope="module")

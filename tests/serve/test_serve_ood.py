@@ -3,10 +3,11 @@
 A digits MLP trained here, a detector (mahalanobis, max-softmax, energy and feature squeezing) fitted
 on it and attached at push (a sealed attachment: its own encrypted blob, digest in the MAC-covered
 provenance). Tenant ``acme`` is served ``digits`` (with the detector), ``plain`` (the same model, no
-detector), ``tampered`` (an inline detector, as versions before sealed attachments stored them, whose
-JSON was edited after it was written) and ``sealedbad`` (a sealed detector whose blob was edited on
-disk): both refused, so those versions are not served. Tenant ``quiet`` has ``digits`` with an inline
-detector (an older store's form, still read), served by a second gateway without the header.
+detector), ``late`` (no detector until a test attaches one while it is served), ``tampered`` (an inline
+detector, as versions before sealed attachments stored them, whose JSON was edited after it was
+written) and ``sealedbad`` (a sealed detector whose blob was edited on disk): both refused, so those
+versions are not served. Tenant ``quiet`` has ``digits`` with an inline detector (an older store's form,
+still read), served by a second gateway without the header.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -123,6 +125,7 @@ def world(digits: Digits, tmp_path_factory: pytest.TempPathFactory) -> World:
     result = push("digits", "--detector", str(digits.detector_dir))
     assert result.exit_code == 0, result.output
     assert push("plain").exit_code == 0
+    assert push("late").exit_code == 0
     # A sealed detector whose blob is edited on disk after the push (one ciphertext bit flipped).
     assert push("sealedbad", "--detector", str(digits.detector_dir)).exit_code == 0
     import sqlite3
@@ -156,7 +159,7 @@ def world(digits: Digits, tmp_path_factory: pytest.TempPathFactory) -> World:
             provenance={"detector": attachment},
         )
         assert info.status == "admitted", info.reason
-        for name in ("digits", "plain", "tampered", "sealedbad"):
+        for name in ("digits", "plain", "late", "tampered", "sealedbad"):
             opened.promote(publisher, name, "1", STAGE)
         from kerasguard.robustness.detector_files import attachment as attach
 
@@ -321,6 +324,44 @@ def test_drift_alarm_on_one_class_window(gw: Gateway, world: World, digits: Digi
     ]
     mix = [a for a in alarms if a["kind"] == "class_mix" and a["model"] == "digits"]
     assert mix and mix[-1]["counts"][0] == WINDOW and mix[-1]["chi2"] > mix[-1]["critical"]
+
+
+def test_a_detector_attached_while_served_is_applied_without_an_outage(
+    gw: Gateway, world: World, digits: Digits
+) -> None:
+    """``store attach`` raises the version's revision: the gateway loads a new worker with the detector
+    and swaps it in once ready, while the old one keeps answering."""
+    import threading
+
+    from kerasguard.attach import detector as attach_detector
+
+    key, x = world.keys["acme"], digits.test_x[:20]
+    first = predict(gw, key, "late", x)
+    assert first.status_code == 200 and HEADER not in first.headers
+    codes: list[int] = []
+    stop = threading.Event()
+
+    def keep_calling() -> None:
+        while not stop.is_set():
+            codes.append(predict(gw, key, "late", x[:2]).status_code)
+
+    caller = threading.Thread(target=keep_calling, daemon=True)
+    caller.start()
+    try:
+        with world.store() as store:
+            item = attach_detector(digits.detector_dir, model_sha256=None, max_bytes=32 << 20)
+            store.attach(world.admin, "late", "1", [item], namespace="acme")
+        deadline = time.monotonic() + 90
+        while HEADER not in (response := predict(gw, key, "late", x)).headers:
+            assert response.status_code == 200 and time.monotonic() < deadline, response.text
+            time.sleep(0.3)
+        time.sleep(1)  # calls on the new worker too
+    finally:
+        stop.set()
+        caller.join(30)
+    np.testing.assert_allclose(scores_of(response), digits.detector.score(x), rtol=1e-3, atol=1e-3)
+    assert codes and set(codes) == {200}, sorted(set(codes))  # no outage while the worker was replaced
+    assert "reloaded acme/late:1 (revision" in gw.log.read_text(errors="replace")
 
 
 def test_header_only_when_the_policy_enables_it(gw: Gateway, world: World, digits: Digits) -> None:

@@ -2,7 +2,10 @@
 
 The gateway polls the store (one ``list`` per tenant) every ``poll_seconds``: a version promoted to the
 stage gets a worker, a version quarantined, deleted or moved off the stage loses its worker, without a
-restart. While the store cannot be polled, the gateway keeps serving what it last saw admitted, unless
+restart. A served version whose row changed (its revision went up: a detector attached with ``store
+attach``) gets a new worker, which replaces the old one once its load has been tried; the old one
+answers what it already took, then stops, so the change takes effect without an outage.
+While the store cannot be polled, the gateway keeps serving what it last saw admitted, unless
 ``stale_after_failed_polls`` is set: after that many failed polls in a row every worker is withdrawn
 (404 until the store answers again). Models are pulled into a private folder, digest-checked against
 the store's record, and loaded with ``kerasguard.load_model`` (verify, scan, sandbox) under the
@@ -54,7 +57,7 @@ class StoreAccess:
         """Admitted versions at the served stage, newest first within a name."""
         stage = self.policy.serve.stage
         return [
-            ModelRef(s.namespace, s.name, s.version, s.digest)
+            ModelRef(s.namespace, s.name, s.version, s.digest, s.revision)
             for s in self.store.list(self.token, namespace=tenant, stage=stage)
             if s.digest is not None
         ]
@@ -150,6 +153,9 @@ class Registry:
         self.settings = settings
         self.metrics = metrics
         self.workers: dict[tuple[str, str, str], Worker] = {}
+        # versions whose row changed: the new worker, loading, that will replace the served one
+        self.replacing: dict[tuple[str, str, str], Worker] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
         self.latest: dict[tuple[str, str], str] = {}  # (tenant, name) -> version served by default
         self.polled = False
         self.store_ok = False
@@ -207,25 +213,54 @@ class Registry:
                 del self.workers[key]
                 log.info("withdrawing %s/%s:%s", *key)
                 await worker.stop()
+                replacement = self.replacing.pop(key, None)
+                if replacement is not None:
+                    await replacement.stop(gauge=False)
         for key, ref in desired.items():
-            if key not in self.workers:
-                worker = Worker(
-                    ref,
-                    self.access.load,
-                    self.settings,
-                    self.metrics,
-                    self.access.detector,
-                    self.access.strip,
-                )
-                self.workers[key] = worker
+            current = self.workers.get(key)
+            if current is None:
+                self.workers[key] = self._start(ref)
                 log.info("serving %s/%s:%s", *key)
-                worker.start()
+            elif ref.revision != current.ref.revision:
+                await self._replace(key, ref)
+        self._swap_replacements()
         latest: dict[tuple[str, str], str] = {}
         for ref in refs:  # newest first within a name
             latest.setdefault((ref.tenant, ref.name), ref.version)
         self.latest = latest
         self.metrics.models_served.set(len(self.workers))
         self.polled = True
+
+    def _start(self, ref: ModelRef) -> Worker:
+        worker = Worker(
+            ref, self.access.load, self.settings, self.metrics, self.access.detector, self.access.strip
+        )
+        worker.start()
+        return worker
+
+    async def _replace(self, key: tuple[str, str, str], ref: ModelRef) -> None:
+        """Start a worker for the changed row (once per revision; an older pending one is dropped)."""
+        pending = self.replacing.get(key)
+        if pending is not None:
+            if pending.ref.revision == ref.revision:
+                return
+            await pending.stop(gauge=False)
+        log.info("reloading %s/%s:%s (revision %d)", *key, ref.revision)
+        self.replacing[key] = self._start(ref)
+
+    def _swap_replacements(self) -> None:
+        """Serve each replacement whose load has been tried (a refused one fails closed: 503 until it
+        loads); the worker it replaces finishes what it took in the background."""
+        grace = self.access.policy.serve.request_timeout_s
+        for key, new in list(self.replacing.items()):
+            if not new.attempted:
+                continue
+            del self.replacing[key]
+            old, self.workers[key] = self.workers[key], new
+            log.info("reloaded %s/%s:%s (revision %d, %s)", *key, new.ref.revision, new.state)
+            task = asyncio.get_running_loop().create_task(old.retire(grace))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
 
     def _desired(self) -> list[ModelRef]:
         refs: list[ModelRef] = []
@@ -240,13 +275,16 @@ class Registry:
 
     async def _withdraw_all(self) -> None:
         workers, self.workers, self.latest = list(self.workers.values()), {}, {}
+        workers += self.replacing.values()
+        self.replacing = {}
         self.metrics.models_served.set(0)
         for worker in workers:
             with contextlib.suppress(Exception):
                 await worker.stop()
 
     async def close(self) -> None:
-        workers, self.workers = list(self.workers.values()), {}
+        workers, self.workers = [*self.workers.values(), *self.replacing.values()], {}
+        self.replacing = {}
         for worker in workers:
             with contextlib.suppress(Exception):
                 await worker.stop()

@@ -42,6 +42,7 @@ class ModelRef:
     name: str
     version: str
     digest: str
+    revision: int = 0  # the store row's revision: a change (a detector attached) reloads the worker
 
     @property
     def labels(self) -> tuple[str, str, str]:
@@ -105,7 +106,8 @@ class Worker:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
-    async def stop(self) -> None:
+    async def stop(self, *, gauge: bool = True) -> None:
+        """Stop now: waiting requests get 404. ``gauge=False`` leaves ``worker_up`` to a replacement."""
         self.state = "stopped"
         if self._task is not None:
             self._task.cancel()
@@ -117,7 +119,16 @@ class Worker:
             if not job.future.done():
                 job.future.set_exception(gone)
         self._close_model()  # a load still running closes its model itself (it sees "stopped")
-        self.metrics.worker_up.labels(*self.ref.labels).set(0)
+        if gauge:
+            self.metrics.worker_up.labels(*self.ref.labels).set(0)
+
+    async def retire(self, grace_s: float) -> None:
+        """Stop once the requests already given to this worker are answered (at most ``grace_s``): a
+        replacement takes the new ones meanwhile, and keeps the ``worker_up`` gauge."""
+        deadline = time.monotonic() + grace_s
+        while (len(self.batcher) or self._running) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await self.stop(gauge=False)
 
     @property
     def pid(self) -> int | None:

@@ -152,6 +152,7 @@ class ModelSummary:
     source: str
     created_at: str
     reason: str | None
+    revision: int  # raised by every change of the row (promote, attach, ...), checked against the audit log
 
     @property
     def ref(self) -> str:

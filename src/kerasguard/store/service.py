@@ -876,7 +876,7 @@ class ModelStore:
                         "an older copy of the row was put back; refusing to list it",
                         hint="treat the store database as compromised; run `store audit verify`",
                     )
-                out.append(ModelSummary(*values[:-1]))
+                out.append(ModelSummary(*values))
         return out
 
     def show(self, token: str, name: str, version: str, *, namespace: str | None = None) -> ModelInfo:

@@ -166,6 +166,23 @@ def split(
         start = end
 
 
+def check_rows(result: Any, size: int) -> None:
+    """Every output must have one row per instance of the (padded) batch: rows are handed to their
+    requests by position, so an output of another length (a model that drops, adds or reduces rows)
+    must fail the batch, never shift one caller's rows into another's answer."""
+    values = (
+        result.values()
+        if isinstance(result, dict)
+        else result
+        if isinstance(result, list | tuple)
+        else [result]
+    )
+    for value in values:
+        shape = np.shape(value)
+        if not shape or shape[0] != size:
+            raise ValueError(f"the model returned an output of shape {shape} for a batch of {size}")
+
+
 def _rows(result: Any, start: int, end: int) -> Any:
     if isinstance(result, dict):
         return {k: np.asarray(v)[start:end] for k, v in result.items()}

@@ -21,11 +21,12 @@ from typing import Any, TypeVar
 import numpy as np
 
 from kerasguard.errors import KerasGuardError, ModelError, ProbeError, SandboxError
+from kerasguard.escaping import printable
 from kerasguard.probe.strip import StripDetector
 from kerasguard.robustness.detectors import DetectorSet
 from kerasguard.robustness.errors import DetectorFileError
 from kerasguard.sandbox.model import SandboxedModel, Served, TensorSpec
-from kerasguard.serve.batching import Batcher, Job, Scored, buckets, merge, split
+from kerasguard.serve.batching import Batcher, Job, Scored, buckets, check_rows, merge, split
 from kerasguard.serve.drift import Monitor, log_alarm
 from kerasguard.serve.errors import ApiError, unavailable
 from kerasguard.serve.metrics import Metrics
@@ -195,6 +196,12 @@ class Worker:
         if self.state == "stopped":  # withdrawn while it loaded: nobody will close it otherwise
             model.close()
             raise _Stopped
+        unbatched = [s.name for s in model.output_spec if not s.shape]
+        if unbatched:
+            model.close()
+            raise ModelError(
+                f"the gateway serves models whose outputs have a batch axis; {unbatched[0]!r} has none"
+            )
         try:
             if monitor is not None:
                 self._check_detector_fits(model, monitor)
@@ -284,15 +291,16 @@ class Worker:
             call = functools.partial(self._call, model, self.monitor, self.strip, x, len(arrays[0]))
             try:
                 served = await in_thread(call)
+                check_rows(served.outputs, len(arrays[0]))
                 ood = None if self.monitor is None else self._score(served, total)
                 strip = None if served.entropy is None else self._strip_scores(served.entropy, total)
-            except (SandboxError, ModelError, KerasGuardError, OSError, ValueError) as exc:
+                split(served.outputs, batch, ood, strip)
+            except Exception as exc:  # whatever went wrong with this batch: fail it, restart the child
                 error = unavailable("worker_crashed", "the model failed; retry later")
                 for job in batch:
                     if not job.future.done():
                         job.future.set_exception(error)
                 raise _WorkerDown(_cause(exc), exc) from None
-            split(served.outputs, batch, ood, strip)
             self._running = []
             self._failures = 0
 
@@ -353,8 +361,11 @@ class Worker:
         if cause in ("memory", "cpu", "wall", "files"):
             self.metrics.sandbox_kills.labels(cause).inc()
         self.attempted = True
-        message = error.message if isinstance(error, KerasGuardError) else type(error).__name__
-        log.warning("worker %s failed at %s (%s): %s", _label(self.ref), stage, cause, message)
+        message = error.message if isinstance(error, KerasGuardError) else f"{type(error).__name__}: {error}"
+        # the message may quote the model's own exception text: one escaped line, never a forged one
+        log.warning(
+            "worker %s failed at %s (%s): %s", _label(self.ref), stage, cause, printable(message, limit=500)
+        )
 
     async def _backoff(self) -> None:
         delay = min(self.settings.backoff_max_s, self.settings.backoff_s * (2**self._failures))

@@ -267,6 +267,12 @@ def summarize(parts: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def figures(row: dict[str, Any]) -> str:
+    """One run's figures as the benchmark prints them."""
+    latency = f"p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms"
+    return f"{row['rps']:8.1f} req/s  {latency}  codes {row['codes']}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=8.0, help="per model, concurrency and target")
@@ -331,11 +337,7 @@ def main() -> None:
                             **summarize(parts),
                         }
                         results.append(row)
-                        print(
-                            f"{name:4} c={concurrency:<3} {target:10} {row['rps']:8.1f} req/s  "
-                            f"p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  codes {row['codes']}",
-                            flush=True,
-                        )
+                        print(f"{name:4} c={concurrency:<3} {target:10} {figures(row)}", flush=True)
             finally:
                 minimal.send_signal(signal.SIGINT)
                 minimal.wait(20)
@@ -407,8 +409,7 @@ def detector_cost(
                     row["vs_plain"] = row["rps"] / plain
                     results.append(row)
                     print(
-                        f"{name:14} c={concurrency:<3} {row['rps']:8.1f} req/s ({row['vs_plain']:.2f}x plain)"
-                        f"  p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  codes {row['codes']}",
+                        f"{name:14} c={concurrency:<3} {figures(row)} ({row['vs_plain']:.2f}x plain)",
                         flush=True,
                     )
     finally:

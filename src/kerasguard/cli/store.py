@@ -305,9 +305,8 @@ TrainingRecordOption = Annotated[
 DetectorOption = Annotated[
     Path | None,
     typer.Option(
-        help="Detector to attach (sealed): an input-detector folder (robustness detectors --out), whose"
-        " mahalanobis, max-softmax and energy kinds serve scores OOD with, or a STRIP detector .npz"
-        " (probe backdoor --strip-out)."
+        help="Detector to attach (sealed): an input-detector folder (robustness detectors --out), every"
+        " fitted kind of which serve scores OOD with, or a STRIP detector .npz (probe backdoor --strip-out)."
     ),
 ]
 ProbeReportOption = Annotated[

@@ -273,8 +273,8 @@ MAX_ATTACHMENT_BYTES = 48 << 10  # the store keeps provenance up to 64 KiB
 def attachment(folder: str | os.PathLike[str], *, model_sha256: str | None = None) -> dict[str, Any]:
     """The saved detector as a JSON object for the store's provenance (both files base64).
 
-    The detector is loaded first (every check of :func:`load_detectors`), and must have a threshold for
-    a kind ``kerasguard serve`` applies (mahalanobis, max-softmax, energy) and reference statistics.
+    The detector is loaded first (every check of :func:`load_detectors`), and must have reference
+    statistics (``kerasguard serve`` applies every fitted kind and compares drift windows with them).
     """
     base = Path(folder)
     raw = _read_bounded(base / JSON_NAME, MAX_JSON_BYTES)

@@ -76,7 +76,8 @@ class Metrics:
         self.ood_score = Histogram(
             "kerasguard_serve_ood_score",
             "OOD score per instance and detector kind (mahalanobis: squared distance; max-softmax:"
-            " minus the top probability; energy: minus the log-sum-exp of the logits).",
+            " minus the top probability; energy: minus the log-sum-exp of the logits; squeeze: L1 change of"
+            " the softmax on squeezed inputs).",
             ["tenant", "model", "version", "detector"],
             buckets=OOD_BUCKETS,
             registry=r,

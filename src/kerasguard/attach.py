@@ -61,12 +61,32 @@ def _read(path: Path, max_bytes: int, what: str) -> bytes:
     return data
 
 
+def _check_detector_path(source: Path) -> None:
+    """A path that is neither kind of detector is named as such, not read as a STRIP file."""
+    from kerasguard.escaping import printable
+
+    shown = printable(source, limit=300)
+    if not source.exists():
+        raise StoreError(
+            f"no detector at {shown}",
+            hint="give the folder written by `kerasguard robustness detectors --out DIR` or the STRIP"
+            " detector file written by `kerasguard probe backdoor --strip-out FILE.npz`",
+        )
+    part = source.name in ("detector.json", "detector.npz")
+    if source.is_file() and part and (source.parent / "detector.json").is_file():
+        raise StoreError(
+            f"{shown} is one file of an input detector",
+            hint=f"give its folder: --detector {printable(source.parent, limit=300)}",
+        )
+
+
 def detector(path: str | os.PathLike[str], *, model_sha256: str | None, max_bytes: int) -> NewAttachment:
     """An input detector folder (kind ``detector``) or a STRIP detector file (kind ``strip``),
     checked like the gateway checks it (digests, fitted on this model, servable)."""
     from kerasguard.store import NewAttachment
 
     source = Path(path)
+    _check_detector_path(source)
     if source.is_dir():
         from kerasguard.robustness.detector_files import sealed_container
 

@@ -488,3 +488,18 @@ def test_a_push_whose_witness_write_fails_keeps_its_committed_blobs(
     ).read_bytes() == (model.read_bytes())
     found = env.store.read_attachment(env.admin, "digits", "1", kind="probe_report", namespace="team")
     assert found is not None and found[1] == report.read_bytes()
+
+
+def test_a_detector_path_that_is_neither_kind_is_named_as_such(tmp_path: Path) -> None:
+    """A missing path, or one file of an input-detector folder, is not read as a STRIP detector."""
+    with pytest.raises(StoreError, match="no detector at") as missing:
+        attach.detector(tmp_path / "nope.detector", model_sha256=None, max_bytes=MiB)
+    assert "STRIP detector nope" not in missing.value.message and "--out DIR" in (missing.value.hint or "")
+    folder = tmp_path / "model.detector"
+    folder.mkdir()
+    (folder / "detector.json").write_text("{}")
+    (folder / "detector.npz").write_bytes(b"PK")
+    for part in ("detector.json", "detector.npz"):
+        with pytest.raises(StoreError, match="one file of an input detector") as one:
+            attach.detector(folder / part, model_sha256=None, max_bytes=MiB)
+        assert f"--detector {folder}" in (one.value.hint or "")

@@ -132,6 +132,13 @@ def test_redis_down_fails_closed_and_recovers(
         assert "redis" not in refused.text.lower()  # no library message
         assert httpx.get(opened.url + "/v1/models", headers=auth(key), timeout=10).status_code == 200
         assert httpx.get(closed.url + "/healthz").status_code == 200
+        # not ready while it refuses everything (a load balancer sends the traffic elsewhere); the
+        # gateway that serves without limits stays ready
+        not_ready = httpx.get(closed.url + "/readyz", timeout=10)
+        assert not_ready.status_code == 503 and not_ready.json() == {"status": "limiter_unavailable"}
+        assert httpx.get(opened.url + "/readyz", timeout=10).status_code == 200
+        for _ in range(3):
+            httpx.get(closed.url + "/v1/models", headers=auth(key), timeout=10)
         # Redis back: the same gateway process limits again, without a restart
         procs.append(launch_redis(port, world.folder))
         deadline = time.monotonic() + 10
@@ -140,6 +147,11 @@ def test_redis_down_fails_closed_and_recovers(
             time.sleep(0.2)
         lines = [line for line in closed.access_lines() if line.get("reason") == "limiter_unavailable"]
         assert lines and lines[0]["status"] == 503 and lines[0]["tenant"] == "delta"
+        assert httpx.get(closed.url + "/readyz", timeout=10).status_code == 200
+        # the outage and the recovery are logged once each, not once per refused request
+        log = closed.log.read_text(errors="replace")
+        assert log.count("rate-limit storage unreachable: refusing requests") == 1, log[-2000:]
+        assert log.count("rate-limit storage answers again") == 1
         assert closed.proc.poll() is None and opened.proc.poll() is None
     finally:
         closed.stop()

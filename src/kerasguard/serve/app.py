@@ -325,10 +325,14 @@ def create_app(access: StoreAccess, policy: Policy) -> Any:
 
     @app.get("/readyz", response_model=Status, responses={503: {"model": Status}}, tags=["health"])
     async def readyz() -> Response:
-        """Readiness: the store answered and every served model has finished its first load."""
-        if gateway.registry.ready:
-            return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "starting"}, status_code=503)
+        """Readiness: the store answered, every served model has finished its first load, and the
+        rate-limit storage answers (unless ``on_storage_error = "allow"``: it serves without)."""
+        if not gateway.registry.ready:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        limits = gateway.limits
+        if not limits.fail_open and not await limits.available():
+            return JSONResponse({"status": "limiter_unavailable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
 
     @app.get(
         "/metrics",

@@ -10,11 +10,14 @@ request and its elements, for the key and the tenant, are counted together once 
 over its request rate (``precheck``: a lower bound of the shared count, so it never refuses a request
 the shared limit would allow). A predict refused before it was counted (bad body, unknown model) is
 still counted as a request. If the storage cannot answer, the policy decides: ``deny`` (the default,
-fail closed: 503 ``limiter_unavailable``) or ``allow`` (serve without limits, logged).
+fail closed: 503 ``limiter_unavailable``, and ``/readyz`` answers 503 so that a load balancer sends the
+traffic elsewhere) or ``allow`` (serve without limits). Either way the change of state is logged once,
+when the storage stops answering and when it answers again, not once per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -29,6 +32,7 @@ from kerasguard.serve.errors import ApiError, unavailable
 
 log = logging.getLogger("kerasguard.serve.ratelimit")
 STORAGE_TIMEOUT_S = 1.0
+CHECK_EVERY_S = 1.0  # how often readiness may ping the storage
 MAX_LOCAL_KEYS = 10_000
 
 # For each key: INCRBY its cost, set the window's expiry when this hit created it, return the counts.
@@ -78,6 +82,33 @@ class RateLimits:
         self.key_elements = RateLimitItemPerSecond(policy.key_elements_per_second, namespace=namespace)
         self.tenant_elements = RateLimitItemPerSecond(policy.tenant_elements_per_second, namespace=namespace)
         self._local: dict[str, tuple[int, int]] = {}  # key id -> (second, requests this process saw)
+        self.storage_ok = True  # the storage answered the last time it was asked
+        self._checked_at = -CHECK_EVERY_S
+
+    async def available(self) -> bool:
+        """Whether the storage answers: the last request's experience, or a ping at most once a
+        second when there was none (readiness: a gateway that refuses every predict is not ready)."""
+        now = time.monotonic()
+        if now - self._checked_at >= CHECK_EVERY_S:
+            self._checked_at = now
+            try:
+                ok = bool(await asyncio.wait_for(self.storage.check(), 2 * STORAGE_TIMEOUT_S))
+            except Exception:  # unreachable, timing out, refusing: all the same here
+                ok = False
+            self._note(ok)
+        return self.storage_ok
+
+    def _note(self, ok: bool) -> None:
+        """Log the storage going down or coming back, once per change."""
+        if ok == self.storage_ok:
+            return
+        self.storage_ok = ok
+        if ok:
+            log.warning("rate-limit storage answers again: limits apply")
+        elif self.fail_open:
+            log.warning("rate-limit storage unreachable: serving without limits (on_storage_error=allow)")
+        else:
+            log.warning("rate-limit storage unreachable: refusing requests with 503 (on_storage_error=deny)")
 
     def precheck(self, key_id: str) -> None:
         """429 at once when this process alone saw the key over its request rate this second."""
@@ -119,13 +150,12 @@ class RateLimits:
                 raise ApiError(429, reason, "the request is larger than the rate limit allows", retry_after=1)
         try:
             allowed = await self._counts(checks)
-        except Exception as exc:  # storage down or timing out
+        except Exception:  # storage down or timing out
+            self._note(False)
             if self.fail_open:
-                log.warning(
-                    "rate-limit storage down (%s): allowing (on_storage_error=allow)", type(exc).__name__
-                )
                 return
             raise unavailable("limiter_unavailable", "rate limiting is unavailable; retry later") from None
+        self._note(True)
         for ok, (_item, _ids, _cost, reason) in zip(allowed, checks, strict=True):
             if not ok:  # the key's verdict first, then the tenant's
                 raise ApiError(429, reason, "rate limit exceeded; retry later", retry_after=1)

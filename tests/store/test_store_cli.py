@@ -42,6 +42,7 @@ class Cli:
         if token is not None:
             env["KERASGUARD_STORE_TOKEN"] = token
         result = self.runner.invoke(app, ["store", *args], env=env, catch_exceptions=False)
+        self.last = result
         out = result.stdout + result.stderr
         assert result.exit_code == code, out
         assert "Traceback" not in out
@@ -170,3 +171,31 @@ def test_cli_without_the_store_extra(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert "needs the 'store' extra" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_cli_token_revoke_takes_the_whole_token_and_never_prints_its_secret(cli: Cli, tmp_path: Path) -> None:
+    cli("keygen", str(tmp_path / "master.key"))
+    admin = cli("init").strip()
+    pol = ["--policy", str(cli.policy)]
+    reader = cli("token", "create", "--role", "reader", "-n", "team", *pol, token=admin).strip()
+    token_id, secret = reader.split("_", 2)[1:]
+    cli("token", "revoke", reader, *pol, token=admin)  # the whole token, as `token create` printed it
+    said = cli.last.stdout + cli.last.stderr
+    assert f"revoked token {token_id}" in said and secret not in said
+    cli("list", *pol, token=reader, code=2)
+    # nothing matches: the message names the id only
+    unknown = f"kgs_{'0' * 16}_{secret}"
+    cli("token", "revoke", unknown, *pol, token=admin, code=2)
+    said = cli.last.stdout + cli.last.stderr
+    assert f"no token with id {'0' * 16}" in said and secret not in said
+    # not a token id at all (a secret pasted alone, a mangled token): refused without repeating it
+    for garbage in (secret, f"kgs_NOTHEX_{secret}"):
+        cli("token", "revoke", garbage, *pol, token=admin, code=2)
+        said = cli.last.stdout + cli.last.stderr
+        assert "not a token id" in said and secret not in said
+    # the id alone still works, with or without its kgs_ prefix
+    other = cli("token", "create", "--role", "reader", "-n", "team", *pol, token=admin).strip()
+    cli("token", "revoke", f"kgs_{other.split('_')[1]}", *pol, token=admin)
+    assert all(t["revoked"] for t in json.loads(cli("token", "list", "-n", "team", *pol, token=admin)))
+    shown = " ".join(cli.runner.invoke(app, ["store", "token", "revoke", "-h"]).stdout.split())
+    assert "the 16 hex characters between kgs_ and the second _" in shown and "the part after" not in shown

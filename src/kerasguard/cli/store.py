@@ -597,16 +597,23 @@ def token_create(
 @token_app.command("revoke")
 @handle_errors
 def token_revoke(
-    token_id: Annotated[str, typer.Argument(help="The token's id (the part after kgs_).")],
+    token_id: Annotated[
+        str,
+        typer.Argument(
+            help="The token's id (the 16 hex characters between kgs_ and the second _, as `token list` "
+            "shows it), or the whole token.",
+            show_default=False,
+        ),
+    ],
     store: StoreDir,
     token: Token,
     key_file: KeyFile = None,
     policy_file: PolicyFile = None,
 ) -> None:
-    """Revoke a token."""
+    """Revoke a token, named by its id or given whole (messages name only its id, never the secret)."""
     with _opened(store, key_file, policy_file) as opened:
-        opened.revoke_token(token, token_id)
-    say(f"revoked token {token_id}")
+        revoked = opened.revoke_token(token, token_id)
+    say(f"revoked token {revoked}")
 
 
 @token_app.command("list")

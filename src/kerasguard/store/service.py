@@ -506,7 +506,12 @@ class ModelStore:
             )
         return secret
 
-    def revoke_token(self, token: str, token_id: str) -> None:
+    def revoke_token(self, token: str, token_id: str) -> str:
+        """Revoke a token named by its id or given whole (``kgs_<id>_<secret>``); returns its id.
+
+        Messages name the id only, never the secret.
+        """
+        token_id = rbac.token_id_of(token_id)
         principal = self._authenticate(token, Action.token_revoke)
         with self.transaction() as s:
             row = s.get(TokenRow, token_id)
@@ -515,7 +520,9 @@ class ModelStore:
         with self.transaction() as s:
             row = s.get(TokenRow, token_id, with_for_update=True)
             if row is None:
-                raise StoreError(f"no token {token_id!r}")
+                raise StoreError(
+                    f"no token with id {token_id}", hint="`kerasguard store token list` shows the ids"
+                )
             self._check_token_row(s, row)
             row.revoked_at = audit.now()
             row.revision += 1
@@ -533,6 +540,7 @@ class ModelStore:
                 ),
                 self.audit_key,
             )
+        return token_id
 
     def _check_token_row(self, s: Session, row: TokenRow) -> None:
         if not hmac.compare_digest(rbac.token_mac(self.master.mac_key, row), row.row_mac):

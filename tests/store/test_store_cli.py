@@ -199,3 +199,21 @@ def test_cli_token_revoke_takes_the_whole_token_and_never_prints_its_secret(cli:
     assert all(t["revoked"] for t in json.loads(cli("token", "list", "-n", "team", *pol, token=admin)))
     shown = " ".join(cli.runner.invoke(app, ["store", "token", "revoke", "-h"]).stdout.split())
     assert "the 16 hex characters between kgs_ and the second _" in shown and "the part after" not in shown
+
+
+@pytest.mark.parametrize("made", [False, True], ids=["no-folder", "empty-folder"])
+def test_cli_not_a_store_hint_is_a_command_that_works(cli: Cli, tmp_path: Path, made: bool) -> None:
+    import shlex
+
+    cli("keygen", str(tmp_path / "master.key"))
+    node = tmp_path / "node 5"  # a space: the hint's path must be quoted
+    if made:
+        node.mkdir()
+    cli("list", "--store", str(node), token="kgs_x", code=2)
+    hint = cli.last.stderr.split("hint: ", 1)[1]
+    assert "store.toml" in hint  # the other way in: a node of an existing store
+    command = shlex.split(hint.split("`")[1])
+    assert command[:3] == ["kerasguard", "store", "init"] and command[-2:] == ["--store", str(node)]
+    admin = cli(*command[2:]).strip()
+    assert admin.startswith("kgs_")
+    assert "initialised store at" in cli.last.stderr

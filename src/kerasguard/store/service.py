@@ -40,7 +40,13 @@ from kerasguard.policy import Policy
 from kerasguard.store import attachments, audit, crypto, rbac, upgrade
 from kerasguard.store.attachments import Attachment, NewAttachment
 from kerasguard.store.blobs import BlobStore
-from kerasguard.store.config import StoreConfig, default_db_url, read_config, write_config
+from kerasguard.store.config import (
+    StoreConfig,
+    default_db_url,
+    not_a_store_hint,
+    read_config,
+    write_config,
+)
 from kerasguard.store.crypto import CryptoError, MasterKey
 from kerasguard.store.db import (
     AuditRow,
@@ -186,7 +192,7 @@ class ModelStore:
         """Open an existing store: check permissions, migrate, check the key, clean up dead pushes."""
         path = Path(root).absolute()
         if not path.is_dir():
-            raise StoreError(f"{path} is not a kerasguard store folder", hint=f"kerasguard store init {path}")
+            raise StoreError(f"{path} is not a kerasguard store folder", hint=not_a_store_hint(path))
         config = read_config(path)
         modes = config.modes()
         check_tree(path, modes)

@@ -217,3 +217,19 @@ def test_cli_not_a_store_hint_is_a_command_that_works(cli: Cli, tmp_path: Path, 
     admin = cli(*command[2:]).strip()
     assert admin.startswith("kgs_")
     assert "initialised store at" in cli.last.stderr
+
+
+def test_database_driver_text_is_one_line_with_its_controls_still_escaped() -> None:
+    from kerasguard.cli.app import error_text
+    from kerasguard.errors import StoreError
+    from kerasguard.store.db import driver_message
+
+    class DriverError(Exception):
+        def __init__(self, orig: BaseException) -> None:
+            super().__init__("wrapper text")
+            self.orig = orig
+
+    text = driver_message(DriverError(Exception("refused \x1b[31mred\r\n\tIs it running?\n\nhint: forged")))
+    assert text == "refused \x1b[31mred; Is it running?; hint: forged"
+    shown = error_text(StoreError(f"cannot reach the database: {text}"))
+    assert shown == "cannot reach the database: refused \\x1b[31mred; Is it running?; hint: forged"

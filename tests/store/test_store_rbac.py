@@ -211,3 +211,23 @@ def test_revoke_takes_the_id_or_the_whole_token_and_never_repeats_the_secret(env
     with env.store.engine.begin() as conn:
         details = conn.execute(text("select detail from audit where action = 'token-revoke'")).scalars().all()
     assert details == [f"token {token_id}", f"token {other.split('_')[1]}"]
+
+
+def test_denials_name_the_role_with_its_article(env: StoreEnv) -> None:
+    """Denials say "an invoker token", "an admin token", "a reader token" (never "a invoker")."""
+    from kerasguard.store.rbac import Role, a_role
+
+    assert [a_role(r) for r in Role] == ["a reader", "a publisher", "an admin", "an invoker"]
+    cases: list[tuple[str, Callable[[str], object], str]] = [
+        (
+            "invoker",
+            lambda token: env.store.list(token),
+            "an invoker token for namespace 'team' may not list",
+        ),
+        ("reader", lambda token: env.store.list_tokens(token), "a reader token for namespace 'team' may not"),
+        ("admin", lambda token: env.store.rotate_key(token, MasterKey.generate()), "an admin token for"),
+    ]
+    for role, call, said in cases:
+        with pytest.raises(AccessDenied) as info:
+            call(env.token(role, "team"))
+        assert info.value.message.startswith(f"access denied: {said}"), info.value.message

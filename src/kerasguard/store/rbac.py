@@ -73,6 +73,12 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
 GLOBAL_ACTIONS = frozenset({Action.rotate_key, Action.audit_verify})
 
 
+def a_role(role: Role | str) -> str:
+    """The role after its indefinite article, for messages: ``a reader``, ``an admin``, ``an invoker``."""
+    text = str(role)
+    return f"{'an' if text.startswith(tuple('aeiou')) else 'a'} {text}"
+
+
 @dataclass(frozen=True)
 class Principal:
     """An authenticated token."""

@@ -473,7 +473,7 @@ class ModelStore:
                 )
             )
             raise AccessDenied(
-                f"access denied: a {principal.role} token for namespace {principal.namespace!r} "
+                f"access denied: {rbac.a_role(principal.role)} token for namespace {principal.namespace!r} "
                 f"may not {action.value} in namespace {namespace!r}"
             )
         return principal, namespace

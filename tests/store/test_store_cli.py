@@ -233,3 +233,25 @@ def test_database_driver_text_is_one_line_with_its_controls_still_escaped() -> N
     assert text == "refused \x1b[31mred; Is it running?; hint: forged"
     shown = error_text(StoreError(f"cannot reach the database: {text}"))
     assert shown == "cannot reach the database: refused \\x1b[31mred; Is it running?; hint: forged"
+
+
+def test_cli_errors_never_print_a_token_given_in_the_wrong_place(cli: Cli, tmp_path: Path) -> None:
+    """A token pasted as an extra argument, a role or a namespace: the error names its id only."""
+    cli("keygen", str(tmp_path / "master.key"))
+    admin = cli("init").strip()
+    token_id, secret = admin.split("_", 2)[1:]
+    pol = ["--policy", str(cli.policy)]
+    for args in (
+        ("list", admin),  # click's "unexpected extra argument"
+        ("token", "create", "--role", admin, "-n", "team"),  # "unknown role ..."
+        ("list", "-n", admin),  # "invalid namespace ..."
+        ("token", "create", "--role", "reader", "-n", admin[:-5]),  # a mangled copy
+    ):
+        cli(*args, *pol, token=admin, code=2)
+        said = cli.last.stdout + cli.last.stderr
+        assert secret[:-5] not in said, said
+        assert f"kgs_{token_id}_<secret hidden>" in said, said
+    from kerasguard.cli.app import hide_token_secrets
+
+    assert hide_token_secrets(f"kgs_{token_id} and 'kgs_' stay") == f"kgs_{token_id} and 'kgs_' stay"
+    assert hide_token_secrets(f"x kgs_NOTHEX_{secret}") == "x kgs_<hidden>"

@@ -131,6 +131,17 @@ def test_a_reader_sees_no_actions_and_the_endpoints_answer_403(site: Site) -> No
     assert status_of(site, "digits") == "admitted"
 
 
+def test_an_admin_of_another_namespace_is_refused_naming_its_role_with_an(site: Site) -> None:
+    with site.world.store() as store:
+        elsewhere = store.create_token(site.admin, "admin", "elsewhere", "another tenant's admin")
+    admin = login(site, elsewhere)
+    csrf = csrf_of(admin.get("/console/models").text)
+    answer = admin.post(f"/console/models/{NS}/suspect/1/release", data={"reason": "mine now", "csrf": csrf})
+    assert answer.status_code == 403, answer.text[:300]
+    assert "an admin token may not release in this namespace" in answer.text, answer.text[:2000]
+    assert status_of(site, "suspect") == "quarantined"
+
+
 def test_a_publisher_promotes_with_a_reason_and_the_audit_log_shows_it(site: Site) -> None:
     publisher = login(site, site.publisher)
     page = publisher.get(f"/console/models/{NS}/digits/1")

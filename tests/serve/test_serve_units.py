@@ -320,3 +320,64 @@ def test_strip_attachment_checks_digest_and_model(tmp_path: Path) -> None:
         from_sealed(bytes(blob), model_sha256=sha, where="t")
     with pytest.raises(ProbeError):
         from_sealed(b"not a zip", model_sha256=sha, where="t")
+
+
+def test_the_gateway_refuses_a_store_token_that_cannot_serve_and_says_which_role_it_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An invoker key as the gateway's own token (the clients' key, not the gateway's): refused at start
+    with the role named with its article and a hint naming the roles that work, with or without
+    ``[serve] namespaces``; the roles the hint names start."""
+    import base64
+
+    from typer.testing import CliRunner
+
+    from kerasguard.cli import app
+    from kerasguard.errors import KerasGuardError
+    from kerasguard.serve import process
+    from kerasguard.store import MasterKey, ModelStore
+
+    master = MasterKey.generate()
+    store, admin = ModelStore.init(tmp_path / "store", master)
+    with store:
+        tokens = {
+            role: store.create_token(admin, role, "team") for role in ("invoker", "reader", "publisher")
+        }
+        tokens["tenant admin"] = store.create_token(admin, "admin", "team")
+        store.create_token(admin, "invoker", "other")  # a tenant the "team" tokens may not serve
+    monkeypatch.setenv("KERASGUARD_MASTER_KEY", base64.b64encode(master.material).decode())
+    monkeypatch.delenv("KERASGUARD_MASTER_KEY_FILE", raising=False)
+    monkeypatch.delenv(process.CONFIG_ENV, raising=False)
+    plain = tmp_path / "plain.toml"
+    plain.write_text("[serve]\nconsole = false\n")
+    named = tmp_path / "named.toml"
+    named.write_text('[serve]\nconsole = false\nnamespaces = ["team"]\n')
+
+    import kerasguard.serve.app
+
+    monkeypatch.setattr(kerasguard.serve.app, "create_app", lambda access, policy: access)
+
+    def build(token: str, policy: Path) -> None:
+        config = process.ServeConfig(store=str(tmp_path / "store"), policy=str(policy))
+        process.build_app(config, token).store.close()  # the StoreAccess, as create_app got it
+
+    for policy in (plain, named):
+        with pytest.raises(KerasGuardError) as info:
+            build(tokens["invoker"], policy)
+        assert "access denied: an invoker token for namespace 'team'" in info.value.message, (
+            info.value.message
+        )
+        assert info.value.hint == process.ROLE_HINT
+        assert "an admin token" in info.value.hint and "a reader or publisher token" in info.value.hint
+    with pytest.raises(KerasGuardError, match="a reader token for namespace 'team' may not token-list"):
+        build(tokens["reader"], plain)  # which tenants to serve: needs token-list, an admin's
+    for role in ("reader", "publisher", "tenant admin"):
+        build(tokens[role], named)
+    build(tokens["tenant admin"], plain)  # tenants: the namespaces of its invoker keys, its own
+    build(admin, plain)
+    # as the user ran it
+    env = {"KERASGUARD_STORE_TOKEN": tokens["invoker"], "KERASGUARD_STORE": str(tmp_path / "store")}
+    result = CliRunner().invoke(app, ["serve", "--policy", str(plain), "--port", "1"], env=env)
+    assert result.exit_code == 2, result.output
+    assert "an invoker token" in result.stderr and "a invoker" not in result.stderr
+    assert "hint: the gateway's store token lists, shows and pulls" in result.stderr

@@ -406,6 +406,56 @@ def test_store_show_escapes_hostile_text_from_a_probe_report(
     assert checks[0].startswith("REFUSED") and checks[1:] == ["ok", "ok"], checks
 
 
+def test_store_push_and_show_print_text_not_python_reprs(
+    sqlite_env: StoreEnv, model: Path, tmp_path: Path
+) -> None:
+    import re
+
+    from typer.testing import CliRunner
+
+    from kerasguard.cli.app import app
+
+    env = sqlite_env
+    policy_file = tmp_path / "kerasguard.toml"
+    policy_file.write_text(
+        '[store]\nsources = ["https://huggingface.co/acme"]\n[trust]\nallow_unsafe_skip_scan = true\n'
+    )
+    base = ["--store", str(env.root), "--policy", str(policy_file), "--namespace", "team"]
+    environ = {
+        "KERASGUARD_STORE_TOKEN": env.admin,
+        "KERASGUARD_MASTER_KEY_FILE": "",
+        "KERASGUARD_MASTER_KEY": base64.b64encode(env.master.material).decode(),
+    }
+    runner = CliRunner()
+    report = backdoor_report(tmp_path / "backdoor.json")
+    push = ["store", "push", str(model), "--name", "digits", "--version", "1", "--source", SOURCE]
+    pushed = runner.invoke(app, [*push, "--probe-report", str(report), *base], env=environ)
+    assert pushed.exit_code == 0, pushed.output
+    shown = runner.invoke(app, ["store", "show", "digits", "1", *base], env=environ)
+    assert shown.exit_code == 0, shown.output
+    as_json = json.loads(
+        runner.invoke(app, ["store", "show", "digits", "1", "-f", "json", *base], env=environ).stdout
+    )
+    digest = as_json["attachments"][0]["digest"]
+    for out in (pushed.stdout, shown.stdout):
+        assert "{" not in out and "None" not in out and "[]" not in out, out
+        assert re.search(r"^signer +\(none\)$", out, re.M), out
+        assert re.search(r"^checks +scan skipped \(allow_unsafe_skip_scan\)$", out, re.M), out
+        (line,) = [line for line in out.splitlines() if line.startswith("attachment")]
+        assert line.startswith("attachment     probe_report backdoor.json: backdoor probe: verdict backdoor")
+        assert f"[{digest[:19]}..., {report.stat().st_size} bytes, by token:" in line and digest not in line
+    # JSON keeps the full record: checks as an object, attachments as a list, null for no signer
+    assert as_json["admission"]["checks"] == {"scan": "skipped (allow_unsafe_skip_scan)"}
+    assert as_json["signer"] is None and as_json["attachments"][0]["size"] == report.stat().st_size
+    # every value is escaped on its own line: a reason cannot forge another field
+    env.store.quarantine(env.admin, "digits", "1", "INC-1\nstatus         admitted", namespace="team")
+    shown = runner.invoke(app, ["store", "show", "digits", "1", *base], env=environ)
+    assert [line for line in shown.stdout.splitlines() if line.startswith("status")] == [
+        "status         quarantined"
+    ]
+    assert "reason         INC-1\\x0astatus" in shown.stdout
+
+
 def test_the_store_modules_below_the_service_never_import_it() -> None:
     """ingest, egress, attachments and upgrade get a StoreParts: no import of service (no circle)."""
     folder = Path(__import__("kerasguard.store", fromlist=["x"]).__file__).parent

@@ -42,6 +42,7 @@ class Cli:
         if token is not None:
             env["KERASGUARD_STORE_TOKEN"] = token
         result = self.runner.invoke(app, ["store", *args], env=env, catch_exceptions=False)
+        self.last = result
         out = result.stdout + result.stderr
         assert result.exit_code == code, out
         assert "Traceback" not in out
@@ -170,3 +171,87 @@ def test_cli_without_the_store_extra(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert "needs the 'store' extra" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_cli_token_revoke_takes_the_whole_token_and_never_prints_its_secret(cli: Cli, tmp_path: Path) -> None:
+    cli("keygen", str(tmp_path / "master.key"))
+    admin = cli("init").strip()
+    pol = ["--policy", str(cli.policy)]
+    reader = cli("token", "create", "--role", "reader", "-n", "team", *pol, token=admin).strip()
+    token_id, secret = reader.split("_", 2)[1:]
+    cli("token", "revoke", reader, *pol, token=admin)  # the whole token, as `token create` printed it
+    said = cli.last.stdout + cli.last.stderr
+    assert f"revoked token {token_id}" in said and secret not in said
+    cli("list", *pol, token=reader, code=2)
+    # nothing matches: the message names the id only
+    unknown = f"kgs_{'0' * 16}_{secret}"
+    cli("token", "revoke", unknown, *pol, token=admin, code=2)
+    said = cli.last.stdout + cli.last.stderr
+    assert f"no token with id {'0' * 16}" in said and secret not in said
+    # not a token id at all (a secret pasted alone, a mangled token): refused without repeating it
+    for garbage in (secret, f"kgs_NOTHEX_{secret}"):
+        cli("token", "revoke", garbage, *pol, token=admin, code=2)
+        said = cli.last.stdout + cli.last.stderr
+        assert "not a token id" in said and secret not in said
+    # the id alone still works, with or without its kgs_ prefix
+    other = cli("token", "create", "--role", "reader", "-n", "team", *pol, token=admin).strip()
+    cli("token", "revoke", f"kgs_{other.split('_')[1]}", *pol, token=admin)
+    assert all(t["revoked"] for t in json.loads(cli("token", "list", "-n", "team", *pol, token=admin)))
+    shown = " ".join(cli.runner.invoke(app, ["store", "token", "revoke", "-h"]).stdout.split())
+    assert "the 16 hex characters between kgs_ and the second _" in shown and "the part after" not in shown
+
+
+@pytest.mark.parametrize("made", [False, True], ids=["no-folder", "empty-folder"])
+def test_cli_not_a_store_hint_is_a_command_that_works(cli: Cli, tmp_path: Path, made: bool) -> None:
+    import shlex
+
+    cli("keygen", str(tmp_path / "master.key"))
+    node = tmp_path / "node 5"  # a space: the hint's path must be quoted
+    if made:
+        node.mkdir()
+    cli("list", "--store", str(node), token="kgs_x", code=2)
+    hint = cli.last.stderr.split("hint: ", 1)[1]
+    assert "store.toml" in hint  # the other way in: a node of an existing store
+    command = shlex.split(hint.split("`")[1])
+    assert command[:3] == ["kerasguard", "store", "init"] and command[-2:] == ["--store", str(node)]
+    admin = cli(*command[2:]).strip()
+    assert admin.startswith("kgs_")
+    assert "initialised store at" in cli.last.stderr
+
+
+def test_database_driver_text_is_one_line_with_its_controls_still_escaped() -> None:
+    from kerasguard.cli.app import error_text
+    from kerasguard.errors import StoreError
+    from kerasguard.store.db import driver_message
+
+    class DriverError(Exception):
+        def __init__(self, orig: BaseException) -> None:
+            super().__init__("wrapper text")
+            self.orig = orig
+
+    text = driver_message(DriverError(Exception("refused \x1b[31mred\r\n\tIs it running?\n\nhint: forged")))
+    assert text == "refused \x1b[31mred; Is it running?; hint: forged"
+    shown = error_text(StoreError(f"cannot reach the database: {text}"))
+    assert shown == "cannot reach the database: refused \\x1b[31mred; Is it running?; hint: forged"
+
+
+def test_cli_errors_never_print_a_token_given_in_the_wrong_place(cli: Cli, tmp_path: Path) -> None:
+    """A token pasted as an extra argument, a role or a namespace: the error names its id only."""
+    cli("keygen", str(tmp_path / "master.key"))
+    admin = cli("init").strip()
+    token_id, secret = admin.split("_", 2)[1:]
+    pol = ["--policy", str(cli.policy)]
+    for args in (
+        ("list", admin),  # click's "unexpected extra argument"
+        ("token", "create", "--role", admin, "-n", "team"),  # "unknown role ..."
+        ("list", "-n", admin),  # "invalid namespace ..."
+        ("token", "create", "--role", "reader", "-n", admin[:-5]),  # a mangled copy
+    ):
+        cli(*args, *pol, token=admin, code=2)
+        said = cli.last.stdout + cli.last.stderr
+        assert secret[:-5] not in said, said
+        assert f"kgs_{token_id}_<secret hidden>" in said, said
+    from kerasguard.cli.app import hide_token_secrets
+
+    assert hide_token_secrets(f"kgs_{token_id} and 'kgs_' stay") == f"kgs_{token_id} and 'kgs_' stay"
+    assert hide_token_secrets(f"x kgs_NOTHEX_{secret}") == "x kgs_<hidden>"

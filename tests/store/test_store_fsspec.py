@@ -12,10 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
-from conftest import POLICY, SOURCE, StoreEnv
+from conftest import POLICY, SOURCE, Backend, StoreEnv
 from kerasguard.errors import StoreError
 from kerasguard.store import MasterKey, ModelStore
+from kerasguard.store.db import AuditRow
 
 fsspec = pytest.importorskip("fsspec")
 
@@ -87,3 +89,42 @@ def test_reopen_keeps_blob_url(
         again.pull(admin, "m", "1", tmp_path / "o.keras", namespace="team").read_bytes() == model.read_bytes()
     )
     again.close()
+
+
+def test_a_node_with_a_wrong_blob_url_says_where_it_looked(
+    tmp_path: Path, make_store: Callable[..., StoreEnv], backend: Backend
+) -> None:
+    """A node whose store.toml points blob_url elsewhere: the error names the location (password
+    redacted) and the hint names blob_url, for the model and for its attachments."""
+    from kerasguard.store import AttachmentError, NewAttachment
+
+    env = make_store(db_url=backend.db_url)
+    model = tmp_path / "m.keras"
+    model.write_bytes(os.urandom(20_000))
+    items = [NewAttachment("training_record", "train.json", b"{}", {"epochs": 1})]
+    env.store.push(
+        env.admin, model, name="m", version="1", source=SOURCE, namespace="team", attachments=items
+    )
+    # the local store: the blobs/ folder is named
+    (env.root / "blobs").rename(tmp_path / "away")
+    (env.root / "blobs").mkdir(mode=0o700)
+    with pytest.raises(StoreError) as info:
+        env.store.pull(env.admin, "m", "1", tmp_path / "out.keras", namespace="team")
+    assert f"(looked in {env.root / 'blobs'})" in info.value.message
+    # the node's store.toml points at the wrong bucket, with credentials in the URL
+    wrong = f"memory://user:s3cret@kgtest-{secrets.token_hex(4)}/blobs"
+    with (env.root / "store.toml").open("a") as fh:
+        fh.write(f'blob_url = "{wrong}"\n')
+    store = env.reopen()
+    with pytest.raises(StoreError) as info:
+        store.pull(env.admin, "m", "1", tmp_path / "out.keras", namespace="team")
+    with pytest.raises(AttachmentError) as att:
+        store.read_attachment(env.admin, "m", "1", kind="training_record", namespace="team")
+    for error in (info.value, att.value):
+        assert "missing from the store (looked in memory://user:***@kgtest-" in error.message, error.message
+        assert error.hint is not None and "check blob_url in its store.toml" in error.hint
+        assert "s3cret" not in error.diagnostics()
+    with store.transaction() as s:  # the failures are audited with the location, redacted too
+        details = s.execute(select(AuditRow.detail).where(AuditRow.result == "failed")).scalars().all()
+    assert details and all("s3cret" not in d for d in details)
+    assert any("looked in memory://user:***@" in d for d in details)

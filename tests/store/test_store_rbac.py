@@ -190,3 +190,44 @@ def test_authenticate_invoker_accepts_only_live_invoker_keys(world: World) -> No
     env.store.revoke_token(env.admin, key.split("_")[1])
     assert env.store.authenticate_invoker(key) is None
     assert len(denials(env)) == before  # not audited: the gateway logs each request itself
+
+
+def test_revoke_takes_the_id_or_the_whole_token_and_never_repeats_the_secret(env: StoreEnv) -> None:
+    reader = env.token("reader", "team")
+    token_id, secret = reader.split("_", 2)[1:]
+    assert env.store.revoke_token(env.admin, reader) == token_id  # the whole token: its id is revoked
+    with pytest.raises(AccessDenied):
+        env.store.list(reader)
+    other = env.token("reader", "team")
+    assert env.store.revoke_token(env.admin, f"kgs_{other.split('_')[1]}") == other.split("_")[1]
+    with pytest.raises(StoreError) as info:
+        env.store.revoke_token(env.admin, f"kgs_{'0' * 16}_{secret}")
+    assert info.value.message == f"no token with id {'0' * 16}"
+    assert secret not in info.value.diagnostics()
+    for garbage in (secret, f"kgs_NOTHEX_{secret}", ""):
+        with pytest.raises(StoreError) as info:
+            env.store.revoke_token(env.admin, garbage)
+        assert "not a token id" in info.value.message and secret not in info.value.diagnostics()
+    with env.store.engine.begin() as conn:
+        details = conn.execute(text("select detail from audit where action = 'token-revoke'")).scalars().all()
+    assert details == [f"token {token_id}", f"token {other.split('_')[1]}"]
+
+
+def test_denials_name_the_role_with_its_article(env: StoreEnv) -> None:
+    """Denials say "an invoker token", "an admin token", "a reader token" (never "a invoker")."""
+    from kerasguard.store.rbac import Role, a_role
+
+    assert [a_role(r) for r in Role] == ["a reader", "a publisher", "an admin", "an invoker"]
+    cases: list[tuple[str, Callable[[str], object], str]] = [
+        (
+            "invoker",
+            lambda token: env.store.list(token),
+            "an invoker token for namespace 'team' may not list",
+        ),
+        ("reader", lambda token: env.store.list_tokens(token), "a reader token for namespace 'team' may not"),
+        ("admin", lambda token: env.store.rotate_key(token, MasterKey.generate()), "an admin token for"),
+    ]
+    for role, call, said in cases:
+        with pytest.raises(AccessDenied) as info:
+            call(env.token(role, "team"))
+        assert info.value.message.startswith(f"access denied: {said}"), info.value.message

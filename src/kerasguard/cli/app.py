@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -61,8 +62,35 @@ def _console(*, stderr: bool) -> Console:
     return con
 
 
+# A store API token is ``kgs_<id>_<secret>`` (kerasguard.store.rbac.TOKEN_RE; the store is not imported
+# here: a plain install has no store extra). The secret must never reach a terminal or a log, whatever put
+# the token in a message (an argument given in the wrong place or to the wrong option, a typo).
+_TOKEN_LIKE = re.compile(r"kgs_[A-Za-z0-9_-]+")
+_TOKEN_ID = re.compile(r"kgs_([0-9a-f]{16})(?:_|$)")
+
+
+def _hidden(match: re.Match[str]) -> str:
+    text = match.group(0)
+    known = _TOKEN_ID.match(text)
+    if known is None:
+        return "kgs_<hidden>"
+    return text if len(text) == len("kgs_") + 16 else f"kgs_{known.group(1)}_<secret hidden>"
+
+
+def hide_token_secrets(text: str) -> str:
+    """``text`` with the secret of anything token-shaped replaced: the public id (16 hex characters) is
+    kept, so the token can still be named (``kgs_0123456789abcdef_<secret hidden>``)."""
+    return _TOKEN_LIKE.sub(_hidden, text)
+
+
 def error_text(exc: BaseException) -> str:
-    """One clear message for any exception: a KerasGuardError's diagnostics, a missing extra, or the type."""
+    """One clear message for any exception: a KerasGuardError's diagnostics, a missing extra, or the type.
+
+    Token secrets in it are hidden (:func:`hide_token_secrets`)."""
+    return hide_token_secrets(_error_text(exc))
+
+
+def _error_text(exc: BaseException) -> str:
     if isinstance(exc, KerasGuardError):
         text = printable(exc.message, keep_newlines=True)
         return f"{text}\nhint: {printable(exc.hint)}" if exc.hint else text
@@ -88,7 +116,9 @@ def error_text(exc: BaseException) -> str:
 def print_error(message: str | BaseException, *, label: str = "error", style: str = "bold red") -> None:
     """Print ``label: message`` on stderr; the message is escaped (never read as markup)."""
     text = (
-        error_text(message) if isinstance(message, BaseException) else printable(message, keep_newlines=True)
+        error_text(message)
+        if isinstance(message, BaseException)
+        else hide_token_secrets(printable(message, keep_newlines=True))
     )
     console.print(f"[{style}]{markup_safe(label)}:[/] {markup_safe(text, keep_newlines=True)}")
 
@@ -115,6 +145,8 @@ class GuardedGroup(TyperGroup):
             raise typer.Exit(EXIT_ERROR) from None
         except Exception as exc:
             if _is_cli_control(exc):  # exits, aborts and usage errors: typer prints and exits
+                if isinstance(getattr(exc, "message", None), str):  # "unexpected extra argument (kgs_...)"
+                    exc.message = hide_token_secrets(exc.message)  # type: ignore[attr-defined]
                 raise
             if os.environ.get("KERASGUARD_TRACEBACK") and not isinstance(exc, KerasGuardError):
                 raise

@@ -112,16 +112,35 @@ def _print_info(info: "ModelInfo", as_json: bool, checks: dict[str, str] | None 
         return
     lines = []
     for key, value in info.to_dict().items():
-        if key in ("scan_report", "provenance", "admission"):
+        if key in ("scan_report", "provenance", "admission", "attachments"):  # attachments: below
             continue
-        lines.append(f"{key:14} {value}")
+        lines.append(_field(key, value))
     if info.admission is not None:
-        lines.append(f"{'checks':14} {info.admission.get('checks')}")
-        lines += [f"{'reason':14} {reason}" for reason in info.admission.get("reasons", [])]
+        lines.append(_field("checks", _checks_text(info.admission.get("checks"))))
+        lines += [_field("reason", reason) for reason in info.admission.get("reasons") or []]
     lines += _training_record_lines(info)
     lines += _detector_lines(info)
     lines += _attachment_lines(info, checks)
     say("\n".join(lines), err=False)
+
+
+def _field(key: str, value: object) -> str:
+    """One ``key  value`` line of the text record: a missing value is ``(none)``, the value escaped (a
+    newline in a reason or source cannot start a line of its own)."""
+    return f"{key:14} {'(none)' if value is None else printable(value)}"
+
+
+def _checks_text(checks: object) -> str:
+    """The admission checks as ``scan ok, signature ok`` (``(none)`` when there are none)."""
+    if not isinstance(checks, dict):
+        return "(none)" if checks is None else str(checks)
+    return ", ".join(f"{name} {result}" for name, result in checks.items()) or "(none)"
+
+
+def _short_digest(digest: object) -> str:
+    """``sha256:`` and the first 12 hex digits, as ``store list`` shows a digest."""
+    text = str(digest)
+    return text[:19] + "..." if text.startswith("sha256:") and len(text) > 19 else text
 
 
 def _check_attachments(opened: "ModelStore", token: str, info: "ModelInfo") -> dict[str, str]:
@@ -181,7 +200,7 @@ def _attachment_lines(info: "ModelInfo", checks: dict[str, str] | None = None) -
             said = f"training record, {s.get('epochs')} epoch(s), {s.get('anomaly_count')} anomalies"
         line = (
             f"{'attachment':14} {shown(a.kind, 20)} {shown(a.name, 128)}: {shown(said, 300)} "
-            f"[{shown(a.digest, 80)}, {a.size} bytes, by {shown(a.attached_by, 60)}]"
+            f"[{shown(_short_digest(a.digest), 80)}, {a.size} bytes, by {shown(a.attached_by, 60)}]"
         )
         check = (checks or {}).get(f"{a.kind}/{a.name}")
         if check is not None and check != "ok":
@@ -596,16 +615,23 @@ def token_create(
 @token_app.command("revoke")
 @handle_errors
 def token_revoke(
-    token_id: Annotated[str, typer.Argument(help="The token's id (the part after kgs_).")],
+    token_id: Annotated[
+        str,
+        typer.Argument(
+            help="The token's id (the 16 hex characters between kgs_ and the second _, as `token list` "
+            "shows it), or the whole token.",
+            show_default=False,
+        ),
+    ],
     store: StoreDir,
     token: Token,
     key_file: KeyFile = None,
     policy_file: PolicyFile = None,
 ) -> None:
-    """Revoke a token."""
+    """Revoke a token, named by its id or given whole (messages name only its id, never the secret)."""
     with _opened(store, key_file, policy_file) as opened:
-        opened.revoke_token(token, token_id)
-    say(f"revoked token {token_id}")
+        revoked = opened.revoke_token(token, token_id)
+    say(f"revoked token {revoked}")
 
 
 @token_app.command("list")

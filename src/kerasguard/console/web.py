@@ -39,7 +39,7 @@ from kerasguard.policy import Policy
 from kerasguard.render.safe_text import printable
 from kerasguard.serve.metrics import Metrics
 from kerasguard.store import ModelStore
-from kerasguard.store.rbac import ALL_NAMESPACES, NAMESPACE_RE, Action, Principal
+from kerasguard.store.rbac import ALL_NAMESPACES, NAMESPACE_RE, Action, Principal, a_role
 from kerasguard.store.records import NAME_RE, VERSION_RE
 
 log = logging.getLogger("kerasguard.serve.console")
@@ -483,7 +483,7 @@ def create_console(store: ModelStore, policy: Policy, metrics: Metrics) -> ASGIA
             raise Denied(404, "no such action")
         assert session.principal is not None and session.token is not None
         if not session.principal.allowed(actions[verb], namespace):
-            raise Denied(403, f"a {session.principal.role} token may not {verb} in this namespace")
+            raise Denied(403, f"{a_role(session.principal.role)} token may not {verb} in this namespace")
         reason = fields.get("reason", "").strip()
         if not reason:
             raise Denied(400, "a reason is required")

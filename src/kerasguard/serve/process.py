@@ -21,6 +21,15 @@ if TYPE_CHECKING:
 
 CONFIG_ENV = "KERASGUARD_SERVE_CONFIG"
 TOKEN_ENV = "KERASGUARD_STORE_TOKEN"  # noqa: S105 - the name of a variable
+# What the gateway's own token must allow (registry.StoreAccess): list, show and pull in every namespace it
+# serves, and token-list when [serve] namespaces is not set (the tenants are then the namespaces with
+# live invoker keys): in the RBAC table, an admin; with [serve] namespaces naming the token's own
+# namespace, a reader or publisher is enough. An invoker key can do none of this.
+ROLE_HINT = (
+    "the gateway's store token lists, shows and pulls the served models: use an admin token (for every "
+    "namespace, or for the one namespace to serve), or a reader or publisher token with [serve] "
+    'namespaces = ["its namespace"] in the policy; invoker keys are for the gateway\'s clients only'
+)
 
 
 @dataclass(frozen=True)
@@ -53,21 +62,30 @@ def build_app(config: ServeConfig, token: str) -> Any:
 
     if not token:
         raise KerasGuardError(
-            f"the gateway needs a store token in ${TOKEN_ENV} (an admin token, or a reader token "
-            "with [serve] namespaces) to list and pull the served models"
+            f"the gateway needs a store token in ${TOKEN_ENV} to list and pull the served models",
+            hint=ROLE_HINT,
         )
     policy = serve_policy(config)
     key_file = Path(config.key_file) if config.key_file else None
     store = ModelStore.open(Path(config.store), load_master_key(key_file), policy=policy)
     access = StoreAccess(store, token, policy)
+    # A token that cannot tell which tenants to serve, or list their models, fails now, not at every poll.
     try:
-        access.tenants()  # a token that cannot tell which tenants to serve fails now, not at every poll
+        tenants = access.tenants()
     except KerasGuardError as exc:
         store.close()
         raise KerasGuardError(
-            f"the gateway's store token cannot list the tenants to serve: {exc.message}",
-            hint="use an admin token, or a reader token with [serve] namespaces = [its namespace]",
+            f"the gateway's store token cannot list the tenants to serve: {exc.message}", hint=ROLE_HINT
         ) from None
+    for tenant in tenants:
+        try:
+            access.served(tenant)
+        except KerasGuardError as exc:
+            store.close()
+            raise KerasGuardError(
+                f"the gateway's store token cannot list the models of namespace {tenant}: {exc.message}",
+                hint=ROLE_HINT,
+            ) from None
     return create_app(access, policy)
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from kerasguard.errors import StoreError
 from kerasguard.store import crypto
-from kerasguard.store.blobs import BLOB_ID, Upload
+from kerasguard.store.blobs import BLOB_ID, MISSING_HINT, Upload
 from kerasguard.store.crypto import CryptoError, MasterKey
 from kerasguard.store.parts import StoreParts
 from kerasguard.store.witness import WitnessError
@@ -216,14 +216,15 @@ def read(parts: StoreParts, namespace: str, name: str, version: str, entry: dict
     kind, att_name = str(entry.get("kind")), str(entry.get("name"))
     label = f"the {kind} attachment {att_name} of model {ref(namespace, name, version)}"
     blob_id, key = _unwrap(parts.master, entry, label)
+    where = parts.blobs.final.location
     try:
         blob = parts.blobs.final.open_read(blob_id)
     except FileNotFoundError:
         raise AttachmentError(
-            f"{label} is missing from the store", hint="restore blobs from a backup"
+            f"{label} is missing from the store (looked in {where})", hint=MISSING_HINT
         ) from None
     except OSError as exc:
-        raise AttachmentError(f"cannot read {label}: {exc.strerror or exc}") from None
+        raise AttachmentError(f"cannot read {label} in {where}: {exc.strerror or exc}") from None
     out = io.BytesIO()
     with blob:
         try:

@@ -29,10 +29,18 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, Protocol
 
 from kerasguard.errors import StoreError
+from kerasguard.store.db import redact
 from kerasguard.store.perms import Modes, create_file, make_dir
 
 BLOB_ID = re.compile(r"^[0-9a-f]{32}$")
 _TMP_NAME = re.compile(r"^([0-9a-f]{32})\.(lock|part|stage)$")
+
+
+# The hint of "blob ... is missing": lost blobs, or a node that looks for them in the wrong place.
+MISSING_HINT = (
+    "restore the blobs from a backup; if this node looks in the wrong place, check blob_url in its "
+    "store.toml (without blob_url, blobs are read from blobs/ in the store folder)"
+)
 
 
 def new_blob_id() -> str:
@@ -56,6 +64,8 @@ def _check_id(blob_id: str) -> str:
 class FinalBlobs(Protocol):
     """Where finished blobs live: the local ``blobs/`` folder or an fsspec filesystem."""
 
+    location: str  # for messages: the folder, or the blob URL with any password redacted
+
     def publish(self, blob_id: str, part: Path) -> None: ...
     def open_read(self, blob_id: str) -> BinaryIO: ...
     def delete(self, blob_id: str) -> None: ...
@@ -66,6 +76,7 @@ class FinalBlobs(Protocol):
 class LocalFinalBlobs:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self.location = str(folder)
 
     def publish(self, blob_id: str, part: Path) -> None:
         os.replace(part, self.folder / _check_id(blob_id))
@@ -101,6 +112,7 @@ class FsspecFinalBlobs:
             raise StoreError(
                 f"blob URL {url!r} needs fsspec", hint="pip install 'kerasguard[s3]' (fsspec and s3fs)"
             ) from None
+        self.location = redact(url)
         fs, root = fsspec.core.url_to_fs(url)
         self.fs: Any = fs
         self.root = root.rstrip("/")

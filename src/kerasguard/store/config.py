@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import grp
 import os
+import shlex
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,14 @@ class StoreConfig:
             return Modes(group_gid=grp.getgrnam(self.reader_group).gr_gid)
         except KeyError:
             raise StoreError(f"reader group {self.reader_group!r} does not exist") from None
+
+
+def not_a_store_hint(root: Path) -> str:
+    """What to run when ``root`` holds no store: ``store init`` takes the folder as ``--store``."""
+    return (
+        f"create a store there with `kerasguard store init --store {shlex.quote(str(root))}`; or, for "
+        f"another node of an existing store, copy that store's {CONFIG_NAME} into the folder"
+    )
 
 
 def default_db_url(root: Path) -> str:
@@ -66,7 +75,7 @@ def read_config(root: Path) -> StoreConfig:
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise StoreError(
-            f"{root} is not a kerasguard store (no {CONFIG_NAME})", hint=f"kerasguard store init {root}"
+            f"{root} is not a kerasguard store (no {CONFIG_NAME})", hint=not_a_store_hint(root)
         ) from None
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise StoreError(f"cannot read {path}: {exc}") from None

@@ -8,6 +8,7 @@ instead of failing with "database is locked" half-way through.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -171,8 +172,26 @@ def make_engine(url: str) -> Engine:
                 f"unsupported database URL scheme in {redact(url)!r} (use sqlite:/// or postgresql://)"
             )
     except (ArgumentError, ImportError) as exc:
-        raise StoreError(f"cannot use database URL {redact(url)!r}: {exc}") from None
+        raise StoreError(f"cannot use database URL {redact(url)!r}: {driver_message(exc)}") from None
     return engine
+
+
+_BLANKS = re.compile(r"[ \t\f\v]+")
+_LINE_BREAKS = re.compile(r"[\r\n]+")
+
+
+def driver_message(exc: BaseException) -> str:
+    """A database error's text on one line, for messages: the driver's own error when there is one
+    (``exc.orig``), its lines joined with ``; `` and runs of tabs and spaces collapsed to one space.
+
+    Multi-line driver text (psycopg indents its advice with a tab) would otherwise be printed with the
+    tab escaped (``\\x09``) and could start a line of its own; other control characters are left for
+    :func:`kerasguard.escaping.printable` to escape when the message is printed.
+    """
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc)
+    lines = (_BLANKS.sub(" ", line).strip() for line in _LINE_BREAKS.split(text))
+    return "; ".join(line for line in lines if line)
 
 
 def redact(url: str) -> str:
@@ -197,9 +216,9 @@ def migrate(engine: Engine) -> None:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except OperationalError as exc:
-        raise StoreError(f"cannot reach or migrate the store database: {exc.orig}") from None
+        raise StoreError(f"cannot reach or migrate the store database: {driver_message(exc)}") from None
     except SQLAlchemyError as exc:
-        raise StoreError(f"store database migration failed: {exc}") from None
+        raise StoreError(f"store database migration failed: {driver_message(exc)}") from None
 
 
 def sessions(engine: Engine) -> sessionmaker[Any]:

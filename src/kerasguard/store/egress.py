@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from kerasguard.errors import KerasGuardError, StoreError
 from kerasguard.store import crypto
 from kerasguard.store.admission import signature_name, verify_signature
+from kerasguard.store.blobs import MISSING_HINT
 from kerasguard.store.crypto import CryptoError
 from kerasguard.store.db import ModelDetails, ModelRow
 from kerasguard.store.perms import Modes, create_file
@@ -49,15 +50,16 @@ def write_model(store: StoreParts, row: ModelRow, details: ModelDetails, dest: P
         data_key = crypto.unwrap_key(store.master, row.wrapped_key, row.blob_id.encode())
     except CryptoError as exc:
         raise StoreError(f"cannot open the data key of model {name}: {exc}") from None
+    where = store.blobs.final.location
     try:
         blob = store.blobs.final.open_read(row.blob_id)
     except FileNotFoundError:
         raise StoreError(
-            f"the encrypted blob of model {name} is missing from the store",
-            hint="restore blobs from a backup",
+            f"the encrypted blob of model {name} is missing from the store (looked in {where})",
+            hint=MISSING_HINT,
         ) from None
     except OSError as exc:
-        raise StoreError(f"cannot read the blob of model {name}: {exc.strerror or exc}") from None
+        raise StoreError(f"cannot read the blob of model {name} in {where}: {exc.strerror or exc}") from None
     try:
         work = Path(tempfile.mkdtemp(prefix=f".{target.name}.kgpull-", dir=target.parent))
     except OSError as exc:

@@ -30,7 +30,7 @@ from kerasguard.store import audit, crypto
 from kerasguard.store.admission import Decision, admit, policy_digest, policy_document, signature_name
 from kerasguard.store.attachments import FIELD, NewAttachment, check_new, sealed
 from kerasguard.store.blobs import Upload
-from kerasguard.store.db import ModelDetails, ModelRow
+from kerasguard.store.db import ModelDetails, ModelRow, driver_message
 from kerasguard.store.perms import create_file
 from kerasguard.store.rbac import Principal
 from kerasguard.store.records import (
@@ -67,7 +67,7 @@ def describe_failure(exc: BaseException) -> str:
             return f"{exc.strerror} (disk full or file size limit); nothing was stored"
         return f"{exc.strerror or exc}"
     if isinstance(exc, SQLAlchemyError):
-        return f"database error: {getattr(exc, 'orig', exc)}"
+        return f"database error: {driver_message(exc)}"
     return f"{type(exc).__name__}: {exc}"
 
 

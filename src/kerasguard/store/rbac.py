@@ -25,6 +25,8 @@ from kerasguard.store.db import TokenRow
 
 ALL_NAMESPACES = "*"
 TOKEN_RE = re.compile(r"^kgs_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+# A token named by its id (16 hex characters), or given whole (``kgs_<id>_<secret>``): the id is taken.
+TOKEN_ID_RE = re.compile(r"^(?:kgs_)?([0-9a-f]{16})(?:_[A-Za-z0-9_-]*)?$")
 NAMESPACE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
@@ -71,6 +73,12 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
 GLOBAL_ACTIONS = frozenset({Action.rotate_key, Action.audit_verify})
 
 
+def a_role(role: Role | str) -> str:
+    """The role after its indefinite article, for messages: ``a reader``, ``an admin``, ``an invoker``."""
+    text = str(role)
+    return f"{'an' if text.startswith(tuple('aeiou')) else 'a'} {text}"
+
+
 @dataclass(frozen=True)
 class Principal:
     """An authenticated token."""
@@ -93,6 +101,21 @@ class Principal:
         if action in GLOBAL_ACTIONS:
             return False
         return namespace is not None and namespace == self.namespace
+
+
+def token_id_of(value: str) -> str:
+    """The id of a token given by its id or as the whole token (``kgs_<id>_<secret>``).
+
+    ``value`` may be a secret, so a value that names no token id is refused without repeating it.
+    """
+    match = TOKEN_ID_RE.match(value.strip())
+    if match is None:
+        raise StoreError(
+            "not a token id: give the 16 hex characters between 'kgs_' and the second '_' of the token "
+            "(or the whole token)",
+            hint="`kerasguard store token list` shows the ids",
+        )
+    return match.group(1)
 
 
 def check_namespace(namespace: str, *, allow_all: bool = False) -> str:

@@ -24,6 +24,7 @@ import hmac
 import json
 import os
 import secrets
+import shutil
 import socket
 from collections.abc import Iterator
 from dataclasses import replace
@@ -40,7 +41,14 @@ from kerasguard.policy import Policy
 from kerasguard.store import attachments, audit, crypto, rbac, upgrade
 from kerasguard.store.attachments import Attachment, NewAttachment
 from kerasguard.store.blobs import BlobStore
-from kerasguard.store.config import StoreConfig, default_db_url, read_config, write_config
+from kerasguard.store.config import (
+    CONFIG_NAME,
+    StoreConfig,
+    default_db_url,
+    not_a_store_hint,
+    read_config,
+    write_config,
+)
 from kerasguard.store.crypto import CryptoError, MasterKey
 from kerasguard.store.db import (
     AuditRow,
@@ -48,6 +56,7 @@ from kerasguard.store.db import (
     ModelDetails,
     ModelRow,
     TokenRow,
+    driver_message,
     make_engine,
     migrate,
     redact,
@@ -77,6 +86,44 @@ from kerasguard.store.records import (
     seal,
 )
 from kerasguard.store.witness import Head, Witness, WitnessError, open_witness, summarize
+
+# What ``init`` creates in the store folder (``store.db`` and its SQLite companions with the default URL).
+_INIT_ENTRIES = (CONFIG_NAME, "blobs", "tmp", "store.db", "store.db-wal", "store.db-shm", "store.db-journal")
+
+
+@contextlib.contextmanager
+def _undone_on_failure(path: Path) -> Iterator[None]:
+    """Remove what ``init`` created when it fails, so that it can be run again.
+
+    Only what it created: the store folder if it did not exist (else only the entries ``init`` makes
+    in it), and the parent folders it had to create. A WitnessError is raised after the commit, when
+    the store exists in the database: its folder (with its ``store.toml``) stays.
+    """
+    existed = path.exists()
+    new_parents = []  # deepest first
+    parent = path.parent
+    while not parent.exists():
+        new_parents.append(parent)
+        parent = parent.parent
+    try:
+        yield
+    except WitnessError:
+        raise
+    except BaseException:
+        if existed:
+            for name in _INIT_ENTRIES:
+                entry = path / name
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        entry.unlink()
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+        for folder in new_parents:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
 class AccessDenied(StoreError):
@@ -144,20 +191,38 @@ class ModelStore:
             witness=witness,
         )
         modes = config.modes()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        make_dir(path, modes)
-        BlobStore.create_layout(path, modes)
-        write_config(path, config, modes)
-        if db_url is None:
-            os.close(create_file(path / "store.db", modes))
-        engine = make_engine(config.db_url)
-        migrate(engine)
-        store = cls(path, config, engine, master_key, policy or Policy(), store_id)
-        with store.transaction() as s:
+        with _undone_on_failure(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            make_dir(path, modes)
+            BlobStore.create_layout(path, modes)
+            write_config(path, config, modes)
+            if db_url is None:
+                os.close(create_file(path / "store.db", modes))
+            engine = make_engine(config.db_url)
+            try:
+                migrate(engine)
+                store = cls(path, config, engine, master_key, policy or Policy(), store_id)
+                token = store._first_admin(admin_label)
+            except WitnessError:  # raised after the commit: the store exists, its folder stays
+                raise
+            except BaseException:
+                engine.dispose()
+                raise
+        return store, token
+
+    def _first_admin(self, admin_label: str) -> str:
+        """Claim the (empty) database for this store and create its first admin token."""
+        master_key = self.master
+        with self.transaction() as s:
             if s.get(MetaRow, "key_id") is not None:
-                raise StoreError(f"the database at {redact(config.db_url)} already holds a store")
+                raise StoreError(
+                    f"the database at {redact(self.config.db_url)} already holds a store",
+                    hint="`store init` makes a new store and needs a database of its own; to add a node "
+                    f"to an existing store, copy {CONFIG_NAME} from one of its nodes into an empty folder "
+                    'and use that folder as --store (docs/deployment.md, "Several gateways")',
+                )
             s.add(MetaRow(key="key_id", value=master_key.key_id))
-            s.add(MetaRow(key="store_id", value=store.store_id))
+            s.add(MetaRow(key="store_id", value=self.store_id))
             s.add(MetaRow(key="created_at", value=audit.now()))
             s.add(MetaRow(key=upgrade.FORMAT_KEY, value=str(upgrade.FORMAT)))
             token, row = rbac.new_token(
@@ -175,9 +240,9 @@ class ModelStore:
                     subject=audit.token_subject(row.id),
                     revision=row.revision,
                 ),
-                store.audit_key,
+                self.audit_key,
             )
-        return store, token
+        return token
 
     @classmethod
     def open(
@@ -186,7 +251,7 @@ class ModelStore:
         """Open an existing store: check permissions, migrate, check the key, clean up dead pushes."""
         path = Path(root).absolute()
         if not path.is_dir():
-            raise StoreError(f"{path} is not a kerasguard store folder", hint=f"kerasguard store init {path}")
+            raise StoreError(f"{path} is not a kerasguard store folder", hint=not_a_store_hint(path))
         config = read_config(path)
         modes = config.modes()
         check_tree(path, modes)
@@ -262,7 +327,7 @@ class ModelStore:
                 head = session.info.pop(audit.NEW_HEAD, None)
                 key_id = session.info.pop(upgrade.WITNESS_KEY_ID, self.master.key_id)
         except OperationalError as exc:
-            raise StoreError(f"store database error: {exc.orig}") from None
+            raise StoreError(f"store database error: {driver_message(exc)}") from None
         if head is not None:
             self._witness(head[0], head[1], key_id)
 
@@ -408,7 +473,7 @@ class ModelStore:
                 )
             )
             raise AccessDenied(
-                f"access denied: a {principal.role} token for namespace {principal.namespace!r} "
+                f"access denied: {rbac.a_role(principal.role)} token for namespace {principal.namespace!r} "
                 f"may not {action.value} in namespace {namespace!r}"
             )
         return principal, namespace
@@ -506,7 +571,12 @@ class ModelStore:
             )
         return secret
 
-    def revoke_token(self, token: str, token_id: str) -> None:
+    def revoke_token(self, token: str, token_id: str) -> str:
+        """Revoke a token named by its id or given whole (``kgs_<id>_<secret>``); returns its id.
+
+        Messages name the id only, never the secret.
+        """
+        token_id = rbac.token_id_of(token_id)
         principal = self._authenticate(token, Action.token_revoke)
         with self.transaction() as s:
             row = s.get(TokenRow, token_id)
@@ -515,7 +585,9 @@ class ModelStore:
         with self.transaction() as s:
             row = s.get(TokenRow, token_id, with_for_update=True)
             if row is None:
-                raise StoreError(f"no token {token_id!r}")
+                raise StoreError(
+                    f"no token with id {token_id}", hint="`kerasguard store token list` shows the ids"
+                )
             self._check_token_row(s, row)
             row.revoked_at = audit.now()
             row.revision += 1
@@ -533,6 +605,7 @@ class ModelStore:
                 ),
                 self.audit_key,
             )
+        return token_id
 
     def _check_token_row(self, s: Session, row: TokenRow) -> None:
         if not hmac.compare_digest(rbac.token_mac(self.master.mac_key, row), row.row_mac):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,3 +232,22 @@ def test_denials_name_the_role_with_its_article(env: StoreEnv) -> None:
         with pytest.raises(AccessDenied) as info:
             call(env.token(role, "team"))
         assert info.value.message.startswith(f"access denied: {said}"), info.value.message
+
+
+def test_revoking_a_revoked_token_changes_nothing(env: StoreEnv) -> None:
+    """The first revocation's time and revision stay (a second one used to overwrite them)."""
+    token_id = env.token("reader", "team").split("_")[1]
+
+    def state() -> tuple[object, ...]:
+        with env.store.engine.begin() as conn:
+            return tuple(
+                conn.execute(
+                    text("select revoked_at, revision from tokens where id = :i"), {"i": token_id}
+                ).one()
+            )
+
+    env.store.revoke_token(env.admin, token_id)
+    first = state()
+    time.sleep(0.01)
+    assert env.store.revoke_token(env.admin, token_id) == token_id
+    assert state() == first and first[0] is not None

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, Protocol
 
 from kerasguard.errors import StoreError
-from kerasguard.store.db import redact
 from kerasguard.store.perms import Modes, create_file, make_dir
+from kerasguard.store.urls import redact
 
 BLOB_ID = re.compile(r"^[0-9a-f]{32}$")
 _TMP_NAME = re.compile(r"^([0-9a-f]{32})\.(lock|part|stage)$")

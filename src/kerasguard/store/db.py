@@ -29,6 +29,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from kerasguard.errors import StoreError
+from kerasguard.store.urls import redact
 
 SCHEMA_HEAD = "0002"
 
@@ -171,7 +172,7 @@ def make_engine(url: str) -> Engine:
             raise StoreError(
                 f"unsupported database URL scheme in {redact(url)!r} (use sqlite:/// or postgresql://)"
             )
-    except (ArgumentError, ImportError) as exc:
+    except (ArgumentError, ImportError, ValueError) as exc:  # ValueError: a port that is not a number
         raise StoreError(f"cannot use database URL {redact(url)!r}: {driver_message(exc)}") from None
     return engine
 
@@ -192,16 +193,6 @@ def driver_message(exc: BaseException) -> str:
     text = str(orig if orig is not None else exc)
     lines = (_BLANKS.sub(" ", line).strip() for line in _LINE_BREAKS.split(text))
     return "; ".join(line for line in lines if line)
-
-
-def redact(url: str) -> str:
-    """The URL without a password, for messages."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
-    return url
 
 
 def migrate(engine: Engine) -> None:

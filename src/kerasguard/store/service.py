@@ -59,7 +59,6 @@ from kerasguard.store.db import (
     driver_message,
     make_engine,
     migrate,
-    redact,
     sessions,
 )
 from kerasguard.store.egress import pull_destination, write_model
@@ -85,6 +84,7 @@ from kerasguard.store.records import (
     ref,
     seal,
 )
+from kerasguard.store.urls import redact
 from kerasguard.store.witness import Head, Witness, WitnessError, open_witness, summarize
 
 # What ``init`` creates in the store folder (``store.db`` and its SQLite companions with the default URL).
@@ -574,7 +574,8 @@ class ModelStore:
     def revoke_token(self, token: str, token_id: str) -> str:
         """Revoke a token named by its id or given whole (``kgs_<id>_<secret>``); returns its id.
 
-        Messages name the id only, never the secret.
+        Messages name the id only, never the secret. Revoking a revoked token changes nothing: its
+        revocation time and revision stay what the first revocation made them.
         """
         token_id = rbac.token_id_of(token_id)
         principal = self._authenticate(token, Action.token_revoke)
@@ -589,6 +590,8 @@ class ModelStore:
                     f"no token with id {token_id}", hint="`kerasguard store token list` shows the ids"
                 )
             self._check_token_row(s, row)
+            if row.revoked_at is not None:
+                return token_id
             row.revoked_at = audit.now()
             row.revision += 1
             row.row_mac = rbac.token_mac(self.master.mac_key, row)

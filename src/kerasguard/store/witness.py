@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from kerasguard.errors import StoreError
+from kerasguard.store.urls import redact
 
 DEFAULT_FILE = "audit-witness.jsonl"
 MAX_LINE = 4096
@@ -245,11 +246,3 @@ def open_witness(url: str | None, root: Path, store_id: str) -> Witness:
         rest = urlencode([(k, v) for k, v in query if k != "stream"])
         return RedisWitness(urlunsplit(parts._replace(query=rest)), stream)
     raise StoreError(f"unsupported witness URL {redact(url)!r} (use file:/path or redis://host:port/db)")
-
-
-def redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url

@@ -258,3 +258,17 @@ def test_ood_headers_primary_first_then_one_per_kind() -> None:
         "X-KerasGuard-OOD-Score-Energy": "-3.5,1",
         "X-KerasGuard-OOD-Score-Max-Softmax": "-0.9,-0.3",
     }
+
+
+def test_a_detector_that_records_no_model_is_refused_where_a_model_is_named(tmp_path: Path) -> None:
+    """An unkeyed digest can be recomputed after setting ``model_sha256`` to null: no binding, no load."""
+    from kerasguard.robustness.detector_files import load_detectors
+
+    unbound = detector()
+    unbound.model_sha256 = None
+    folder = save_detectors(unbound, tmp_path / "unbound")
+    with pytest.raises(DetectorFileError, match="do not record the model"):
+        load_detectors(folder, model_sha256="cd" * 32)
+    with pytest.raises(DetectorFileError, match="do not record the model"):
+        attachment(folder, model_sha256=SHA)
+    assert load_detectors(folder).model_sha256 is None  # no model named: nothing to compare

@@ -140,7 +140,13 @@ def detectors_from_bytes(
             hint="refit the detectors (kerasguard robustness detectors ... --out DIR)",
         )
     fitted_on = doc.get("model_sha256")
-    if model_sha256 is not None and fitted_on is not None and _bare(fitted_on) != _bare(model_sha256):
+    if model_sha256 is not None and fitted_on is None:  # the digest is unkeyed: null is no binding
+        raise DetectorFileError(
+            f"the detectors in {where} do not record the model they were fitted on",
+            hint="fit them with the model's file (kerasguard robustness detectors MODEL ...) or pass"
+            " model_sha256= to fit_detectors",
+        )
+    if model_sha256 is not None and _bare(fitted_on) != _bare(model_sha256):
         raise DetectorFileError(
             f"the detectors in {where} were fitted on another model (sha256 {fitted_on!s:.80})"
         )

@@ -305,3 +305,14 @@ def test_an_npy_header_declaring_a_huge_array_is_refused_before_allocation(tmp_p
         zf.writestr("y.npy", header.getvalue())
     with pytest.raises(RobustnessError, match="declare more than"):
         load_dataset(path)
+
+
+def test_square_with_the_l2_norm_is_refused_not_run_as_l_inf(tmp_path: Path) -> None:
+    """`--attack square --norm l2` used to run L-inf and label the row linf, exit 0."""
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.zeros((4, 64), "float32"), y=np.zeros(4, "int64"), range=np.array([0.0, 1.0]))
+    model = tmp_path / "absent.keras"  # refused before the model is read
+    result = runner.invoke(
+        app, ["robustness", "evaluate", str(model), str(data), "--attack", "square", "--norm", "l2"]
+    )
+    assert result.exit_code == 2 and "L-inf norm only" in result.output, result.output

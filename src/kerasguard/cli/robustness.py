@@ -167,6 +167,11 @@ def evaluate_command(
                 else f"unknown norm or target mode: {norm}, {target_mode}",
                 hint="--attack fgsm,pgd,square|none --norm linf|l2 --target-mode random|next",
             )
+        if "square" in names and norm != "linf":  # never a silent L-inf run under an L2 label
+            raise RobustnessError(
+                "the Square Attack is implemented for the L-inf norm only",
+                hint="run it with --norm linf (the default), and the L2 attacks in a run of their own",
+            )
         if not in_process and any(n in ("fgsm", "pgd") for n in names):
             raise NoGradientError(
                 "white-box attacks (fgsm, pgd) need input gradients, which a sandboxed model does not give"

@@ -214,6 +214,7 @@ def test_a_model_that_masks_its_gradients_names_the_square_attack() -> None:
     with pytest.raises(NoGradientError, match="zero everywhere") as info:
         evaluate(model, data, attacks=("pgd",), eps=(0.1,))
     assert "--attack square" in info.value.diagnostics()
+    assert "--in-process" not in info.value.diagnostics()  # it is in process already
     report = evaluate(model, data, attacks=("square",), eps=(0.1,), square_queries=5)  # still measurable
     assert report.rows[0].attack == "square-5q"
 

@@ -133,6 +133,8 @@ def membership_leak(
             f"on {len(reference_data) // 2} holdout samples each; the target's own recipe is unknown, so "
             "the calibration is approximate"
         )
+    elif target.in_process:
+        notes.append("LiRA skipped: no reference models were asked for (references = 0)")
     else:
         notes.append("LiRA skipped: it needs the in-process model (its architecture is cloned)")
     reasons = []

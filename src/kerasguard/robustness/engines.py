@@ -33,6 +33,11 @@ GRADIENT_FREE_HINT = (
     "use the gradient-free Square Attack (--attack square / attack='square'), or load the model"
     " in process (--in-process) on a backend with gradients (jax, tensorflow, torch)"
 )
+# for a model already in process whose gradients are missing, masked or broken
+IN_PROCESS_GRADIENT_HINT = (
+    "use the gradient-free Square Attack (--attack square / attack='square'); a gradient-masking layer"
+    " hides the model's weakness from gradient attacks, it does not remove it"
+)
 
 
 @dataclass(frozen=True)
@@ -360,7 +365,7 @@ class JaxClassifier:
             raise NoGradientError(
                 f"the model cannot be differentiated on the jax backend ({type(exc).__name__}: "
                 f"{str(exc)[:300]})",
-                hint=GRADIENT_FREE_HINT,
+                hint=IN_PROCESS_GRADIENT_HINT,
             ) from None
         _judge_gradient(grad, "jax")
         self._gradients_ok = True
@@ -370,18 +375,18 @@ def _judge_gradient(grad: np.ndarray | None, backend: str) -> None:
     if grad is None:
         raise NoGradientError(
             f"the model's output does not depend differentiably on its input on the {backend} backend",
-            hint=GRADIENT_FREE_HINT,
+            hint=IN_PROCESS_GRADIENT_HINT,
         )
     if not np.all(np.isfinite(grad)):
         raise NoGradientError(
             f"the model's input gradients are NaN or infinite on the {backend} backend",
-            hint=GRADIENT_FREE_HINT,
+            hint=IN_PROCESS_GRADIENT_HINT,
         )
     if not np.any(grad):
         raise NoGradientError(
             f"the model's input gradients are zero everywhere on the {backend} backend (a non-differentiable"
             " or gradient-masking layer?)",
-            hint=GRADIENT_FREE_HINT,
+            hint=IN_PROCESS_GRADIENT_HINT,
         )
 
 
@@ -489,7 +494,7 @@ class TapeClassifier:
             raise NoGradientError(
                 f"the model cannot be differentiated on the {self.backend} backend ({type(exc).__name__}:"
                 f" {str(exc)[:300]})",
-                hint=GRADIENT_FREE_HINT,
+                hint=IN_PROCESS_GRADIENT_HINT,
             ) from None
         _judge_gradient(grad, self.backend)
 

@@ -170,3 +170,20 @@ def test_non_finite_inputs_are_a_clear_error_not_a_traceback() -> None:
     x[9, 0, 0] = np.inf
     with pytest.raises(DataError, match="2 sample"):
         find_backdoor(model, x, y_train)
+
+
+@pytest.mark.parametrize(("row", "label"), [(3, 12), (7, -3)])
+def test_labels_that_are_not_classes_of_the_model_are_a_clear_error(row: int, label: int) -> None:
+    """A label the 10-class model cannot predict was analysed as a class of its own (12), or crashed
+    inside NumPy (-3: "'list' argument must have no negative elements")."""
+    from kerasguard.data import find_backdoor
+    from kerasguard.errors import DataError
+
+    x_train, _, y_train, _ = digits_split()
+    model = train_mlp(x_train, y_train, epochs=1)
+    y = y_train.copy()
+    y[row] = label
+    with pytest.raises(
+        DataError, match=rf"1 label\(s\) are not classes of the model \(0 to 9\); row {row} has {label}"
+    ):
+        find_backdoor(model, x_train, y)

@@ -126,6 +126,24 @@ def load_user_model(path: str | os.PathLike[str], policy: Policy | None = None) 
     return load_model(path, policy=policy, sandbox=False)
 
 
+def _check_labels(labels: IntArray, model: Any, source: str) -> None:
+    """Labels must be classes the model can predict: 0 .. n-1, n the width of its output (2 for one
+    sigmoid unit). Anything else is a mislabelled file, not a class to analyse."""
+    outputs = getattr(model, "outputs", None) or []
+    width = outputs[0].shape[-1] if len(outputs) == 1 and len(outputs[0].shape) >= 2 else None
+    if not isinstance(width, int):
+        return
+    n = 2 if width == 1 else width
+    bad = np.flatnonzero((labels < 0) | (labels >= n))
+    if bad.size:
+        row = int(bad[0])
+        raise DataError(
+            f"{source}: {bad.size} label(s) are not classes of the model (0 to {n - 1}); row {row} has"
+            f" {int(labels[row])}",
+            hint="fix the label column (or give the labels the model was trained with)",
+        )
+
+
 def _split(split: Split | str | os.PathLike[str] | None) -> tuple[FloatArray, IntArray] | None:
     if split is None:
         return None
@@ -288,6 +306,7 @@ def find_backdoor(
     if ds.labels is None:
         raise DataError(f"{ds.source}: backdoor analysis needs labels")
     y = ds.labels
+    _check_labels(y, model, ds.source)
     x = ds.inputs().astype(np.float32, copy=False)
     if not np.isfinite(x).all():
         bad = int((~np.isfinite(x.reshape(len(x), -1))).any(axis=1).sum())

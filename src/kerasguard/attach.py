@@ -109,6 +109,11 @@ def detector(path: str | os.PathLike[str], *, model_sha256: str | None, max_byte
     strip = StripDetector.load(source, max_bytes=max_bytes)
     bare = (model_sha256 or "").removeprefix("sha256:")
     fitted_on = str(strip.model_sha256 or "").removeprefix("sha256:")
+    if bare and not fitted_on:
+        raise StoreError(
+            f"the STRIP detector {source} does not record the model it was fitted on",
+            hint="fit it with `kerasguard probe backdoor MODEL ... --strip-out FILE.npz`",
+        )
     if bare and fitted_on and bare != fitted_on:
         raise StoreError(f"the STRIP detector {source} was fitted on another model (sha256 {fitted_on:.80})")
     summary = {

@@ -92,3 +92,13 @@ class DataError(KerasGuardError):
 
 class ProbeError(KerasGuardError):
     """A behavioural probe (backdoor search, STRIP, membership inference) cannot run on this model or data."""
+
+
+# The trust pipeline or the policy refused the model (a verdict, not a failure): commands that load a
+# model for analysis exit 1 on these, like `kerasguard load`, and 2 on every other error.
+MODEL_REFUSALS: tuple[type[KerasGuardError], ...] = (
+    IntegrityError,
+    PolicyError,
+    UnsafeModelError,
+    UntrustedSourceError,
+)

@@ -79,9 +79,10 @@ def test_cli_backdoor_on_a_saved_model_at_33_percent(tmp_path: Path) -> None:
     np.savez(tmp_path / "poisoned_test.npz", x=px, y=py)
     policy = tmp_path / "kerasguard.toml"
 
-    # the model is loaded in process only if the policy says so
-    _, out = run_cli("data", "backdoor", str(model_path), str(tmp_path / "train.npz"), code=2)
-    assert "in-process loading" in out
+    # the model is loaded in process only if the policy says so: refused (exit 1, as robustness and
+    # probe do), with the reason and not the loader's raw load record
+    _, out = run_cli("data", "backdoor", str(model_path), str(tmp_path / "train.npz"), code=1)
+    assert "in-process loading" in out and "refused" in out and '{"event":"load"' not in out
 
     policy.write_text("[sandbox]\nallow_unsafe_in_process = true\n")
     code, out = run_cli(

@@ -1,6 +1,7 @@
 """`kerasguard data ...`: check training data, write and verify its manifest, find backdoor poison.
 
-Exit codes: 0 clean, 1 findings at or above --fail-on (or data changed since its manifest), 2 error or
+Exit codes: 0 clean, 1 findings at or above --fail-on (or data changed since its manifest, or the model of
+`backdoor` refused by the trust pipeline or the policy), 2 error or
 part of the data unreadable. numpy, pyarrow, Pillow and Keras are imported inside the commands.
 """
 
@@ -25,7 +26,7 @@ from kerasguard.cli.app import (
     write_output,
 )
 from kerasguard.cli.scan import PolicyOption, resolve_policy
-from kerasguard.errors import DataError, KerasGuardError
+from kerasguard.errors import MODEL_REFUSALS, DataError, KerasGuardError
 
 if TYPE_CHECKING:
     from kerasguard.data.report import BackdoorReport, DataReport
@@ -220,21 +221,27 @@ def backdoor_command(
     if the policy allows in-process loading ([sandbox] allow_unsafe_in_process = true).
     """
     from kerasguard.data.pipeline import find_backdoor
+    from kerasguard.loading.events import caught_load_event
 
     threshold = _threshold(fail_on, policy_file)
     if (test is not None or poisoned_test is not None) and not retrain:
         raise DataError("--test and --poisoned-test measure the retrained model; add --retrain")
-    report = find_backdoor(
-        model,
-        data,
-        layer=layer,
-        retrain_filtered=retrain,
-        epochs=epochs,
-        batch_size=batch_size,
-        test=test,
-        poisoned_test=poisoned_test,
-        policy=resolve_policy(policy_file),
-        seed=seed,
-    )
+    try:
+        with caught_load_event():  # the load event is the loader's record, not this command's output
+            report = find_backdoor(
+                model,
+                data,
+                layer=layer,
+                retrain_filtered=retrain,
+                epochs=epochs,
+                batch_size=batch_size,
+                test=test,
+                poisoned_test=poisoned_test,
+                policy=resolve_policy(policy_file),
+                seed=seed,
+            )
+    except MODEL_REFUSALS as exc:  # a verdict on the model: exit 1, as robustness and probe do
+        print_error(exc, label="refused")
+        raise typer.Exit(EXIT_FINDINGS) from None
     _emit(report, fmt, output)
     raise typer.Exit(report.exit_code(threshold))

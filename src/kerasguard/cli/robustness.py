@@ -19,13 +19,7 @@ import typer
 
 from kerasguard.cli.app import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, app, console, print_error, write_output
 from kerasguard.cli.scan import PolicyOption, resolve_policy
-from kerasguard.errors import (
-    IntegrityError,
-    KerasGuardError,
-    PolicyError,
-    UnsafeModelError,
-    UntrustedSourceError,
-)
+from kerasguard.errors import MODEL_REFUSALS, KerasGuardError
 
 robustness_app = typer.Typer(
     name="robustness",
@@ -33,8 +27,6 @@ robustness_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(robustness_app)
-
-REFUSALS = (IntegrityError, PolicyError, UnsafeModelError, UntrustedSourceError)
 
 
 class ReportFormat(StrEnum):
@@ -98,7 +90,7 @@ def _exit_codes() -> Iterator[None]:
     """Refusals exit 1, every other kerasguard error 2; the message, never a traceback."""
     try:
         yield
-    except REFUSALS as exc:
+    except MODEL_REFUSALS as exc:
         print_error(exc, label="refused")
         raise typer.Exit(EXIT_FINDINGS) from None
     except KerasGuardError as exc:

@@ -158,3 +158,23 @@ def test_cli_too_few_samples_per_class_exit_2(tmp_path: Path) -> None:
         ]
     )
     assert result.exit_code == 2 and "minimum 10" in result.output  # type: ignore[attr-defined]
+
+
+def test_cli_trigger_png_options_are_checked_before_the_search(tmp_path: Path) -> None:
+    """Flat inputs without --image-shape, a shape of another size, or a --trigger-dir that is a file
+    used to fail after the whole trigger search (its result lost); now before the model is loaded."""
+    x, y = _data()
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    model_path = tmp_path / "absent.keras"  # never read: the checks come first
+    base = ["probe", "backdoor", str(model_path), str(tmp_path / "d.npz"), "--in-process"]
+    cases = [
+        ([], "are not images"),
+        (["--image-shape", "5x5"], "does not fit inputs of shape (16,)"),
+    ]
+    for extra, said in cases:
+        result = _invoke([*base, "--trigger-dir", str(tmp_path / "t"), *extra])
+        assert result.exit_code == 2 and said in result.output, result.output  # type: ignore[attr-defined]
+        assert not (tmp_path / "t").exists()
+    (tmp_path / "afile").write_text("x")
+    result = _invoke([*base, "--trigger-dir", str(tmp_path / "afile"), "--image-shape", "4x4"])
+    assert result.exit_code == 2 and "exists and is not a folder" in result.output  # type: ignore[attr-defined]

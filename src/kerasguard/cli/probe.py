@@ -17,13 +17,8 @@ import typer
 
 from kerasguard.cli.app import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, app, print_error, write_output
 from kerasguard.cli.scan import PolicyOption, resolve_policy
-from kerasguard.errors import (
-    IntegrityError,
-    KerasGuardError,
-    PolicyError,
-    UnsafeModelError,
-    UntrustedSourceError,
-)
+from kerasguard.errors import MODEL_REFUSALS, KerasGuardError
+from kerasguard.escaping import printable
 
 probe_app = typer.Typer(
     name="probe",
@@ -73,9 +68,7 @@ def _loaded(
             model = load_model(
                 path, policy=policy, digest=digest, key=key, sandbox=False if in_process else None
             )
-    except (UntrustedSourceError, IntegrityError, UnsafeModelError) as exc:
-        raise _Refused(exc.diagnostics()) from None
-    except PolicyError as exc:  # the policy refused a switch (e.g. in-process)
+    except MODEL_REFUSALS as exc:  # the trust pipeline, or the policy refused a switch (in-process)
         raise _Refused(exc.diagnostics()) from None
     event = getattr(model, "event", None) or catcher.event or {}
     sha = event.get("sha256") if isinstance(event, dict) else None
@@ -155,7 +148,7 @@ def backdoor(
     and runs on the sandboxed model. Exit codes: 0 no class flagged, 1 a class flagged (or the model
     refused by the policy), 2 error.
     """
-    from kerasguard.probe.backdoor import find_backdoor
+    from kerasguard.probe.backdoor import find_backdoor, png_shape
     from kerasguard.probe.data import read_npz
     from kerasguard.probe.render import backdoor_markdown, backdoor_text
     from kerasguard.probe.trigger import SearchConfig
@@ -172,6 +165,13 @@ def backdoor(
             raise KerasGuardError("--strip-only and --no-strip leave nothing to do")
         policy = resolve_policy(policy_file)
         data = read_npz(clean_data, what="clean data")
+        if trigger_dir is not None and not strip_only:  # before a search of minutes, not after it
+            png_shape(data.x.shape[1:], shape)
+            if trigger_dir.exists() and not trigger_dir.is_dir():
+                raise KerasGuardError(
+                    f"--trigger-dir {printable(trigger_dir, limit=300)} exists and is not a folder",
+                    hint="name a folder (it is created) for the trigger PNGs",
+                )
         with _loaded(model_path, policy, digest, key, in_process) as (model, sha):
             report = find_backdoor(
                 model,

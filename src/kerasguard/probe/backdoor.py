@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,19 @@ from kerasguard.probe.target import Target
 from kerasguard.probe.trigger import SearchConfig, Trigger, mask_shape, search_triggers
 
 SCHEMA = "kerasguard.probe.backdoor/1"
+
+
+def png_shape(input_shape: tuple[int, ...], image_shape: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """The shape trigger PNGs are drawn in: the input's own when it is an image (H, W or H, W, 1|3),
+    else ``image_shape`` holding as many values; ProbeError otherwise (checked before a search too)."""
+    shape = tuple(image_shape) if image_shape is not None else tuple(input_shape)
+    if image_shape is not None and math.prod(shape) != math.prod(input_shape):
+        raise ProbeError(f"--image-shape {image_shape} does not fit inputs of shape {tuple(input_shape)}")
+    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[-1] not in (1, 3)):
+        raise ProbeError(
+            f"inputs of shape {tuple(input_shape)} are not images: give an image shape (e.g. 8x8) for PNGs"
+        )
+    return shape
 
 
 @dataclass(frozen=True)
@@ -128,20 +142,8 @@ class BackdoorReport:
         out.mkdir(parents=True, exist_ok=True)
         written: list[str] = []
         for trig in self.triggers:
-            mask, pattern = trig.mask, trig.pattern
-            if image_shape is not None:
-                try:
-                    mask = mask.reshape(image_shape)
-                    pattern = pattern.reshape(image_shape)
-                except ValueError:
-                    raise ProbeError(
-                        f"--image-shape {image_shape} does not fit inputs of shape {trig.pattern.shape}"
-                    ) from None
-            if mask.ndim not in (2, 3) or (mask.ndim == 3 and pattern.shape[-1] not in (1, 3)):
-                raise ProbeError(
-                    f"inputs of shape {trig.pattern.shape} are not images: "
-                    "give an image shape (e.g. 8x8) for PNGs"
-                )
+            view = png_shape(trig.pattern.shape, image_shape)
+            mask, pattern = trig.mask.reshape(view), trig.pattern.reshape(view)
             scale = max(1, 128 // max(mask.shape[0], 1))
             from kerasguard.probe.png import write_png
 

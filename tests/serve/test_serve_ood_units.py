@@ -272,3 +272,8 @@ def test_a_detector_that_records_no_model_is_refused_where_a_model_is_named(tmp_
     with pytest.raises(DetectorFileError, match="do not record the model"):
         attachment(folder, model_sha256=SHA)
     assert load_detectors(folder).model_sha256 is None  # no model named: nothing to compare
+    # sealed in the store, it is bound to its version by the MAC-covered entry: read as it is
+    from kerasguard.robustness.detector_files import from_attachment
+
+    value = attachment(folder)
+    assert from_attachment(value, model_sha256=SHA, where="t/m:1").model_sha256 is None

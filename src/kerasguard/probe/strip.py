@@ -180,9 +180,7 @@ def from_sealed(blob: bytes, *, model_sha256: str, where: str) -> StripDetector:
     detector = _from_meta(meta, overlay)
     if meta.get("digest") != detector.digest:
         raise ProbeError(f"the STRIP detector attached to {where}: digest mismatch (modified or corrupted)")
-    if detector.model_sha256 is None:  # the digest is unkeyed: a missing model is no binding
-        raise ProbeError(f"the STRIP detector attached to {where} does not record the model it was fitted on")
-    if _bare(detector.model_sha256) != _bare(model_sha256):
+    if detector.model_sha256 is not None and _bare(detector.model_sha256) != _bare(model_sha256):
         raise ProbeError(f"the STRIP detector attached to {where} was fitted for another model")
     return detector
 

@@ -127,9 +127,13 @@ def _document(raw: bytes, where: str) -> dict[str, Any]:
 
 
 def detectors_from_bytes(
-    raw: bytes, blob: bytes, *, where: str, model_sha256: str | None = None
+    raw: bytes, blob: bytes, *, where: str, model_sha256: str | None = None, bound_by_store: bool = False
 ) -> DetectorSet:
-    """The checks of :func:`load_detectors` on the two files' bytes (``where`` names them in errors)."""
+    """The checks of :func:`load_detectors` on the two files' bytes (``where`` names them in errors).
+
+    Files on disk must record the model they were fitted on when a model is named (their digest is
+    unkeyed, so a null model is no binding); a store attachment (``bound_by_store``) is bound to its
+    version by the store's MAC-covered entry, and may record none (fitted in Python without one)."""
     json_name, arrays_name = f"{where}/{JSON_NAME}", f"{where}/{ARRAYS_NAME}"
     if len(raw) > MAX_JSON_BYTES or len(blob) > MAX_ARRAY_BYTES:
         raise DetectorFileError(f"the detector in {where} is too large")
@@ -140,13 +144,13 @@ def detectors_from_bytes(
             hint="refit the detectors (kerasguard robustness detectors ... --out DIR)",
         )
     fitted_on = doc.get("model_sha256")
-    if model_sha256 is not None and fitted_on is None:  # the digest is unkeyed: null is no binding
+    if model_sha256 is not None and fitted_on is None and not bound_by_store:
         raise DetectorFileError(
             f"the detectors in {where} do not record the model they were fitted on",
             hint="fit them with the model's file (kerasguard robustness detectors MODEL ...) or pass"
             " model_sha256= to fit_detectors",
         )
-    if model_sha256 is not None and _bare(fitted_on) != _bare(model_sha256):
+    if model_sha256 is not None and fitted_on is not None and _bare(fitted_on) != _bare(model_sha256):
         raise DetectorFileError(
             f"the detectors in {where} were fitted on another model (sha256 {fitted_on!s:.80})"
         )
@@ -346,7 +350,9 @@ def from_attachment(
             parts.append(base64.b64decode(text, validate=True))
         except ValueError:
             raise DetectorFileError(f"the detector attached to {where}: {key!r} is not base64") from None
-    detectors = detectors_from_bytes(parts[0], parts[1], where=where, model_sha256=model_sha256)
+    detectors = detectors_from_bytes(
+        parts[0], parts[1], where=where, model_sha256=model_sha256, bound_by_store=True
+    )
     check_servable(detectors, where)
     return detectors
 

@@ -177,12 +177,13 @@ def test_probe_report_shows_a_hostile_model_name_escaped(hostile_model: Path, tm
     """The probe had its own cleaner: ESC and U+202E became '?', U+200B and direction marks passed."""
     import numpy as np
 
-    data = tmp_path / "d.npz"
+    data, holdout = tmp_path / "d.npz", tmp_path / "h.npz"
     rng = np.random.default_rng(0)
     np.savez(data, x=rng.uniform(0, 1, (40, 3)).astype("float32"), y=np.arange(40) % 2)
-    args = ["probe", "privacy", str(hostile_model), str(data), str(data), "--references", "0"]
+    np.savez(holdout, x=rng.uniform(0, 1, (40, 3)).astype("float32"), y=np.arange(40) % 2)
+    args = ["probe", "privacy", str(hostile_model), str(data), str(holdout), "--references", "0"]
     result = runner.invoke(app, [*args, "--in-process", "--policy", str(_in_process_policy(tmp_path))])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code in (0, 1), result.output  # a verdict either way (random data, tiny model)
     assert_no_raw_controls(result.output)
     assert f"privacy probe: m{printable(HOSTILE)} " in result.stdout  # shown, not obeyed or lost
 

@@ -178,3 +178,41 @@ def test_cli_trigger_png_options_are_checked_before_the_search(tmp_path: Path) -
     (tmp_path / "afile").write_text("x")
     result = _invoke([*base, "--trigger-dir", str(tmp_path / "afile"), "--image-shape", "4x4"])
     assert result.exit_code == 2 and "exists and is not a folder" in result.output  # type: ignore[attr-defined]
+
+
+def test_a_strip_file_declaring_a_huge_overlay_is_refused_from_its_header(tmp_path: Path) -> None:
+    """A 1 KB file whose overlay header declares 1e8 x 64 float32 (23.8 GiB): NumPy tried to allocate
+    it before the error; the header is judged first now."""
+    import io
+    import json
+    import zipfile
+
+    from kerasguard.probe.strip import StripDetector
+
+    def npy(shape: tuple[int, ...], dtype: str, data: bytes = b"") -> bytes:
+        buf = io.BytesIO()
+        header = {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(buf, header)
+        return buf.getvalue() + data
+
+    meta = json.dumps({"threshold": 0.3}).encode()
+    path = tmp_path / "strip.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("overlay.npy", npy((100_000_000, 64), "<f4"))
+        zf.writestr("meta.npy", npy((len(meta),), "|u1", meta))
+    assert path.stat().st_size < 2048
+    with pytest.raises(ProbeError, match=r"declare more than|truncated"):
+        StripDetector.load(path)
+
+
+def test_privacy_probe_refuses_a_holdout_that_is_the_training_data() -> None:
+    """The same file as members and non-members gave AUC 0.5 and "verdict: OK"."""
+    from kerasguard.probe import membership_leak
+    from kerasguard.probe.membership import ReferenceTraining
+
+    model = _mlp()
+    x, y = _data(n=80)
+    with pytest.raises(ProbeError, match="80 of the 80 holdout samples are also in the training data"):
+        membership_leak(model, x, y, x, y, references=ReferenceTraining(models=0))
+    report = membership_leak(model, x[:40], y[:40], x[40:], y[40:], references=ReferenceTraining(models=0))
+    assert report.n_members == 40  # disjoint sets are probed as before

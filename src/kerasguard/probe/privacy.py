@@ -67,6 +67,20 @@ class PrivacyReport:
         }
 
 
+def _check_disjoint(train_x: np.ndarray, holdout_x: np.ndarray) -> None:
+    """Members and non-members must be different samples: when most of the holdout also is in the
+    training data (the same file given twice, say), no attack can separate them and "OK" would be a
+    verdict on nothing."""
+    seen = {np.ascontiguousarray(row).tobytes() for row in train_x}
+    shared = sum(np.ascontiguousarray(row).tobytes() in seen for row in holdout_x)
+    if shared * 2 > len(holdout_x):
+        raise ProbeError(
+            f"{shared} of the {len(holdout_x)} holdout samples are also in the training data: the probe"
+            " needs samples the model never saw",
+            hint="give as holdout data that was kept out of training (a held-out split of the same source)",
+        )
+
+
 def membership_leak(
     model: Any,
     train_x: Any,
@@ -92,6 +106,7 @@ def membership_leak(
     target = Target.of(model)
     check_fits(train, target.input_shape, target.n_classes, what="training data")
     check_fits(holdout, target.input_shape, target.n_classes, what="holdout data")
+    _check_disjoint(train.x, holdout.x)
     if references is None:
         references = ReferenceTraining(models=4 if target.in_process else 0, seed=seed)
     use_lira = references.models > 0

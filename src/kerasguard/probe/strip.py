@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from kerasguard.errors import ProbeError
+from kerasguard.npzfile import check_headers
 from kerasguard.probe.data import check_fits
 from kerasguard.probe.target import Target
 
@@ -281,6 +282,8 @@ def _read(source: Path | io.BytesIO, max_bytes: int, path: str) -> tuple[np.ndar
             meta_info = zf.getinfo("meta.npy")
             if meta_info.file_size > MAX_META_BYTES:
                 raise ProbeError(f"STRIP detector {path}: header above {MAX_META_BYTES} bytes")
+            # NumPy allocates what an array header declares: judge the headers before reading
+            check_headers(zf, max_bytes, f"STRIP detector {path}", ProbeError)
         if isinstance(source, io.BytesIO):
             source.seek(0)
         with np.load(source, allow_pickle=False) as npz:

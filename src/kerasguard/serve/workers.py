@@ -291,7 +291,10 @@ class Worker:
             call = functools.partial(self._call, model, self.monitor, self.strip, x, len(arrays[0]))
             try:
                 served = await in_thread(call)
-                check_rows(served.outputs, len(arrays[0]))
+                # every per-row answer of the child, not only the outputs: features or squeezed outputs
+                # with fewer rows would leave instances without an OOD score (monitoring failing open)
+                extras = [part for part in (served.features, served.entropy) if part is not None]
+                check_rows([served.outputs, *extras, *served.squeezed], len(arrays[0]))
                 ood = None if self.monitor is None else self._score(served, total)
                 strip = None if served.entropy is None else self._strip_scores(served.entropy, total)
                 split(served.outputs, batch, ood, strip)
